@@ -1,0 +1,246 @@
+//! HTTP/1.1 client over the daemon's Unix control socket. Every call has a deadline; every
+//! failure says which socket and which request it was about.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use serde::de::DeserializeOwned;
+use tokio::net::UnixStream;
+
+use crate::{ErrorBody, PROTOCOL_HEADER, PROTOCOL_VERSION};
+
+/// Largest response body the client reads.
+const MAX_RESPONSE_BODY: usize = 64 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot connect to {path}: {source}")]
+    Connect {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{method} {uri} on {path}: no answer within {timeout:?}")]
+    Timeout {
+        path: PathBuf,
+        method: Method,
+        uri: String,
+        timeout: Duration,
+    },
+    #[error("{method} {uri} on {path}: {message}")]
+    Transport {
+        path: PathBuf,
+        method: Method,
+        uri: String,
+        message: String,
+    },
+    #[error(
+        "daemon speaks protocol {daemon}, this client speaks {client}: upgrade the {}",
+        if *daemon > *client { "client (ugroctl)" } else { "daemon (ugro-monitor)" }
+    )]
+    ProtocolMismatch { daemon: u32, client: u32 },
+    #[error("{message} ({status}, {code})")]
+    Api {
+        status: StatusCode,
+        code: String,
+        message: String,
+        details: Vec<String>,
+    },
+    #[error("{method} {uri}: unexpected answer: {message}")]
+    Decode {
+        method: Method,
+        uri: String,
+        message: String,
+    },
+}
+
+impl ClientError {
+    /// True when the daemon could not be reached at all (as opposed to answering with an error).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Connect { .. } | ClientError::Timeout { .. }
+        )
+    }
+}
+
+/// A client bound to one socket path. Cheap to create; each request opens its own connection
+/// (requests are rare and short, and this keeps a hung daemon from wedging a shared connection).
+#[derive(Debug, Clone)]
+pub struct Client {
+    path: PathBuf,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+}
+
+impl Client {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// Overall deadline for one request, connection included.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, uri: &str) -> Result<T, ClientError> {
+        self.request(Method::GET, uri, None).await
+    }
+
+    pub async fn post<T: DeserializeOwned>(
+        &self,
+        uri: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<T, ClientError> {
+        self.request(Method::POST, uri, body).await
+    }
+
+    /// Sends one request and decodes a JSON answer.
+    pub async fn request<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        uri: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<T, ClientError> {
+        let (status, protocol, bytes) = self.raw(method.clone(), uri, body).await?;
+        if let Some(daemon) = protocol
+            && daemon != PROTOCOL_VERSION
+        {
+            return Err(ClientError::ProtocolMismatch {
+                daemon,
+                client: PROTOCOL_VERSION,
+            });
+        }
+        let decode_err = |message: String| ClientError::Decode {
+            method: method.clone(),
+            uri: uri.to_owned(),
+            message,
+        };
+        if !status.is_success() {
+            return match serde_json::from_slice::<ErrorBody>(&bytes) {
+                Ok(e) => Err(ClientError::Api {
+                    status,
+                    code: e.error.code,
+                    message: e.error.message,
+                    details: e.error.details,
+                }),
+                Err(_) => Err(decode_err(format!(
+                    "{status}: {}",
+                    String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+                ))),
+            };
+        }
+        if protocol.is_none() {
+            return Err(decode_err(format!(
+                "no {PROTOCOL_HEADER} header: is {} really a ugro-monitor socket?",
+                self.path.display()
+            )));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| decode_err(e.to_string()))
+    }
+
+    /// Sends one request; returns status, the protocol header (if any) and the body bytes.
+    pub async fn raw(
+        &self,
+        method: Method,
+        uri: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<(StatusCode, Option<u32>, Bytes), ClientError> {
+        let timeout = self.request_timeout;
+        let fut = self.raw_inner(method.clone(), uri, body);
+        match tokio::time::timeout(timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(ClientError::Timeout {
+                path: self.path.clone(),
+                method,
+                uri: uri.to_owned(),
+                timeout,
+            }),
+        }
+    }
+
+    async fn raw_inner(
+        &self,
+        method: Method,
+        uri: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<(StatusCode, Option<u32>, Bytes), ClientError> {
+        let transport = |message: String| ClientError::Transport {
+            path: self.path.clone(),
+            method: method.clone(),
+            uri: uri.to_owned(),
+            message,
+        };
+        let stream =
+            match tokio::time::timeout(self.connect_timeout, UnixStream::connect(&self.path)).await
+            {
+                Ok(Ok(s)) => s,
+                Ok(Err(source)) => {
+                    return Err(ClientError::Connect {
+                        path: self.path.clone(),
+                        source,
+                    });
+                }
+                Err(_) => {
+                    return Err(ClientError::Connect {
+                        path: self.path.clone(),
+                        source: std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            format!("connect timed out after {:?}", self.connect_timeout),
+                        ),
+                    });
+                }
+            };
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| transport(e.to_string()))?;
+        let conn_task = tokio::spawn(conn);
+
+        let body_bytes = match &body {
+            Some(v) => Bytes::from(serde_json::to_vec(v).map_err(|e| transport(e.to_string()))?),
+            None => Bytes::new(),
+        };
+        let mut req = Request::builder()
+            .method(method.clone())
+            .uri(uri)
+            .header(http::header::HOST, "ugro-monitor")
+            .header(http::header::ACCEPT, "application/json")
+            .header(PROTOCOL_HEADER, PROTOCOL_VERSION.to_string());
+        if body.is_some() {
+            req = req.header(http::header::CONTENT_TYPE, "application/json");
+        }
+        let req = req
+            .body(Full::new(body_bytes))
+            .map_err(|e| transport(e.to_string()))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| transport(e.to_string()))?;
+        let status = resp.status();
+        let protocol = resp
+            .headers()
+            .get(PROTOCOL_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let bytes = Limited::new(resp.into_body(), MAX_RESPONSE_BODY)
+            .collect()
+            .await
+            .map_err(|e| transport(format!("reading body: {e}")))?
+            .to_bytes();
+        conn_task.abort();
+        Ok((status, protocol, bytes))
+    }
+}

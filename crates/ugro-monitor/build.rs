@@ -1,0 +1,4 @@
+//! Rebuild the daemon whenever a migration is added or changed, so `sqlx::migrate!` embeds it.
+fn main() {
+    println!("cargo:rerun-if-changed=../../migrations");
+}

@@ -1,0 +1,1193 @@
+//! The daemon's TOML configuration: parsing, defaults, path resolution and validation. Every
+//! problem is reported (not just the first) as `file:line:col: message` with the bad value quoted.
+//! The daemon only ever reads its config; it never writes it.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_spanned::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+
+/// Where the daemon looks for its config when `--config` is not given and `$UGRO_CONFIG` is unset.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/ugro/ugro.toml";
+
+/// Longest path a Unix socket address can hold (sun_path, minus the terminating NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+/// One problem in a config file, located in the source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file.display(),
+            self.line,
+            self.column,
+            self.message
+        )
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} problem{} in {}:\n{}", problems.len(), if problems.len() == 1 { "" } else { "s" }, path.display(),
+        problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<Problem>,
+    },
+}
+
+impl ConfigError {
+    /// Every problem as a `file:line:col: message` line (a read error is one line).
+    pub fn lines(&self) -> Vec<String> {
+        match self {
+            ConfigError::Read { .. } => vec![self.to_string()],
+            ConfigError::Invalid { problems, .. } => {
+                problems.iter().map(|p| p.to_string()).collect()
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resolved configuration: defaults applied, paths absolute, values checked.
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Absolute path of the file this was loaded from.
+    pub path: PathBuf,
+    pub daemon: DaemonConfig,
+    pub health: HealthConfig,
+    pub nodes: Vec<NodeConfig>,
+    pub roots: Vec<RootConfig>,
+    pub http: HttpConfig,
+    pub summary: SummaryConfig,
+    pub email: EmailConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonConfig {
+    pub state_dir: PathBuf,
+    pub socket: PathBuf,
+    /// Group whose members may call mutating endpoints (besides root and the daemon's uid).
+    pub control_group: Option<String>,
+}
+
+impl DaemonConfig {
+    pub fn database_path(&self) -> PathBuf {
+        self.state_dir.join("ugro.db")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthConfig {
+    pub interval: Duration,
+    pub min_interval: Duration,
+    pub max_interval: Duration,
+    pub pass_rate: f64,
+    pub disk_free_min: u64,
+    pub latency_max: Duration,
+    pub pytorch_interval: Duration,
+    pub gpu_temp_max: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeHost {
+    /// This machine, checked without SSH.
+    Local,
+    Remote(RemoteHost),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteHost {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub identity_file: PathBuf,
+    pub known_hosts: PathBuf,
+    pub accept_new_host_keys: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeConfig {
+    pub name: String,
+    pub host: NodeHost,
+    pub gpus: Option<u32>,
+    pub python: Option<String>,
+    pub disk_paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WatchMode {
+    Auto,
+    Inotify,
+    Poll,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootConfig {
+    pub path: PathBuf,
+    pub watch: WatchMode,
+    pub poll_interval: Duration,
+    pub epochs: Option<u32>,
+    pub stall_after: Duration,
+    pub outdated_after: Duration,
+    pub write_progress_json: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HttpConfig {
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SummaryConfig {
+    pub schedule: String,
+    pub timezone: chrono_tz::Tz,
+    pub dir: PathBuf,
+    pub retention: Duration,
+    pub metrics_interval: Duration,
+    pub long_running: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    Starttls,
+    Tls,
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailConfig {
+    pub enabled: bool,
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    pub tls: TlsMode,
+    pub username: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub from: String,
+    pub to: Vec<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw shape of the file. Every field optional and spanned, so defaults are applied in one place
+// and every semantic problem can point at its value.
+
+type S<T> = Option<Spanned<T>>;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDaemon {
+    state_dir: S<String>,
+    socket: S<String>,
+    control_group: S<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    interval: S<DurationValue>,
+    min_interval: S<DurationValue>,
+    max_interval: S<DurationValue>,
+    pass_rate: S<f64>,
+    disk_free_min: S<SizeValue>,
+    latency_max: S<DurationValue>,
+    pytorch_interval: S<DurationValue>,
+    gpu_temp_max: S<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    name: S<String>,
+    host: S<String>,
+    port: S<u16>,
+    user: S<String>,
+    identity_file: S<String>,
+    known_hosts: S<String>,
+    accept_new_host_keys: S<bool>,
+    gpus: S<u32>,
+    python: S<String>,
+    disk_paths: S<Vec<Spanned<String>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoot {
+    path: S<String>,
+    watch: S<WatchMode>,
+    poll_interval: S<DurationValue>,
+    epochs: S<u32>,
+    stall_after: S<DurationValue>,
+    outdated_after: S<DurationValue>,
+    write_progress_json: S<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    listen: S<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSummary {
+    schedule: S<String>,
+    timezone: S<String>,
+    dir: S<String>,
+    retention: S<DurationValue>,
+    metrics_interval: S<DurationValue>,
+    long_running: S<DurationValue>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEmail {
+    enabled: S<bool>,
+    smtp_host: S<String>,
+    smtp_port: S<u16>,
+    tls: S<TlsMode>,
+    username: S<String>,
+    password_file: S<String>,
+    from: S<String>,
+    to: S<Vec<Spanned<String>>>,
+}
+
+/// A duration written as a string: "30s", "5m", "1h 30m", "30d".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct DurationValue(Duration);
+
+impl<'de> Deserialize<'de> for DurationValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = DurationValue;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(r#"a duration string such as "30s", "5m" or "30d""#)
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<DurationValue, E> {
+                humantime::parse_duration(s.trim())
+                    .map(DurationValue)
+                    .map_err(|e| {
+                        E::custom(format!(
+                            r#"invalid duration "{s}": {e}; write e.g. "30s", "5m", "30d""#
+                        ))
+                    })
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// A byte size written as a string: "10GB", "512MiB", "1.5 TB".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SizeValue(u64);
+
+impl<'de> Deserialize<'de> for SizeValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = SizeValue;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(r#"a size string such as "10GB" or "512MiB""#)
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<SizeValue, E> {
+                s.trim()
+                    .parse::<bytesize::ByteSize>()
+                    .map(|b| SizeValue(b.as_u64()))
+                    .map_err(|e| {
+                        E::custom(format!(
+                            r#"invalid size "{s}": {e}; write e.g. "10GB", "512MiB""#
+                        ))
+                    })
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading.
+
+/// Which config file to use: `--config`, else `$UGRO_CONFIG`, else [`DEFAULT_CONFIG_PATH`].
+pub fn config_path(cli: Option<&Path>, env: Option<&std::ffi::OsStr>) -> PathBuf {
+    match (cli, env) {
+        (Some(p), _) => p.to_path_buf(),
+        (None, Some(e)) if !e.is_empty() => PathBuf::from(e),
+        _ => PathBuf::from(DEFAULT_CONFIG_PATH),
+    }
+}
+
+/// Reads and validates the config file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let abs = std::path::absolute(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let text = std::fs::read_to_string(&abs).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(&abs, &text)
+}
+
+/// Validates `text` as if read from `path` (which must be absolute: relative paths inside the
+/// config are resolved against its directory).
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let mut p = Problems {
+        text,
+        spans: Vec::new(),
+    };
+    let (doc, syntax_errors) = DeTable::parse_recoverable(text);
+    for e in syntax_errors {
+        p.toml_error(e);
+    }
+    if !p.spans.is_empty() {
+        return Err(p.into_error(path, None));
+    }
+
+    let mut raw = RawFile::default();
+    let root_span = doc.span();
+    for (key, value) in doc.get_ref().iter() {
+        let name: &str = key.get_ref();
+        match name {
+            "daemon" => raw.daemon = p.section(value),
+            "health" => raw.health = p.section(value),
+            "http" => raw.http = p.section(value),
+            "summary" => raw.summary = p.section(value),
+            "email" => raw.email = p.section(value),
+            "nodes" | "roots" => {
+                let DeValue::Array(items) = value.get_ref() else {
+                    p.push(
+                        value.span(),
+                        format!("`{name}` must be an array of tables: write [[{name}]]"),
+                    );
+                    continue;
+                };
+                for item in items.iter() {
+                    let span = item.span();
+                    if name == "nodes" {
+                        if let Some(n) = p.section::<RawNode>(item) {
+                            raw.nodes.push((span, n));
+                        }
+                    } else if let Some(r) = p.section::<RawRoot>(item) {
+                        raw.roots.push((span, r));
+                    }
+                }
+            }
+            other => p.push(
+                key.span(),
+                format!(
+                    "unknown section `{other}`; expected one of daemon, health, nodes, roots, http, summary, email"
+                ),
+            ),
+        }
+    }
+    let base = path.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let config = resolve(&mut p, path, &base, raw, root_span);
+    if p.spans.is_empty() {
+        Ok(config)
+    } else {
+        Err(p.into_error(path, Some(doc.get_ref())))
+    }
+}
+
+#[derive(Default)]
+struct RawFile {
+    daemon: Option<RawDaemon>,
+    health: Option<RawHealth>,
+    nodes: Vec<(Range<usize>, RawNode)>,
+    roots: Vec<(Range<usize>, RawRoot)>,
+    http: Option<RawHttp>,
+    summary: Option<RawSummary>,
+    email: Option<RawEmail>,
+}
+
+/// Collects problems as (span, message) and turns them into located [`Problem`]s at the end.
+struct Problems<'t> {
+    text: &'t str,
+    spans: Vec<(Range<usize>, String)>,
+}
+
+impl Problems<'_> {
+    fn push(&mut self, span: Range<usize>, message: impl Into<String>) {
+        self.spans.push((span, message.into()));
+    }
+
+    fn toml_error(&mut self, e: toml::de::Error) {
+        let span = e.span().unwrap_or(0..0);
+        self.push(span, e.message().trim().to_string());
+    }
+
+    /// Deserializes one section. A problem inside it is recorded, the offending key dropped and
+    /// the section tried again, so every bad key of every section is reported in one pass.
+    fn section<T: DeserializeOwned>(&mut self, value: &Spanned<DeValue<'_>>) -> Option<T> {
+        let DeValue::Table(table) = value.get_ref() else {
+            self.push(
+                value.span(),
+                format!("expected a table, found {}", value.get_ref().type_str()),
+            );
+            return None;
+        };
+        let mut table = table.clone();
+        let mut failed = false;
+        loop {
+            let attempt = Spanned::new(value.span(), DeValue::Table(table.clone()));
+            match T::deserialize(ValueDeserializer::from(attempt)) {
+                Ok(v) => return (!failed).then_some(v),
+                Err(e) => {
+                    failed = true;
+                    let span = e.span().unwrap_or(value.span());
+                    self.push(span.clone(), plain_types(e.message().trim()));
+                    let culprit = table
+                        .iter()
+                        .find(|(k, v)| overlaps(&k.span(), &span) || overlaps(&v.span(), &span))
+                        .map(|(k, _)| k.clone());
+                    match culprit {
+                        Some(k) => {
+                            table.remove(&k);
+                        }
+                        None => return None,
+                    }
+                }
+            }
+        }
+    }
+
+    fn into_error(self, path: &Path, doc: Option<&DeTable<'_>>) -> ConfigError {
+        let text = self.text;
+        let mut spans = self.spans;
+        spans.sort_by_key(|(s, _)| s.start);
+        let problems = spans
+            .into_iter()
+            .map(|(span, message)| {
+                let (line, column) = line_col(text, span.start);
+                let key = doc.map(|d| key_path(d, &span)).unwrap_or_default();
+                let mut message = if key.is_empty() || message.starts_with(&key) {
+                    message
+                } else {
+                    format!("{key}: {message}")
+                };
+                if let Some(found) = snippet(text, &span)
+                    && !message.contains(found.trim_matches('"'))
+                {
+                    message.push_str(&format!(" (found `{found}`)"));
+                }
+                Problem {
+                    file: path.to_path_buf(),
+                    line,
+                    column,
+                    message,
+                }
+            })
+            .collect();
+        ConfigError::Invalid {
+            path: path.to_path_buf(),
+            problems,
+        }
+    }
+}
+
+/// Says serde's Rust type names the way a config author reads them.
+fn plain_types(message: &str) -> String {
+    message
+        .replace("expected u16", "expected a whole number from 0 to 65535")
+        .replace(
+            "expected u32",
+            "expected a whole number from 0 to 4294967295",
+        )
+        .replace("expected f64", "expected a number")
+        .replace("expected a boolean", "expected true or false")
+}
+
+/// 1-based line and column (in characters) of byte offset `pos`.
+fn line_col(text: &str, pos: usize) -> (usize, usize) {
+    let pos = pos.min(text.len());
+    let before = text.get(..pos).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before.get(line_start..).map_or(0, |s| s.chars().count()) + 1;
+    (line, column)
+}
+
+/// The source text of a span, when it is short and on one line (a value or a key).
+fn snippet<'t>(text: &'t str, span: &Range<usize>) -> Option<&'t str> {
+    let s = text.get(span.clone())?.trim();
+    (!s.is_empty() && s.len() <= 80 && !s.contains('\n')).then_some(s)
+}
+
+fn overlaps(outer: &Range<usize>, inner: &Range<usize>) -> bool {
+    outer.start <= inner.start && inner.end <= outer.end && outer.end > outer.start
+}
+
+/// Dotted path of the key a problem is about, e.g. `nodes[1].port`: the key whose value is the
+/// smallest one containing `span`, or, when `span` is a key itself, the table holding it.
+/// (Table spans in TOML cover only their header, so the whole tree is searched.)
+fn key_path(table: &DeTable<'_>, span: &Range<usize>) -> String {
+    fn walk_table(
+        t: &DeTable<'_>,
+        prefix: &str,
+        span: &Range<usize>,
+        best: &mut Option<(usize, String)>,
+    ) {
+        for (k, v) in t.iter() {
+            let path = if prefix.is_empty() {
+                k.get_ref().to_string()
+            } else {
+                format!("{prefix}.{}", k.get_ref())
+            };
+            if overlaps(&k.span(), span) && best.as_ref().is_none_or(|(w, _)| k.span().len() < *w) {
+                *best = Some((k.span().len(), prefix.to_string()));
+            }
+            walk_value(v, &path, span, best);
+        }
+    }
+    fn walk_value(
+        v: &Spanned<DeValue<'_>>,
+        path: &str,
+        span: &Range<usize>,
+        best: &mut Option<(usize, String)>,
+    ) {
+        let width = v.span().len();
+        if overlaps(&v.span(), span) && best.as_ref().is_none_or(|(w, _)| width <= *w) {
+            *best = Some((width, path.to_string()));
+        }
+        match v.get_ref() {
+            DeValue::Table(t) => walk_table(t, path, span, best),
+            DeValue::Array(a) => {
+                for (i, item) in a.iter().enumerate() {
+                    walk_value(item, &format!("{path}[{i}]"), span, best);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut best = None;
+    walk_table(table, "", span, &mut best);
+    best.map(|(_, p)| p).unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Defaults, path resolution and semantic checks.
+
+fn val<T: Clone>(v: &S<T>) -> Option<T> {
+    v.as_ref().map(|s| s.get_ref().clone())
+}
+
+fn dur(v: &S<DurationValue>, default: Duration) -> Duration {
+    v.as_ref().map_or(default, |s| s.get_ref().0)
+}
+
+fn span_or<T>(v: &S<T>, fallback: &Range<usize>) -> Range<usize> {
+    v.as_ref().map_or(fallback.clone(), |s| s.span())
+}
+
+/// Makes `p` absolute against `base` and removes `.` and `..` lexically (no filesystem access:
+/// the paths may not exist yet, or may be on another machine).
+fn resolve_path(base: &Path, p: &str) -> PathBuf {
+    use std::path::Component;
+    let joined = base.join(p);
+    let mut out = PathBuf::new();
+    for c in joined.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+fn valid_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
+        && s.len() <= 63
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+fn resolve(
+    p: &mut Problems<'_>,
+    path: &Path,
+    base: &Path,
+    raw: RawFile,
+    root_span: Range<usize>,
+) -> Config {
+    let top = 0..0;
+
+    // [daemon]
+    let d = raw.daemon.unwrap_or_default();
+    let state_dir = val(&d.state_dir).map_or_else(
+        || PathBuf::from("/var/lib/ugro"),
+        |s| resolve_path(base, &s),
+    );
+    if d.state_dir.as_ref().is_some_and(|s| s.get_ref().is_empty()) {
+        p.push(
+            span_or(&d.state_dir, &top),
+            "daemon.state_dir must not be empty",
+        );
+    }
+    let socket = val(&d.socket).map_or_else(
+        || PathBuf::from("/run/ugro/ugro.sock"),
+        |s| resolve_path(base, &s),
+    );
+    if socket.as_os_str().len() > MAX_SOCKET_PATH {
+        p.push(
+            span_or(&d.socket, &top),
+            format!(
+                "socket path \"{}\" is {} bytes long; a Unix socket path holds at most {MAX_SOCKET_PATH}",
+                socket.display(),
+                socket.as_os_str().len()
+            ),
+        );
+    }
+    let control_group = match &d.control_group {
+        None => Some("ugro".to_string()),
+        Some(g) if g.get_ref().is_empty() => None,
+        Some(g) => {
+            if !valid_name(g.get_ref()) {
+                p.push(g.span(), format!("invalid group name \"{}\"", g.get_ref()));
+            }
+            Some(g.get_ref().clone())
+        }
+    };
+
+    // [health]
+    let h = raw.health.unwrap_or_default();
+    let health = HealthConfig {
+        interval: dur(&h.interval, Duration::from_secs(60)),
+        min_interval: dur(&h.min_interval, Duration::from_secs(10)),
+        max_interval: dur(&h.max_interval, Duration::from_secs(300)),
+        pass_rate: val(&h.pass_rate).unwrap_or(0.9),
+        disk_free_min: h
+            .disk_free_min
+            .as_ref()
+            .map_or(10_000_000_000, |s| s.get_ref().0),
+        latency_max: dur(&h.latency_max, Duration::from_millis(100)),
+        pytorch_interval: dur(&h.pytorch_interval, Duration::from_secs(30 * 60)),
+        gpu_temp_max: val(&h.gpu_temp_max).unwrap_or(85.0),
+    };
+    if health.min_interval < Duration::from_secs(1) {
+        p.push(
+            span_or(&h.min_interval, &top),
+            format!(
+                "health.min_interval \"{}\" is below the 1s floor",
+                humantime::format_duration(health.min_interval)
+            ),
+        );
+    }
+    if !(health.min_interval <= health.interval && health.interval <= health.max_interval) {
+        let span = span_or(
+            &h.interval,
+            &span_or(&h.min_interval, &span_or(&h.max_interval, &top)),
+        );
+        p.push(
+            span,
+            format!(
+                "health intervals must satisfy min_interval <= interval <= max_interval; got \"{}\" <= \"{}\" <= \"{}\"",
+                humantime::format_duration(health.min_interval),
+                humantime::format_duration(health.interval),
+                humantime::format_duration(health.max_interval)
+            ),
+        );
+    }
+    if !(health.pass_rate > 0.0 && health.pass_rate <= 1.0) {
+        p.push(
+            span_or(&h.pass_rate, &top),
+            format!("pass_rate {} must be in (0, 1]", health.pass_rate),
+        );
+    }
+    if health.latency_max.is_zero() {
+        p.push(
+            span_or(&h.latency_max, &top),
+            "latency_max \"0s\" must be positive",
+        );
+    }
+    if !(0.0..=150.0).contains(&health.gpu_temp_max) {
+        p.push(
+            span_or(&h.gpu_temp_max, &top),
+            format!(
+                "gpu_temp_max {} is not a plausible °C threshold (0-150)",
+                health.gpu_temp_max
+            ),
+        );
+    }
+
+    // [[nodes]]
+    let mut nodes = Vec::new();
+    let mut names = HashSet::new();
+    let mut local_seen = false;
+    for (span, n) in &raw.nodes {
+        let Some(name) = &n.name else {
+            p.push(span.clone(), "[[nodes]] entry is missing `name`");
+            continue;
+        };
+        if !valid_name(name.get_ref()) {
+            p.push(
+                name.span(),
+                format!(
+                    "invalid node name \"{}\": use letters, digits, '.', '_' or '-' (at most 63, starting with a letter or digit)",
+                    name.get_ref()
+                ),
+            );
+        } else if !names.insert(name.get_ref().clone()) {
+            p.push(
+                name.span(),
+                format!("duplicate node name \"{}\"", name.get_ref()),
+            );
+        }
+        let Some(host) = &n.host else {
+            p.push(
+                name.span(),
+                format!(
+                    "node \"{}\" is missing `host` (use \"local\" for this machine)",
+                    name.get_ref()
+                ),
+            );
+            continue;
+        };
+        let host_cfg = if host.get_ref() == "local" {
+            if local_seen {
+                p.push(host.span(), "only one node may have host = \"local\"");
+            }
+            local_seen = true;
+            for (field, present) in [
+                ("port", n.port.is_some()),
+                ("user", n.user.is_some()),
+                ("identity_file", n.identity_file.is_some()),
+                ("known_hosts", n.known_hosts.is_some()),
+            ] {
+                if present {
+                    p.push(
+                        host.span(),
+                        format!(
+                            "node \"{}\": `{field}` has no meaning for host = \"local\"",
+                            name.get_ref()
+                        ),
+                    );
+                }
+            }
+            NodeHost::Local
+        } else {
+            if host.get_ref().trim().is_empty() || host.get_ref().contains(char::is_whitespace) {
+                p.push(host.span(), format!("invalid host \"{}\"", host.get_ref()));
+            }
+            if n.port.as_ref().is_some_and(|s| *s.get_ref() == 0) {
+                p.push(span_or(&n.port, span), "port 0 is not a valid SSH port");
+            }
+            let identity_file = match &n.identity_file {
+                Some(f) => resolve_path(base, f.get_ref()),
+                None => {
+                    p.push(
+                        host.span(),
+                        format!("node \"{}\" on remote host \"{}\" needs `identity_file` (the SSH private key)", name.get_ref(), host.get_ref()),
+                    );
+                    PathBuf::new()
+                }
+            };
+            NodeHost::Remote(RemoteHost {
+                host: host.get_ref().clone(),
+                port: val(&n.port).unwrap_or(22),
+                user: val(&n.user).unwrap_or_else(|| "ugro".into()),
+                identity_file,
+                known_hosts: val(&n.known_hosts)
+                    .map_or_else(|| state_dir.join("known_hosts"), |k| resolve_path(base, &k)),
+                accept_new_host_keys: val(&n.accept_new_host_keys).unwrap_or(false),
+            })
+        };
+        if let Some(g) = &n.gpus
+            && *g.get_ref() > 64
+        {
+            p.push(
+                g.span(),
+                format!("gpus = {} is more than the 64 a node can hold", g.get_ref()),
+            );
+        }
+        let mut disk_paths = Vec::new();
+        for dp in n
+            .disk_paths
+            .as_ref()
+            .map(|v| v.get_ref().as_slice())
+            .unwrap_or(&[])
+        {
+            if !dp.get_ref().starts_with('/') {
+                p.push(
+                    dp.span(),
+                    format!("disk path \"{}\" must be absolute", dp.get_ref()),
+                );
+            }
+            disk_paths.push(PathBuf::from(dp.get_ref()));
+        }
+        if disk_paths.is_empty() {
+            disk_paths.push(PathBuf::from("/"));
+        }
+        if let Some(py) = &n.python
+            && py.get_ref().trim().is_empty()
+        {
+            p.push(
+                py.span(),
+                "python must not be empty (leave it out to skip the PyTorch check)",
+            );
+        }
+        nodes.push(NodeConfig {
+            name: name.get_ref().clone(),
+            host: host_cfg,
+            gpus: val(&n.gpus),
+            python: val(&n.python),
+            disk_paths,
+        });
+    }
+    if raw.nodes.is_empty() {
+        nodes.push(NodeConfig {
+            name: "local".into(),
+            host: NodeHost::Local,
+            gpus: None,
+            python: None,
+            disk_paths: vec![PathBuf::from("/")],
+        });
+    }
+
+    // [[roots]]
+    let mut roots = Vec::new();
+    let mut root_paths = HashSet::new();
+    for (span, r) in &raw.roots {
+        let Some(rp) = &r.path else {
+            p.push(span.clone(), "[[roots]] entry is missing `path`");
+            continue;
+        };
+        if rp.get_ref().is_empty() {
+            p.push(rp.span(), "root path must not be empty");
+            continue;
+        }
+        let path = resolve_path(base, rp.get_ref());
+        if !root_paths.insert(path.clone()) {
+            p.push(rp.span(), format!("duplicate root \"{}\"", rp.get_ref()));
+        }
+        let poll_interval = dur(&r.poll_interval, Duration::from_secs(30));
+        if poll_interval < Duration::from_secs(1) {
+            p.push(
+                span_or(&r.poll_interval, span),
+                "poll_interval must be at least \"1s\"",
+            );
+        }
+        if let Some(e) = &r.epochs
+            && *e.get_ref() == 0
+        {
+            p.push(
+                e.span(),
+                "epochs = 0: a run needs at least one epoch (leave it out if unknown)",
+            );
+        }
+        let stall_after = dur(&r.stall_after, Duration::from_secs(30 * 60));
+        if stall_after < Duration::from_secs(1) {
+            p.push(
+                span_or(&r.stall_after, span),
+                "stall_after must be at least \"1s\"",
+            );
+        }
+        roots.push(RootConfig {
+            path,
+            watch: val(&r.watch).unwrap_or(WatchMode::Auto),
+            poll_interval,
+            epochs: val(&r.epochs),
+            stall_after,
+            outdated_after: dur(&r.outdated_after, Duration::from_secs(30 * 86400)),
+            write_progress_json: val(&r.write_progress_json).unwrap_or(false),
+        });
+    }
+
+    // [http]
+    let hr = raw.http.unwrap_or_default();
+    let listen = hr.listen.as_ref().and_then(|l| match l.get_ref().parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            p.push(
+                l.span(),
+                format!("invalid listen address \"{}\": expected IP:PORT such as \"127.0.0.1:9314\"", l.get_ref()),
+            );
+            None
+        }
+    });
+
+    // [summary]
+    let s = raw.summary.unwrap_or_default();
+    let schedule = val(&s.schedule).unwrap_or_else(|| "0 55 23 * * *".into());
+    if let Err(e) = parse_schedule(&schedule) {
+        p.push(
+            span_or(&s.schedule, &top),
+            format!("invalid cron schedule \"{schedule}\": {e}"),
+        );
+    }
+    let tz_name = val(&s.timezone).unwrap_or_else(|| "UTC".into());
+    let timezone = tz_name.parse::<chrono_tz::Tz>().unwrap_or_else(|_| {
+        p.push(
+            span_or(&s.timezone, &top),
+            format!("unknown timezone \"{tz_name}\": use an IANA name such as \"UTC\" or \"Europe/Berlin\""),
+        );
+        chrono_tz::UTC
+    });
+    let metrics_interval = dur(&s.metrics_interval, Duration::from_secs(300));
+    if metrics_interval < Duration::from_secs(10) {
+        p.push(
+            span_or(&s.metrics_interval, &top),
+            format!(
+                "metrics_interval \"{}\" is below the 10s floor",
+                humantime::format_duration(metrics_interval)
+            ),
+        );
+    }
+    let retention = dur(&s.retention, Duration::from_secs(30 * 86400));
+    if retention < Duration::from_secs(86400) {
+        p.push(
+            span_or(&s.retention, &top),
+            "retention must be at least \"1d\"",
+        );
+    }
+    let summary = SummaryConfig {
+        schedule,
+        timezone,
+        dir: val(&s.dir).map_or_else(|| state_dir.join("summaries"), |d| resolve_path(base, &d)),
+        retention,
+        metrics_interval,
+        long_running: dur(&s.long_running, Duration::from_secs(7 * 86400)),
+    };
+
+    // [email]
+    let e = raw.email.unwrap_or_default();
+    let email_span = span_or(&e.enabled, &top);
+    let email = EmailConfig {
+        enabled: val(&e.enabled).unwrap_or(false),
+        smtp_host: val(&e.smtp_host).unwrap_or_else(|| "localhost".into()),
+        smtp_port: val(&e.smtp_port).unwrap_or(587),
+        tls: val(&e.tls).unwrap_or(TlsMode::Starttls),
+        username: val(&e.username),
+        password_file: val(&e.password_file).map(|f| resolve_path(base, &f)),
+        from: val(&e.from).unwrap_or_else(|| "ugro-monitor <ugro@localhost>".into()),
+        to: e
+            .to
+            .as_ref()
+            .map(|v| v.get_ref().iter().map(|t| t.get_ref().clone()).collect())
+            .unwrap_or_default(),
+    };
+    for addr in e.to.as_ref().map(|v| v.get_ref().as_slice()).unwrap_or(&[]) {
+        if !plausible_mailbox(addr.get_ref()) {
+            p.push(
+                addr.span(),
+                format!("invalid email address \"{}\"", addr.get_ref()),
+            );
+        }
+    }
+    if let Some(f) = &e.from
+        && !plausible_mailbox(f.get_ref())
+    {
+        p.push(
+            f.span(),
+            format!("invalid email address \"{}\"", f.get_ref()),
+        );
+    }
+    if email.enabled && email.to.is_empty() {
+        p.push(
+            span_or(&e.to, &email_span),
+            "email is enabled but `to` lists no recipient",
+        );
+    }
+    if email.smtp_port == 0 {
+        p.push(
+            span_or(&e.smtp_port, &email_span),
+            "smtp_port 0 is not a valid port",
+        );
+    }
+    let _ = root_span;
+
+    Config {
+        path: path.to_path_buf(),
+        daemon: DaemonConfig {
+            state_dir,
+            socket,
+            control_group,
+        },
+        health,
+        nodes,
+        roots,
+        http: HttpConfig { listen },
+        summary,
+        email,
+    }
+}
+
+/// Parses a cron expression the way the scheduler will (5 or 6 fields, seconds optional).
+pub fn parse_schedule(expr: &str) -> Result<croner::Cron, String> {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Optional)
+        .build()
+        .parse(expr)
+        .map_err(|e| e.to_string())
+}
+
+/// "Name <user@host>" or "user@host", with something on each side of the '@'.
+fn plausible_mailbox(s: &str) -> bool {
+    let addr = match (s.find('<'), s.rfind('>')) {
+        (Some(a), Some(b)) if a < b && s.trim_end().ends_with('>') => &s[a + 1..b],
+        (None, None) => s.trim(),
+        _ => return false,
+    };
+    match addr.split_once('@') {
+        Some((user, host)) => {
+            !user.is_empty()
+                && !host.is_empty()
+                && !addr.contains(char::is_whitespace)
+                && !host.contains('@')
+        }
+        None => false,
+    }
+}
+
+impl Config {
+    /// Settings that differ from `old` but only take effect after a restart.
+    pub fn needs_restart(&self, old: &Config) -> Vec<String> {
+        let mut v = Vec::new();
+        if self.daemon.state_dir != old.daemon.state_dir {
+            v.push("daemon.state_dir".to_string());
+        }
+        if self.daemon.socket != old.daemon.socket {
+            v.push("daemon.socket".to_string());
+        }
+        if self.http.listen != old.http.listen {
+            v.push("http.listen".to_string());
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(text: &str) -> Result<Config, ConfigError> {
+        parse(Path::new("/etc/ugro/test.toml"), text)
+    }
+
+    fn problems(text: &str) -> Vec<String> {
+        match parse_str(text) {
+            Ok(_) => panic!("expected problems for:\n{text}"),
+            Err(e) => e.lines(),
+        }
+    }
+
+    #[test]
+    fn empty_file_gives_documented_defaults() {
+        let c = parse_str("").unwrap();
+        assert_eq!(c.daemon.state_dir, PathBuf::from("/var/lib/ugro"));
+        assert_eq!(c.daemon.socket, PathBuf::from("/run/ugro/ugro.sock"));
+        assert_eq!(c.daemon.control_group.as_deref(), Some("ugro"));
+        assert_eq!(c.health.interval, Duration::from_secs(60));
+        assert_eq!(c.health.disk_free_min, 10_000_000_000);
+        assert_eq!(c.health.latency_max, Duration::from_millis(100));
+        assert_eq!(c.nodes.len(), 1);
+        assert_eq!(c.nodes[0].host, NodeHost::Local);
+        assert_eq!(c.summary.schedule, "0 55 23 * * *");
+        assert_eq!(c.summary.dir, PathBuf::from("/var/lib/ugro/summaries"));
+        assert!(!c.email.enabled);
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_directory() {
+        let c =
+            parse_str("[daemon]\nstate_dir = \"../state\"\n[[roots]]\npath = \"logs\"\n").unwrap();
+        assert_eq!(c.daemon.state_dir, PathBuf::from("/etc/state"));
+        assert_eq!(c.roots[0].path, PathBuf::from("/etc/ugro/logs"));
+    }
+
+    #[test]
+    fn unknown_key_is_located_and_quoted() {
+        let lines = problems("[health]\ninterval = \"30s\"\nintervall = \"5m\"\n");
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].starts_with("/etc/ugro/test.toml:3:1: "),
+            "{}",
+            lines[0]
+        );
+        assert!(lines[0].contains("intervall"), "{}", lines[0]);
+    }
+
+    #[test]
+    fn bad_duration_names_key_position_and_value() {
+        let lines = problems("[health]\ninterval = \"30x\"\n");
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].starts_with("/etc/ugro/test.toml:2:12: health.interval: "),
+            "{}",
+            lines[0]
+        );
+        assert!(lines[0].contains("\"30x\""), "{}", lines[0]);
+    }
+
+    #[test]
+    fn every_problem_is_reported_not_just_the_first() {
+        let lines = problems(
+            "[health]\npass_rate = 1.5\n[summary]\ntimezone = \"Mars/Olympus\"\n[[nodes]]\nname = \"a\"\nhost = \"gpu1\"\n[[nodes]]\nname = \"a\"\nhost = \"local\"\n",
+        );
+        assert_eq!(lines.len(), 4, "{lines:#?}");
+        assert!(lines[0].contains(":2:13: ") && lines[0].contains("1.5"));
+        assert!(lines[1].contains(":4:12: ") && lines[1].contains("\"Mars/Olympus\""));
+        assert!(lines[2].contains(":7:8: ") && lines[2].contains("identity_file"));
+        assert!(lines[3].contains(":9:8: ") && lines[3].contains("duplicate node name \"a\""));
+    }
+
+    #[test]
+    fn syntax_error_is_located() {
+        let lines = problems("[daemon]\nsocket = \"/run/x.sock\n");
+        assert!(lines[0].starts_with("/etc/ugro/test.toml:2:"), "{lines:?}");
+    }
+
+    #[test]
+    fn sizes_and_schedules_parse() {
+        let c = parse_str(
+            "[health]\ndisk_free_min = \"512MiB\"\n[summary]\nschedule = \"0 0 6 * * Mon-Fri\"\ntimezone = \"Europe/Berlin\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.health.disk_free_min, 512 * 1024 * 1024);
+        assert_eq!(c.summary.timezone, chrono_tz::Europe::Berlin);
+        assert!(problems("[summary]\nschedule = \"61 * * * *\"\n")[0].contains("\"61 * * * *\""));
+    }
+
+    #[test]
+    fn mailbox_check() {
+        assert!(plausible_mailbox("team@lab"));
+        assert!(plausible_mailbox("ugro-monitor <ugro@lab>"));
+        assert!(!plausible_mailbox("team"));
+        assert!(!plausible_mailbox("a b@lab"));
+        assert!(!plausible_mailbox("<ugro@lab"));
+    }
+
+    #[test]
+    fn line_col_counts_characters() {
+        assert_eq!(line_col("ab\ncdé", 0), (1, 1));
+        assert_eq!(line_col("ab\ncdé", 3), (2, 1));
+        assert_eq!(line_col("ab\nédx", 6), (2, 3));
+    }
+}

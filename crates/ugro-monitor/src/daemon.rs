@@ -1,0 +1,429 @@
+//! The daemon's life: start-up order (lock, database, socket, READY), the shared state its
+//! tasks and the control API see, signals (TERM/INT stop, HUP reload), housekeeping, and a
+//! bounded, graceful stop.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use nix::fcntl::{Flock, FlockArg};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use ugro_api::{ReloadResult, Severity};
+
+use crate::config::{self, Config, ConfigError};
+use crate::control::{self, ControlSocket, SocketError};
+use crate::store::{NewEvent, Store, StoreError};
+use crate::systemd::{Heartbeats, Notifier};
+
+/// The whole stop (tasks, connections, final writes) must fit in this.
+pub const STOP_DEADLINE: Duration = Duration::from_secs(4);
+/// How often background loops report to the heartbeat registry.
+const BEAT_EVERY: Duration = Duration::from_secs(20);
+/// How often old events are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Socket(#[from] SocketError),
+    #[error(
+        "another ugro-monitor already uses state directory {dir} (lock {lock} is held); stop it first"
+    )]
+    StateLocked { dir: PathBuf, lock: PathBuf },
+    #[error("cannot {op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("installing signal handlers: {0}")]
+    Signals(#[source] std::io::Error),
+    #[error("background task '{0}' stopped unexpectedly")]
+    TaskEnded(&'static str),
+}
+
+/// State shared by the daemon's tasks and the control API.
+#[derive(Debug)]
+pub struct Shared {
+    config: watch::Sender<Arc<Config>>,
+    config_loaded_at: Mutex<DateTime<Utc>>,
+    pub store: Store,
+    pub heartbeats: Arc<Heartbeats>,
+    pub notifier: Notifier,
+    pub started_at: DateTime<Utc>,
+    pub pid: u32,
+    /// The daemon's effective uid: callers with it may use mutating endpoints.
+    pub uid: u32,
+    reload_lock: tokio::sync::Mutex<()>,
+}
+
+impl Shared {
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.borrow().clone()
+    }
+
+    /// Watch the configuration (tasks re-read it after a reload).
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Config>> {
+        self.config.subscribe()
+    }
+
+    pub fn config_loaded_at(&self) -> DateTime<Utc> {
+        *self
+            .config_loaded_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records an event and logs it. A failing write (disk full, read-only) is logged, never
+    /// fatal: the daemon keeps serving.
+    pub async fn event(&self, e: NewEvent) {
+        match e.severity {
+            Severity::Info => tracing::info!(kind = %e.kind, subject = %e.subject, "{}", e.message),
+            Severity::Warning => {
+                tracing::warn!(kind = %e.kind, subject = %e.subject, "{}", e.message)
+            }
+            Severity::Critical => {
+                tracing::error!(kind = %e.kind, subject = %e.subject, "{}", e.message)
+            }
+        }
+        if let Err(err) = self.store.record_event(Utc::now(), &e).await {
+            tracing::error!(error = %err, kind = %e.kind, "could not record event");
+        }
+    }
+
+    /// Re-reads the config file. A valid one replaces the old; an invalid one is rejected, the
+    /// old one stays, and both outcomes are events.
+    pub async fn reload(&self, trigger: &str) -> Result<ReloadResult, ConfigError> {
+        let _guard = self.reload_lock.lock().await;
+        self.notifier.reloading();
+        let old = self.config();
+        let path = old.path.clone();
+        let outcome = match tokio::task::spawn_blocking(move || config::load(&path)).await {
+            Ok(r) => r,
+            Err(e) => Err(ConfigError::Read {
+                path: old.path.clone(),
+                source: std::io::Error::other(e.to_string()),
+            }),
+        };
+        let result = match outcome {
+            Ok(new) => {
+                let needs_restart = new.needs_restart(&old);
+                let mut msg = format!(
+                    "configuration reloaded from {} ({trigger})",
+                    new.path.display()
+                );
+                if !needs_restart.is_empty() {
+                    msg.push_str(&format!(
+                        "; changes to {} take effect after a restart",
+                        needs_restart.join(", ")
+                    ));
+                }
+                let result = ReloadResult {
+                    config_path: new.path.display().to_string(),
+                    needs_restart,
+                };
+                self.config.send_replace(Arc::new(new));
+                *self
+                    .config_loaded_at
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = Utc::now();
+                self.event(NewEvent::new(
+                    "config.reloaded",
+                    "daemon",
+                    Severity::Info,
+                    msg,
+                ))
+                .await;
+                self.notifier.ready(&self.running_status());
+                Ok(result)
+            }
+            Err(e) => {
+                let lines = e.lines();
+                self.event(NewEvent::new(
+                    "config.reload_rejected",
+                    "daemon",
+                    Severity::Warning,
+                    format!(
+                        "configuration reload ({trigger}) rejected, previous configuration kept: {}",
+                        lines.join("; ")
+                    ),
+                ))
+                .await;
+                self.notifier.ready(&format!(
+                    "{}; last reload rejected ({} problem{})",
+                    self.running_status(),
+                    lines.len(),
+                    if lines.len() == 1 { "" } else { "s" }
+                ));
+                Err(e)
+            }
+        };
+        result
+    }
+
+    fn running_status(&self) -> String {
+        let c = self.config();
+        format!(
+            "Serving on {}: {} node{}, {} root{}",
+            c.daemon.socket.display(),
+            c.nodes.len(),
+            if c.nodes.len() == 1 { "" } else { "s" },
+            c.roots.len(),
+            if c.roots.len() == 1 { "" } else { "s" }
+        )
+    }
+}
+
+/// Takes an exclusive, non-blocking lock on `path` (released by the kernel if we die).
+fn lock_file(path: &Path, dir: &Path) -> Result<Flock<File>, DaemonError> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|source| DaemonError::Io {
+            op: "open lock file",
+            path: path.to_path_buf(),
+            source,
+        })?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
+        if errno == nix::errno::Errno::EWOULDBLOCK {
+            DaemonError::StateLocked {
+                dir: dir.to_path_buf(),
+                lock: path.to_path_buf(),
+            }
+        } else {
+            DaemonError::Io {
+                op: "lock",
+                path: path.to_path_buf(),
+                source: errno.into(),
+            }
+        }
+    })
+}
+
+/// Runs the daemon until SIGTERM/SIGINT. Returns after a clean stop.
+pub async fn run(config: Config, notifier: Notifier) -> Result<(), DaemonError> {
+    let started_at = Utc::now();
+    let pid = std::process::id();
+    notifier.status("Starting: opening database");
+
+    // The state lock makes the database ours alone; a second daemon stops here.
+    crate::store::create_private_dir(&config.daemon.state_dir).map_err(|source| {
+        DaemonError::Io {
+            op: "create state directory",
+            path: config.daemon.state_dir.clone(),
+            source,
+        }
+    })?;
+    let lock_path = config.daemon.state_dir.join("ugro.lock");
+    let state_lock = match lock_file(&lock_path, &config.daemon.state_dir) {
+        Ok(l) => l,
+        Err(e @ DaemonError::StateLocked { .. }) => {
+            // Say which socket the live daemon answers on, when it does.
+            if let Err(s @ SocketError::InUse { .. }) =
+                ControlSocket::bind(&config.daemon.socket, None).await
+            {
+                return Err(s.into());
+            }
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
+
+    let store = Store::open(&config.daemon.database_path()).await?;
+    notifier.status("Starting: binding control socket");
+    let socket = ControlSocket::bind(
+        &config.daemon.socket,
+        config.daemon.control_group.as_deref(),
+    )
+    .await?;
+
+    let (session, unclean) = store
+        .begin_session(started_at, pid, env!("CARGO_PKG_VERSION"))
+        .await?;
+    let heartbeats = Heartbeats::new();
+    let (config_tx, _) = watch::channel(Arc::new(config));
+    let shared = Arc::new(Shared {
+        config: config_tx,
+        config_loaded_at: Mutex::new(started_at),
+        store: store.clone(),
+        heartbeats: heartbeats.clone(),
+        notifier: notifier.clone(),
+        started_at,
+        pid,
+        uid: nix::unistd::geteuid().as_raw(),
+        reload_lock: tokio::sync::Mutex::new(()),
+    });
+
+    if let Some(prev) = unclean {
+        shared
+            .event(NewEvent::new(
+                "daemon.unclean_stop",
+                "daemon",
+                Severity::Warning,
+                format!(
+                    "the previous daemon (started {}) stopped without a clean shutdown: crash, kill -9 or power loss",
+                    prev.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                ),
+            ))
+            .await;
+    }
+    let cfg = shared.config();
+    shared
+        .event(NewEvent::new(
+            "daemon.started",
+            "daemon",
+            Severity::Info,
+            format!(
+                "ugro-monitor {} started (pid {pid}) with {}; {} node(s), {} root(s)",
+                env!("CARGO_PKG_VERSION"),
+                cfg.path.display(),
+                cfg.nodes.len(),
+                cfg.roots.len()
+            ),
+        ))
+        .await;
+
+    let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
+    let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
+
+    let cancel = CancellationToken::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    {
+        let hb = heartbeats.register("control", BEAT_EVERY * 3);
+        let router = control::router(shared.clone());
+        let cancel = cancel.clone();
+        tasks.spawn(async move {
+            control::serve(socket, router, cancel, hb, BEAT_EVERY).await;
+            "control"
+        });
+    }
+    {
+        let hb = heartbeats.register("housekeeping", BEAT_EVERY * 3);
+        let shared = shared.clone();
+        let cancel = cancel.clone();
+        tasks.spawn(async move {
+            housekeeping(shared, cancel, hb).await;
+            "housekeeping"
+        });
+    }
+    if let Some(usec) = sd_notify::watchdog_enabled() {
+        let period = usec / 2;
+        tracing::info!(
+            period_ms = period.as_millis() as u64,
+            "systemd watchdog enabled"
+        );
+        let (h, s, n, c) = (
+            heartbeats.clone(),
+            store.clone(),
+            notifier.clone(),
+            cancel.clone(),
+        );
+        tasks.spawn(async move {
+            crate::systemd::watchdog(period, h, s, n, c).await;
+            "watchdog"
+        });
+    }
+
+    notifier.ready(&shared.running_status());
+    tracing::info!(socket = %cfg.daemon.socket.display(), database = %store.path().display(), "ready");
+    drop(cfg);
+
+    let mut failure = None;
+    let reason = loop {
+        tokio::select! {
+            _ = term.recv() => break "SIGTERM",
+            _ = int.recv() => break "SIGINT",
+            _ = hup.recv() => {
+                if let Err(e) = shared.reload("SIGHUP").await {
+                    tracing::warn!("reload rejected:\n{e}");
+                }
+            }
+            Some(ended) = tasks.join_next() => {
+                let name = match ended {
+                    Ok(name) => name,
+                    Err(e) => { tracing::error!(error = %e, "a background task panicked"); "unknown" }
+                };
+                shared.event(NewEvent::new("daemon.task_failed", "daemon", Severity::Critical,
+                    format!("background task '{name}' stopped unexpectedly; shutting down so the service manager can restart the daemon"))).await;
+                failure = Some(DaemonError::TaskEnded(name));
+                break "task failure";
+            }
+        }
+    };
+
+    // Stop: tell systemd, cancel every task, wait a bounded time, then write the last words.
+    notifier.stopping();
+    tracing::info!(reason, "stopping");
+    cancel.cancel();
+    let drained = tokio::time::timeout(STOP_DEADLINE - Duration::from_secs(1), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("some tasks did not stop in time; aborting them");
+        tasks.abort_all();
+    }
+    shared
+        .event(NewEvent::new(
+            "daemon.stopped",
+            "daemon",
+            if failure.is_some() {
+                Severity::Critical
+            } else {
+                Severity::Info
+            },
+            format!("ugro-monitor stopped ({reason})"),
+        ))
+        .await;
+    if let Err(e) = store.end_session(session, Utc::now()).await {
+        tracing::error!(error = %e, "could not record the clean stop");
+    }
+    store.close().await;
+    drop(state_lock);
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Periodic upkeep: prunes events past `summary.retention`.
+async fn housekeeping(
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+    hb: crate::systemd::Heartbeat,
+) {
+    let mut beat = tokio::time::interval(BEAT_EVERY);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut next_prune = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = beat.tick() => {}
+        }
+        hb.beat();
+        if tokio::time::Instant::now() >= next_prune {
+            next_prune = tokio::time::Instant::now() + PRUNE_EVERY;
+            let retention = shared.config().summary.retention;
+            let cutoff = Utc::now()
+                - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(30));
+            match shared.store.prune_events(cutoff).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deleted = n, "pruned events older than the retention"),
+                Err(e) => tracing::error!(error = %e, "pruning events failed"),
+            }
+        }
+    }
+}

@@ -1,0 +1,400 @@
+//! The SQLite state file: opening it (WAL, migrations embedded in the binary) and every query
+//! the daemon makes. Only this module talks SQL.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+use ugro_api::{Event, Severity};
+
+/// Migrations from the workspace's `migrations/`, compiled into the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+
+/// Hard ceiling on events returned by one query.
+pub const MAX_EVENTS_PER_QUERY: u32 = 10_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create state directory {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("cannot migrate database {path}: {source}")]
+    Migrate {
+        path: PathBuf,
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+    #[error("database {path}: {op}: {source}")]
+    Query {
+        path: PathBuf,
+        op: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+}
+
+/// A new event to record.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub kind: String,
+    pub subject: String,
+    pub severity: Severity,
+    pub message: String,
+}
+
+impl NewEvent {
+    pub fn new(
+        kind: impl Into<String>,
+        subject: impl Into<String>,
+        severity: Severity,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            kind: kind.into(),
+            subject: subject.into(),
+            severity,
+            message: message.into(),
+        }
+    }
+}
+
+/// Filter for [`Store::events`].
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub since: Option<DateTime<Utc>>,
+    /// Exact kind, or a prefix ending in '.' (e.g. `daemon.`).
+    pub kind: Option<String>,
+    pub subject: Option<String>,
+    pub limit: u32,
+}
+
+/// Handle on the database; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+    path: PathBuf,
+}
+
+pub(crate) fn to_ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+pub(crate) fn from_ms(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` in WAL mode and applies migrations.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            create_private_dir(dir).map_err(|source| StoreError::CreateDir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let opts = SqliteConnectOptions::from_str("sqlite://")
+            .map_err(|source| StoreError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(opts)
+            .await
+            .map_err(|source| StoreError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|source| StoreError::Migrate {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Ok(Self {
+            pool,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
+        move |source| StoreError::Query {
+            path: self.path.clone(),
+            op,
+            source,
+        }
+    }
+
+    /// A trivial query with a deadline: proves the database answers (used by the watchdog).
+    pub async fn ping(&self, deadline: Duration) -> Result<(), StoreError> {
+        match tokio::time::timeout(deadline, sqlx::query("SELECT 1").execute(&self.pool)).await {
+            Ok(r) => r.map(|_| ()).map_err(self.err("ping")),
+            Err(_) => Err(StoreError::Query {
+                path: self.path.clone(),
+                op: "ping",
+                source: sqlx::Error::PoolTimedOut,
+            }),
+        }
+    }
+
+    pub async fn record_event(&self, at: DateTime<Utc>, e: &NewEvent) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO events (ts_ms, kind, subject, severity, message) VALUES (?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(to_ms(at))
+        .bind(&e.kind)
+        .bind(&e.subject)
+        .bind(e.severity.as_str())
+        .bind(&e.message)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(self.err("insert event"))?;
+        Ok(row.get(0))
+    }
+
+    /// Events matching `f`, oldest first; at most `f.limit` (the newest ones) and a flag saying
+    /// whether more matched.
+    pub async fn events(&self, f: &EventFilter) -> Result<(Vec<Event>, bool), StoreError> {
+        let limit = f.limit.clamp(1, MAX_EVENTS_PER_QUERY);
+        // A kind ending in '.' is a prefix (`daemon.` matches `daemon.started`).
+        let q = sqlx::query(
+            "SELECT id, ts_ms, kind, subject, severity, message FROM events \
+             WHERE (?1 IS NULL OR ts_ms >= ?1) \
+               AND (?2 IS NULL OR kind = ?2 OR (substr(?2, -1) = '.' AND substr(kind, 1, length(?2)) = ?2)) \
+               AND (?3 IS NULL OR subject = ?3) \
+             ORDER BY ts_ms DESC, id DESC LIMIT ?4",
+        )
+        .bind(f.since.map(to_ms))
+        .bind(f.kind.as_deref())
+        .bind(f.subject.as_deref())
+        .bind(i64::from(limit) + 1);
+        let rows = q
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err("select events"))?;
+        let truncated = rows.len() > limit as usize;
+        let mut events: Vec<Event> = rows
+            .into_iter()
+            .take(limit as usize)
+            .map(|r| Event {
+                id: r.get(0),
+                time: from_ms(r.get(1)),
+                kind: r.get(2),
+                subject: r.get(3),
+                severity: Severity::parse(r.get::<&str, _>(4)).unwrap_or(Severity::Info),
+                message: r.get(5),
+            })
+            .collect();
+        events.reverse();
+        Ok((events, truncated))
+    }
+
+    /// Number of events in total and since `since`.
+    pub async fn event_counts(&self, since: DateTime<Utc>) -> Result<(u64, u64), StoreError> {
+        let row = sqlx::query("SELECT count(*), coalesce(sum(ts_ms >= ?), 0) FROM events")
+            .bind(to_ms(since))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(self.err("count events"))?;
+        let total: i64 = row.get(0);
+        let recent: i64 = row.get(1);
+        Ok((total.max(0) as u64, recent.max(0) as u64))
+    }
+
+    /// Deletes events older than `before`; returns how many.
+    pub async fn prune_events(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let r = sqlx::query("DELETE FROM events WHERE ts_ms < ?")
+            .bind(to_ms(before))
+            .execute(&self.pool)
+            .await
+            .map_err(self.err("prune events"))?;
+        Ok(r.rows_affected())
+    }
+
+    /// Records this daemon's start. Returns the new session id and, if the previous session
+    /// never recorded a clean stop, when that session started.
+    pub async fn begin_session(
+        &self,
+        at: DateTime<Utc>,
+        pid: u32,
+        version: &str,
+    ) -> Result<(i64, Option<DateTime<Utc>>), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(self.err("begin session"))?;
+        let unclean: Option<i64> = sqlx::query_scalar(
+            "SELECT started_ms FROM daemon_sessions WHERE stopped_ms IS NULL ORDER BY id DESC LIMIT 1",
+        )
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(self.err("find unclean session"))?;
+        sqlx::query("UPDATE daemon_sessions SET stopped_ms = -1 WHERE stopped_ms IS NULL")
+            .execute(&mut *tx)
+            .await
+            .map_err(self.err("close unclean sessions"))?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO daemon_sessions (started_ms, pid, version) VALUES (?, ?, ?) RETURNING id",
+        )
+        .bind(to_ms(at))
+        .bind(i64::from(pid))
+        .bind(version)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(self.err("insert session"))?;
+        tx.commit().await.map_err(self.err("commit session"))?;
+        Ok((id, unclean.map(from_ms)))
+    }
+
+    pub async fn end_session(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE daemon_sessions SET stopped_ms = ? WHERE id = ?")
+            .bind(to_ms(at))
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(self.err("end session"))?;
+        Ok(())
+    }
+
+    /// Waits for in-flight writes, checkpoints the WAL and closes every connection.
+    pub async fn close(&self) {
+        let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await;
+        self.pool.close().await;
+    }
+}
+
+/// Creates `dir` (and parents) with mode 0750 when missing.
+pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o750)
+        .create(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn events_round_trip_filter_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state/ugro.db");
+        let t0 = Utc.with_ymd_and_hms(2026, 11, 22, 8, 0, 0).unwrap();
+        {
+            let s = Store::open(&path).await.unwrap();
+            for (i, kind) in ["daemon.started", "config.reloaded", "daemon.stopped"]
+                .iter()
+                .enumerate()
+            {
+                let at = t0 + chrono::Duration::minutes(i as i64);
+                s.record_event(
+                    at,
+                    &NewEvent::new(*kind, "daemon", Severity::Info, format!("m{i}")),
+                )
+                .await
+                .unwrap();
+            }
+            s.close().await;
+        }
+        let s = Store::open(&path).await.unwrap();
+        let all = s
+            .events(&EventFilter {
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            all.0.iter().map(|e| e.message.as_str()).collect::<Vec<_>>(),
+            ["m0", "m1", "m2"]
+        );
+        assert!(!all.1);
+
+        let daemon = s
+            .events(&EventFilter {
+                kind: Some("daemon.".into()),
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(daemon.0.len(), 2);
+
+        let recent = s
+            .events(&EventFilter {
+                since: Some(t0 + chrono::Duration::seconds(30)),
+                limit: 1,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(recent.0.len(), 1);
+        assert_eq!(recent.0[0].message, "m2", "limit keeps the newest");
+        assert!(recent.1, "truncation is reported");
+
+        assert_eq!(
+            s.prune_events(t0 + chrono::Duration::seconds(90))
+                .await
+                .unwrap(),
+            2
+        );
+        assert_eq!(s.event_counts(t0).await.unwrap(), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn unclean_previous_session_is_reported_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("ugro.db")).await.unwrap();
+        let t = Utc::now();
+        let (first, prev) = s.begin_session(t, 1, "0.1.0").await.unwrap();
+        assert_eq!(prev, None);
+        // no end_session: as if killed
+        let (second, prev) = s.begin_session(t, 2, "0.1.0").await.unwrap();
+        assert!(prev.is_some());
+        s.end_session(second, t).await.unwrap();
+        let (_, prev) = s.begin_session(t, 3, "0.1.0").await.unwrap();
+        assert_eq!(prev, None, "a clean stop is not reported");
+        assert!(second > first);
+    }
+
+    #[tokio::test]
+    async fn database_is_in_wal_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("ugro.db")).await.unwrap();
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&s.pool)
+            .await
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+}
