@@ -1,1 +1,217 @@
-fn main() {}
+//! `ugroctl`: the command-line client of ugro-monitor. Argument parsing and rendering only;
+//! everything it knows comes from the daemon over the control socket (ugro-api).
+
+mod render;
+mod socket;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand};
+use ugro_api::{Client, ClientError, Events, ReloadResult, Status};
+
+/// Ask the ugro-monitor daemon about nodes, runs and events.
+#[derive(Debug, Parser)]
+#[command(version, about, propagate_version = true)]
+struct Cli {
+    /// Control socket [default: $UGRO_SOCKET, then /run/ugro/ugro.sock, then $XDG_RUNTIME_DIR/ugro/ugro.sock]
+    #[arg(long, global = true, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Print the daemon's JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Give up on the daemon after this long.
+    #[arg(long, global = true, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    timeout: std::time::Duration,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Daemon version, uptime, paths and counts.
+    Status,
+    /// Recent events (daemon, config, nodes, runs), oldest first.
+    Events {
+        /// How far back: a duration ("24h", "7d") or an RFC 3339 time.
+        #[arg(long, default_value = "24h")]
+        since: String,
+        /// Only this kind; a trailing '.' matches a family, e.g. "daemon.".
+        #[arg(long)]
+        kind: Option<String>,
+        /// Only events about this subject (a node, a run id, "daemon").
+        #[arg(long)]
+        subject: Option<String>,
+        /// At most this many (the newest).
+        #[arg(long, default_value_t = 200)]
+        limit: u32,
+    },
+    /// Make the daemon re-read its configuration (like SIGHUP); prints the problems if rejected.
+    Reload,
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Exit codes: 0 ok, 1 the daemon answered "no" (failed, unhealthy, forbidden), 2 usage or
+/// daemon unreachable.
+const EXIT_FAILED: u8 = 1;
+const EXIT_UNREACHABLE: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Completions { shell } = cli.command {
+        clap_complete::generate(
+            shell,
+            &mut Cli::command(),
+            "ugroctl",
+            &mut std::io::stdout(),
+        );
+        return ExitCode::SUCCESS;
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ugroctl: cannot start: {e}");
+            return ExitCode::from(EXIT_UNREACHABLE);
+        }
+    };
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> ExitCode {
+    let socket = match socket::resolve(cli.socket.as_deref()) {
+        Ok(p) => p,
+        Err(msg) => {
+            eprintln!("{msg}");
+            return ExitCode::from(EXIT_UNREACHABLE);
+        }
+    };
+    let client = Client::new(&socket).with_timeout(cli.timeout);
+    let result = match &cli.command {
+        Command::Status => client.get::<Status>("/v1/status").await.map(|s| {
+            output(cli.json, &s, || render::status(&s));
+        }),
+        Command::Events {
+            since,
+            kind,
+            subject,
+            limit,
+        } => {
+            let mut uri = format!("/v1/events?since={}&limit={limit}", encode(since));
+            if let Some(k) = kind {
+                uri.push_str(&format!("&kind={}", encode(k)));
+            }
+            if let Some(s) = subject {
+                uri.push_str(&format!("&subject={}", encode(s)));
+            }
+            client.get::<Events>(&uri).await.map(|e| {
+                output(cli.json, &e, || render::events(&e, chrono::Utc::now()));
+            })
+        }
+        Command::Reload => client
+            .post::<ReloadResult>("/v1/reload", None)
+            .await
+            .map(|r| {
+                output(cli.json, &r, || render::reload(&r));
+            }),
+        Command::Completions { .. } => Ok(()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => report(&e, &socket),
+    }
+}
+
+fn output<T: serde::Serialize>(json: bool, value: &T, human: impl FnOnce() -> String) {
+    let text = if json {
+        serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    } else {
+        human()
+    };
+    let mut out = anstream::stdout();
+    let _ = writeln!(out, "{}", text.trim_end());
+}
+
+fn report(e: &ClientError, socket: &std::path::Path) -> ExitCode {
+    let mut err = anstream::stderr();
+    match e {
+        ClientError::Connect { source, .. } => {
+            let hint = match source.kind() {
+                std::io::ErrorKind::NotFound => "no such socket: is the daemon running?",
+                std::io::ErrorKind::ConnectionRefused => {
+                    "nothing listens on it: the daemon is not running (stale socket)"
+                }
+                std::io::ErrorKind::PermissionDenied => {
+                    "permission denied: run as root or as a member of the daemon's control_group"
+                }
+                _ => "",
+            };
+            let _ = writeln!(
+                err,
+                "ugroctl: cannot reach ugro-monitor at {}: {source}{}{hint}\n  check: systemctl status ugro-monitor (or journalctl -u ugro-monitor)\n  or point ugroctl elsewhere: --socket PATH / UGRO_SOCKET",
+                socket.display(),
+                if hint.is_empty() { "" } else { " — " },
+            );
+            ExitCode::from(EXIT_UNREACHABLE)
+        }
+        ClientError::Timeout { .. }
+        | ClientError::ProtocolMismatch { .. }
+        | ClientError::Transport { .. }
+        | ClientError::Decode { .. } => {
+            let _ = writeln!(err, "ugroctl: {e}");
+            ExitCode::from(EXIT_UNREACHABLE)
+        }
+        ClientError::Api {
+            message,
+            details,
+            code,
+            ..
+        } => {
+            let _ = writeln!(err, "ugroctl: {message} ({code})");
+            for d in details {
+                let _ = writeln!(err, "  {d}");
+            }
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
+
+/// Percent-encodes a query value (RFC 3986 unreserved characters pass through).
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_encoded() {
+        assert_eq!(
+            encode("2026-11-22T10:00:00+01:00"),
+            "2026-11-22T10%3A00%3A00%2B01%3A00"
+        );
+        assert_eq!(encode("daemon."), "daemon.");
+        assert_eq!(encode("a b&c"), "a%20b%26c");
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

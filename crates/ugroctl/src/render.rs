@@ -1,0 +1,242 @@
+//! Human output: aligned tables, relative times ("3 min ago"), colour only on a terminal
+//! (anstream strips it otherwise).
+
+use anstyle::{AnsiColor, Style};
+use chrono::{DateTime, Utc};
+use comfy_table::{Table, presets};
+use ugro_api::{Events, ReloadResult, Severity, Status};
+
+const BOLD: Style = Style::new().bold();
+const DIM: Style = Style::new().dimmed();
+const YELLOW: Style = AnsiColor::Yellow.on_default();
+const RED: Style = AnsiColor::Red.on_default().bold();
+const GREEN: Style = AnsiColor::Green.on_default();
+
+fn paint(style: Style, text: &str) -> String {
+    format!("{style}{text}{style:#}")
+}
+
+/// English with short units: "3 min ago", "2 h ago".
+#[derive(Debug, Clone, Copy)]
+struct Short;
+
+impl timeago::Language for Short {
+    fn too_low(&self) -> &'static str {
+        "just now"
+    }
+    fn too_high(&self) -> &'static str {
+        "long ago"
+    }
+    fn ago(&self) -> &'static str {
+        "ago"
+    }
+    fn clone_boxed(&self) -> timeago::BoxedLanguage {
+        Box::new(*self)
+    }
+    fn get_word(&self, tu: timeago::TimeUnit, _x: u64) -> &'static str {
+        use timeago::TimeUnit::*;
+        match tu {
+            Nanoseconds => "ns",
+            Microseconds => "µs",
+            Milliseconds => "ms",
+            Seconds => "s",
+            Minutes => "min",
+            Hours => "h",
+            Days => "d",
+            Weeks => "wk",
+            Months => "mo",
+            Years => "yr",
+        }
+    }
+}
+
+/// "3 min ago" for a time before `now` ("just now" under a second, "in 2 min" ahead).
+pub fn ago(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let mut f = timeago::Formatter::with_language(Short);
+    f.num_items(1).min_unit(timeago::TimeUnit::Seconds);
+    match (now - t).to_std() {
+        Ok(d) if d.as_secs() == 0 => "just now".into(),
+        Ok(d) => f.convert(d),
+        Err(_) => {
+            let ahead = (t - now).to_std().unwrap_or_default();
+            let s = f.convert(ahead);
+            format!("in {}", s.trim_end_matches(" ago"))
+        }
+    }
+}
+
+/// "3 h 12 min" for a span of seconds.
+fn span(seconds: u64) -> String {
+    let mut f = timeago::Formatter::with_language(Short);
+    f.num_items(2).min_unit(timeago::TimeUnit::Seconds).ago("");
+    f.convert(std::time::Duration::from_secs(seconds))
+        .trim()
+        .to_string()
+}
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_style(presets::NOTHING);
+    t.set_header(header.iter().map(|h| h.to_string()).collect::<Vec<_>>());
+    t
+}
+
+/// Renders `t`, bolding the header and styling each body line with `styles[i]`.
+fn lines(t: &Table, styles: &[Option<Style>]) -> String {
+    let mut out = String::new();
+    for (i, line) in t.lines().enumerate() {
+        let line = line.trim_end().to_string();
+        let styled = match i {
+            0 => paint(BOLD, &line),
+            n => match styles.get(n - 1).copied().flatten() {
+                Some(s) => paint(s, &line),
+                None => line,
+            },
+        };
+        out.push_str(&styled);
+        out.push('\n');
+    }
+    out
+}
+
+pub fn status(s: &Status) -> String {
+    let now = Utc::now();
+    let mut out = format!(
+        "{} {} (protocol {}), pid {}, up {} (since {})\n",
+        paint(BOLD, "ugro-monitor"),
+        s.version,
+        s.protocol,
+        s.pid,
+        span(s.uptime_seconds),
+        s.started_at.format("%Y-%m-%d %H:%M UTC"),
+    );
+    let mut t = Table::new();
+    t.load_style(presets::NOTHING);
+    t.add_row(vec![
+        "config".to_string(),
+        format!(
+            "{} (loaded {})",
+            s.config_path,
+            ago(s.config_loaded_at, now)
+        ),
+    ]);
+    t.add_row(vec!["database".to_string(), s.database_path.clone()]);
+    t.add_row(vec!["socket".to_string(), s.socket_path.clone()]);
+    t.add_row(vec!["nodes".to_string(), s.counts.nodes.to_string()]);
+    t.add_row(vec!["roots".to_string(), s.counts.roots.to_string()]);
+    t.add_row(vec![
+        "events".to_string(),
+        format!(
+            "{} in the last 24 h, {} kept",
+            s.counts.events_24h, s.counts.events
+        ),
+    ]);
+    let tasks: Vec<String> = s
+        .tasks
+        .iter()
+        .map(|t| {
+            if t.alive {
+                paint(GREEN, &t.name)
+            } else {
+                paint(
+                    RED,
+                    &format!("{} (silent {})", t.name, span(t.last_beat_seconds_ago)),
+                )
+            }
+        })
+        .collect();
+    // Last row, so its colour codes cannot shift the alignment of the rows above.
+    t.add_row(vec!["tasks".to_string(), tasks.join(", ")]);
+    for line in t.lines() {
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+pub fn events(e: &Events, now: DateTime<Utc>) -> String {
+    if e.events.is_empty() {
+        return "no events in that window\n".into();
+    }
+    let mut t = table(&["WHEN", "SEVERITY", "KIND", "SUBJECT", "MESSAGE"]);
+    let mut styles = Vec::new();
+    for ev in &e.events {
+        t.add_row(vec![
+            ago(ev.time, now),
+            ev.severity.as_str().to_string(),
+            ev.kind.clone(),
+            ev.subject.clone(),
+            ev.message.clone(),
+        ]);
+        styles.push(match ev.severity {
+            Severity::Info => None,
+            Severity::Warning => Some(YELLOW),
+            Severity::Critical => Some(RED),
+        });
+    }
+    let mut out = lines(&t, &styles);
+    if e.truncated {
+        out.push_str(&paint(
+            DIM,
+            "(older events left out: use --limit or --since)\n",
+        ));
+    }
+    out
+}
+
+pub fn reload(r: &ReloadResult) -> String {
+    let mut out = format!("reloaded {}\n", r.config_path);
+    if !r.needs_restart.is_empty() {
+        out.push_str(&paint(
+            YELLOW,
+            &format!(
+                "changes to {} take effect after a restart\n",
+                r.needs_restart.join(", ")
+            ),
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn relative_times_are_short() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap();
+        assert_eq!(ago(now - chrono::Duration::seconds(200), now), "3 min ago");
+        assert_eq!(ago(now - chrono::Duration::hours(5), now), "5 h ago");
+        assert_eq!(ago(now, now), "just now");
+        assert_eq!(ago(now + chrono::Duration::seconds(120), now), "in 2 min");
+        assert_eq!(span(3 * 3600 + 12 * 60 + 5), "3 h 12 min");
+    }
+
+    #[test]
+    fn event_table_is_aligned() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap();
+        let ev = |kind: &str, msg: &str, sev| ugro_api::Event {
+            id: 1,
+            time: now - chrono::Duration::minutes(3),
+            kind: kind.into(),
+            subject: "daemon".into(),
+            severity: sev,
+            message: msg.into(),
+        };
+        let e = Events {
+            events: vec![
+                ev("daemon.started", "started", Severity::Info),
+                ev("config.reload_rejected", "bad config", Severity::Warning),
+            ],
+            truncated: false,
+        };
+        let text = anstream::adapter::strip_str(&events(&e, now)).to_string();
+        let rows: Vec<&str> = text.lines().collect();
+        assert_eq!(rows.len(), 3);
+        let col = |row: &str, word: &str| row.find(word).unwrap();
+        assert_eq!(col(rows[0], "KIND"), col(rows[1], "daemon.started"));
+        assert_eq!(col(rows[0], "MESSAGE"), col(rows[2], "bad config"));
+        assert!(rows[1].contains("3 min ago"));
+    }
+}
