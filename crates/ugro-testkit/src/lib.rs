@@ -1,1 +1,362 @@
-//! placeholder
+//! Test harness for ugro-monitor: the real daemon binary in a temp dir, a systemd-style notify
+//! socket the test owns, `ugroctl` runs, and fixture paths. Later: a private sshd, an SMTP
+//! server and a latency proxy. Every wait here has a deadline.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// Directory holding the workspace's built binaries (`target/<profile>`), found from the
+/// running test executable (`target/<profile>/deps/<test>`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let deps = exe.parent().expect("test exe has a parent dir");
+    let dir = if deps.ends_with("deps") {
+        deps.parent().expect("deps has a parent").to_path_buf()
+    } else {
+        deps.to_path_buf()
+    };
+    dir
+}
+
+/// Path of a workspace binary; panics with the fix when it has not been built.
+pub fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --bins` before the end-to-end tests (scripts/test.sh does)",
+        p.display()
+    );
+    p
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("crates/ugro-testkit sits two levels below the root")
+        .to_path_buf()
+}
+
+/// Polls `f` every 20 ms until it returns `Some`, or panics after `timeout` naming `what`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A datagram socket standing in for systemd's `NOTIFY_SOCKET`.
+#[derive(Debug)]
+pub struct NotifySocket {
+    sock: UnixDatagram,
+    path: PathBuf,
+    seen: Vec<String>,
+}
+
+impl NotifySocket {
+    pub fn bind(dir: &Path) -> Self {
+        let path = dir.join("notify.sock");
+        let sock = UnixDatagram::bind(&path).expect("bind notify socket");
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        Self {
+            sock,
+            path,
+            seen: Vec::new(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Receives datagrams until one has a line equal to `line` (or satisfying it as a prefix
+    /// when it ends in '='), within `timeout`. Returns that line; everything received is kept.
+    pub fn expect(&mut self, line: &str, timeout: Duration) -> String {
+        let matches = |l: &str| {
+            if line.ends_with('=') {
+                l.starts_with(line)
+            } else {
+                l == line
+            }
+        };
+        let start = Instant::now();
+        let mut buf = vec![0u8; 4096];
+        loop {
+            if let Ok(n) = self.sock.recv(&mut buf) {
+                let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+                let lines: Vec<String> = msg.lines().map(str::to_string).collect();
+                self.seen.extend(lines.iter().cloned());
+                if let Some(l) = lines.into_iter().find(|l| matches(l)) {
+                    return l;
+                }
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "no `{line}` on the notify socket within {timeout:?}; got {:?}",
+                self.seen
+            );
+        }
+    }
+
+    /// Everything received so far.
+    pub fn seen(&self) -> &[String] {
+        &self.seen
+    }
+}
+
+/// A daemon under test: its own temp dir with config, state and socket.
+#[derive(Debug)]
+pub struct Daemon {
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    pub socket: PathBuf,
+    pub state_dir: PathBuf,
+    child: Option<Child>,
+    log_path: PathBuf,
+}
+
+/// How to start a [`Daemon`].
+#[derive(Debug, Default, Clone)]
+pub struct DaemonOptions {
+    /// Extra TOML appended after the generated `[daemon]` section.
+    pub extra_config: String,
+    /// `NOTIFY_SOCKET` for the daemon.
+    pub notify_socket: Option<PathBuf>,
+    /// `WATCHDOG_USEC` for the daemon.
+    pub watchdog: Option<Duration>,
+    /// Value of `daemon.control_group` (default: "" = none).
+    pub control_group: Option<String>,
+}
+
+impl Daemon {
+    /// Writes a config into a fresh temp dir (nothing started yet).
+    pub fn prepare(opts: &DaemonOptions) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("ugro-e2e")
+            .tempdir()
+            .unwrap();
+        let state_dir = dir.path().join("state");
+        let socket = dir.path().join("ugro.sock");
+        let config_path = dir.path().join("ugro.toml");
+        let d = Self {
+            config_path,
+            socket,
+            state_dir,
+            log_path: dir.path().join("daemon.log"),
+            dir,
+            child: None,
+        };
+        d.write_config(&d.config_text(opts));
+        d
+    }
+
+    /// The generated config for `opts`.
+    pub fn config_text(&self, opts: &DaemonOptions) -> String {
+        format!(
+            "[daemon]\nstate_dir = \"{}\"\nsocket = \"{}\"\ncontrol_group = \"{}\"\n\n{}\n",
+            self.state_dir.display(),
+            self.socket.display(),
+            opts.control_group.as_deref().unwrap_or(""),
+            opts.extra_config
+        )
+    }
+
+    /// Replaces the config file (atomically, as an editor would).
+    pub fn write_config(&self, text: &str) {
+        let tmp = self.config_path.with_extension("tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &self.config_path).unwrap();
+    }
+
+    /// Prepares and starts a daemon, waiting until its socket answers.
+    pub fn start(opts: &DaemonOptions) -> Self {
+        let mut d = Self::prepare(opts);
+        d.spawn(opts);
+        d.wait_ready();
+        d
+    }
+
+    /// Starts the daemon process on this dir (again), without waiting.
+    pub fn spawn(&mut self, opts: &DaemonOptions) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .unwrap();
+        let mut cmd = Command::new(bin("ugro-monitor"));
+        cmd.arg("--config")
+            .arg(&self.config_path)
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID")
+            .env_remove("UGRO_CONFIG")
+            .env("UGRO_LOG", "info,sqlx=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        if let Some(n) = &opts.notify_socket {
+            cmd.env("NOTIFY_SOCKET", n);
+        }
+        if let Some(w) = opts.watchdog {
+            cmd.env("WATCHDOG_USEC", w.as_micros().to_string());
+        }
+        self.child = Some(cmd.spawn().expect("spawn ugro-monitor"));
+    }
+
+    /// Waits (≤ 10 s) until `ugroctl status` answers.
+    pub fn wait_ready(&mut self) {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.try_wait() {
+                panic!(
+                    "daemon exited during start-up with {status}:\n{}",
+                    self.log()
+                );
+            }
+            if self.ctl(&["status"]).status.success() {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "daemon not answering after 10 s:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.as_ref().expect("daemon running").id() as i32)
+    }
+
+    pub fn signal(&self, sig: Signal) {
+        kill(self.pid(), sig).expect("signal daemon");
+    }
+
+    /// The exit status if the daemon has exited.
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// Waits for the daemon to exit within `timeout`; returns its status and the time taken.
+    pub fn wait_exit(&mut self, timeout: Duration) -> (ExitStatus, Duration) {
+        let start = Instant::now();
+        let status = wait_for("the daemon to exit", timeout, || self.try_wait());
+        self.child = None;
+        (status, start.elapsed())
+    }
+
+    /// SIGKILL, as the OOM killer or `kill -9` would; leaves socket and lock files behind.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Runs `ugroctl --socket <ours> ARGS`.
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        ctl_as(&self.socket, args, None)
+    }
+
+    /// Runs `ugroctl --json ARGS` and parses its output (panics with stderr if it failed).
+    pub fn ctl_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut full = vec!["--json"];
+        full.extend_from_slice(args);
+        let out = self.ctl(&full);
+        assert!(
+            out.status.success(),
+            "ugroctl {args:?} failed ({}): {}\ndaemon log:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        serde_json::from_slice(&out.stdout).expect("ugroctl --json printed JSON")
+    }
+
+    /// The daemon's log so far (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// An API client on the daemon's socket.
+    pub fn client(&self) -> ugro_api::Client {
+        ugro_api::Client::new(&self.socket).with_timeout(Duration::from_secs(10))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGKILL);
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Runs `ugroctl --socket SOCKET ARGS`, optionally as another uid/gid (root only).
+pub fn ctl_as(socket: &Path, args: &[&str], ids: Option<(u32, u32)>) -> Output {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(bin("ugroctl"));
+    cmd.arg("--socket")
+        .arg(socket)
+        .args(args)
+        .env_remove("UGRO_SOCKET")
+        .stdin(Stdio::null());
+    if let Some((uid, gid)) = ids {
+        cmd.uid(uid).gid(gid);
+    }
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ugroctl");
+    wait_output(child, Duration::from_secs(30))
+}
+
+/// Waits for `child` with a deadline, killing it when it passes.
+pub fn wait_output(mut child: Child, timeout: Duration) -> Output {
+    let start = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "process did not finish within {timeout:?}; stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Writes `text` to `path`, creating parent directories.
+pub fn write_file(path: &Path, text: &str) {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    let mut f = std::fs::File::create(path).unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
