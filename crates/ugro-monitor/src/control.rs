@@ -88,7 +88,6 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/reload", post(reload))
         .fallback(not_found)
         .with_state(shared)
-        .layer(axum::middleware::map_response(envelope))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
@@ -96,6 +95,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             MAX_REQUEST_BODY,
         ))
+        // Outermost, so answers made by the layers above get the envelope and header too.
+        .layer(axum::middleware::map_response(envelope))
 }
 
 /// Adds the protocol header to every answer and turns any error answer that is not already

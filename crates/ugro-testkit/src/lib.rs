@@ -18,12 +18,11 @@ use nix::unistd::Pid;
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     let deps = exe.parent().expect("test exe has a parent dir");
-    let dir = if deps.ends_with("deps") {
+    if deps.ends_with("deps") {
         deps.parent().expect("deps has a parent").to_path_buf()
     } else {
         deps.to_path_buf()
-    };
-    dir
+    }
 }
 
 /// Path of a workspace binary; panics with the fix when it has not been built.
