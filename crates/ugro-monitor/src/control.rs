@@ -290,7 +290,7 @@ fn is_group_member(peer: Peer, group: &str) -> bool {
         return true;
     }
     match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(peer.uid)) {
-        Ok(Some(user)) => g.mem.iter().any(|m| *m == user.name),
+        Ok(Some(user)) => g.mem.contains(&user.name),
         _ => false,
     }
 }

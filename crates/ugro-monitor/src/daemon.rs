@@ -115,7 +115,7 @@ impl Shared {
                 source: std::io::Error::other(e.to_string()),
             }),
         };
-        let result = match outcome {
+        match outcome {
             Ok(new) => {
                 let needs_restart = new.needs_restart(&old);
                 let mut msg = format!(
@@ -167,8 +167,7 @@ impl Shared {
                 ));
                 Err(e)
             }
-        };
-        result
+        }
     }
 
     fn running_status(&self) -> String {

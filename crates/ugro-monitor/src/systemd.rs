@@ -12,10 +12,12 @@ use ugro_core::liveness::{self, Beat};
 
 use crate::store::Store;
 
+type Sink = dyn Fn(&[NotifyState<'_>]) + Send + Sync;
+
 /// Where notifications go. Production uses [`Notifier::systemd`]; tests may capture them.
 #[derive(Clone)]
 pub struct Notifier {
-    sink: Arc<dyn Fn(&[NotifyState<'_>]) + Send + Sync>,
+    sink: Arc<Sink>,
 }
 
 impl std::fmt::Debug for Notifier {
