@@ -244,3 +244,61 @@ impl Client {
         Ok((status, protocol, bytes))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Serves one canned HTTP answer on a fresh socket and returns its path.
+    async fn one_answer(dir: &Path, answer: &'static str) -> PathBuf {
+        let path = dir.join("peer.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            s.write_all(answer.as_bytes()).await.unwrap();
+        });
+        path
+    }
+
+    #[tokio::test]
+    async fn newer_daemon_is_told_apart_from_other_failures() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = one_answer(
+            dir.path(),
+            "HTTP/1.1 200 OK\r\nugro-protocol: 2\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}",
+        )
+        .await;
+        let err = Client::new(path).get::<serde_json::Value>("/v1/status").await.unwrap_err();
+        assert!(matches!(err, ClientError::ProtocolMismatch { daemon: 2, client: 1 }), "{err:?}");
+        assert!(err.to_string().contains("upgrade the client"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_socket_that_is_not_ugro_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = one_answer(
+            dir.path(),
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}",
+        )
+        .await;
+        let err = Client::new(&path).get::<serde_json::Value>("/v1/status").await.unwrap_err();
+        assert!(err.to_string().contains("really a ugro-monitor socket"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_silent_peer_hits_the_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("silent.sock");
+        let _listener = tokio::net::UnixListener::bind(&path).unwrap(); // never accepts
+        let err = Client::new(&path)
+            .with_timeout(Duration::from_millis(200))
+            .get::<serde_json::Value>("/v1/status")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ClientError::Timeout { .. }), "{err:?}");
+        assert!(err.is_unreachable());
+    }
+}
