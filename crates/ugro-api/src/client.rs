@@ -271,8 +271,20 @@ mod tests {
             "HTTP/1.1 200 OK\r\nugro-protocol: 2\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}",
         )
         .await;
-        let err = Client::new(path).get::<serde_json::Value>("/v1/status").await.unwrap_err();
-        assert!(matches!(err, ClientError::ProtocolMismatch { daemon: 2, client: 1 }), "{err:?}");
+        let err = Client::new(path)
+            .get::<serde_json::Value>("/v1/status")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ClientError::ProtocolMismatch {
+                    daemon: 2,
+                    client: 1
+                }
+            ),
+            "{err:?}"
+        );
         assert!(err.to_string().contains("upgrade the client"), "{err}");
     }
 
@@ -284,8 +296,14 @@ mod tests {
             "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}",
         )
         .await;
-        let err = Client::new(&path).get::<serde_json::Value>("/v1/status").await.unwrap_err();
-        assert!(err.to_string().contains("really a ugro-monitor socket"), "{err}");
+        let err = Client::new(&path)
+            .get::<serde_json::Value>("/v1/status")
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("really a ugro-monitor socket"),
+            "{err}"
+        );
     }
 
     #[tokio::test]
