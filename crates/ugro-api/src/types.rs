@@ -4,6 +4,9 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use ugro_core::health::{CheckName, CheckResult, NodeState, Outcome, Severity};
+pub use ugro_core::parse::GpuReading;
+
 /// Error envelope: every non-2xx answer is `{"error": {"code", "message"}}`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ErrorBody {
@@ -55,34 +58,6 @@ pub struct TaskStatus {
     pub last_beat_seconds_ago: u64,
 }
 
-/// Severity of an [`Event`].
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Info,
-    Warning,
-    Critical,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Warning => "warning",
-            Severity::Critical => "critical",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "info" => Some(Severity::Info),
-            "warning" => Some(Severity::Warning),
-            "critical" => Some(Severity::Critical),
-            _ => None,
-        }
-    }
-}
-
 /// One significant happening, as stored in the events table.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Event {
@@ -112,4 +87,43 @@ pub struct ReloadResult {
     /// Settings that changed but only take effect after a restart.
     #[serde(default)]
     pub needs_restart: Vec<String>,
+}
+
+/// `GET /v1/nodes`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Nodes {
+    pub nodes: Vec<NodeHealth>,
+}
+
+/// One node's health (`GET /v1/nodes/{name}`, and `POST /v1/nodes/{name}/check`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NodeHealth {
+    pub name: String,
+    /// "local" or `host:port`.
+    pub host: String,
+    pub state: NodeState,
+    pub healthy: bool,
+    pub score: u8,
+    pub last_check: Option<DateTime<Utc>>,
+    pub next_check: Option<DateTime<Utc>>,
+    pub checks: Vec<CheckResult>,
+    pub alerts: Vec<Alert>,
+    /// Per-GPU readings of the last successful GPU probe.
+    #[serde(default)]
+    pub gpus: Vec<GpuReading>,
+    /// Current (un-jittered) interval between sweeps, in seconds.
+    #[serde(default)]
+    pub interval_seconds: u64,
+    /// When set, the state shown was restored from the database and no sweep has run since
+    /// this daemon started.
+    #[serde(default)]
+    pub restored: bool,
+}
+
+/// An open alert of a node.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Alert {
+    pub severity: Severity,
+    pub message: String,
+    pub since: DateTime<Utc>,
 }

@@ -1,4 +1,11 @@
 //! Pure domain logic of ugro-monitor. Nothing here touches the filesystem, the network or the
 //! clock: callers pass views of the world and `now`, so every rule is unit-testable.
+//!
+//! - [`health`]: check results, verdict (score and state), hysteresis, adaptive interval, alerts.
+//! - [`liveness`]: which background tasks are alive, for the systemd watchdog.
+//! - [`parse`]: parsers of probe output (nvidia-smi, df, /proc, batched sections) and the checks
+//!   built from them.
 
+pub mod health;
 pub mod liveness;
+pub mod parse;

@@ -110,6 +110,10 @@ pub struct HealthConfig {
     pub latency_max: Duration,
     pub pytorch_interval: Duration,
     pub gpu_temp_max: f64,
+    /// Deadline of each probe (SSH no-op, batch, nvidia-smi, latency); past it a probe is hung.
+    pub probe_timeout: Duration,
+    /// Deadline of the PyTorch probe.
+    pub pytorch_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,6 +221,8 @@ struct RawHealth {
     latency_max: S<DurationValue>,
     pytorch_interval: S<DurationValue>,
     gpu_temp_max: S<f64>,
+    probe_timeout: S<DurationValue>,
+    pytorch_timeout: S<DurationValue>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -690,7 +696,27 @@ fn resolve(
         latency_max: dur(&h.latency_max, Duration::from_millis(100)),
         pytorch_interval: dur(&h.pytorch_interval, Duration::from_secs(30 * 60)),
         gpu_temp_max: val(&h.gpu_temp_max).unwrap_or(85.0),
+        probe_timeout: dur(&h.probe_timeout, Duration::from_secs(15)),
+        pytorch_timeout: dur(&h.pytorch_timeout, Duration::from_secs(60)),
     };
+    for (v, name, value) in [
+        (&h.probe_timeout, "probe_timeout", health.probe_timeout),
+        (
+            &h.pytorch_timeout,
+            "pytorch_timeout",
+            health.pytorch_timeout,
+        ),
+    ] {
+        if value < Duration::from_millis(100) || value > Duration::from_secs(600) {
+            p.push(
+                span_or(v, &top),
+                format!(
+                    "{name} \"{}\" must be between 100ms and 10m",
+                    humantime::format_duration(value)
+                ),
+            );
+        }
+    }
     if health.min_interval < Duration::from_secs(1) {
         p.push(
             span_or(&h.min_interval, &top),

@@ -86,6 +86,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/events", get(events))
         .route("/v1/reload", post(reload))
+        .route("/v1/nodes", get(nodes))
+        .route("/v1/nodes/{name}", get(node))
+        .route("/v1/nodes/{name}/check", post(check_node))
+        .route("/metrics", get(crate::metrics::handler))
         .fallback(not_found)
         .with_state(shared)
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
@@ -231,6 +235,64 @@ async fn reload(
             message: "new configuration rejected; the previous one stays in force".to_string(),
             details: e.lines(),
         }),
+    }
+}
+
+async fn nodes(State(shared): State<Arc<Shared>>) -> Json<ugro_api::Nodes> {
+    Json(ugro_api::Nodes {
+        nodes: shared.health.reports(),
+    })
+}
+
+async fn node(
+    State(shared): State<Arc<Shared>>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Result<Json<ugro_api::NodeHealth>, ApiError> {
+    shared
+        .health
+        .node(&name)
+        .map(|n| Json(n.report()))
+        .ok_or_else(|| unknown_node(&shared, &name))
+}
+
+fn unknown_node(shared: &Shared, name: &str) -> ApiError {
+    let known: Vec<String> = shared
+        .config()
+        .nodes
+        .iter()
+        .map(|n| n.name.clone())
+        .collect();
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "unknown_node",
+        format!("no node named \"{name}\"; configured: {}", known.join(", ")),
+    )
+}
+
+/// Runs a sweep of the node now (ignoring the reconnect backoff) and answers with its result.
+async fn check_node(
+    State(shared): State<Arc<Shared>>,
+    Extension(peer): Extension<Peer>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Result<Json<ugro_api::NodeHealth>, ApiError> {
+    authorize_control(&shared, peer).await?;
+    let h = shared.config().health.clone();
+    let deadline = h.pytorch_timeout.max(h.probe_timeout)
+        + crate::ssh::CONNECT_TIMEOUT
+        + Duration::from_secs(10);
+    match shared.health.check_now(&name, deadline).await {
+        Ok(r) => Ok(Json(r)),
+        Err(crate::health::CheckNowError::UnknownNode(_)) => Err(unknown_node(&shared, &name)),
+        Err(e @ crate::health::CheckNowError::Busy(_)) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            e.to_string(),
+        )),
+        Err(e) => Err(ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "timeout",
+            e.to_string(),
+        )),
     }
 }
 

@@ -57,6 +57,7 @@ pub struct Shared {
     config: watch::Sender<Arc<Config>>,
     config_loaded_at: Mutex<DateTime<Utc>>,
     pub store: Store,
+    pub health: crate::health::Health,
     pub heartbeats: Arc<Heartbeats>,
     pub notifier: Notifier,
     pub started_at: DateTime<Utc>,
@@ -252,11 +253,14 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<(), DaemonError> 
         .begin_session(started_at, pid, env!("CARGO_PKG_VERSION"))
         .await?;
     let heartbeats = Heartbeats::new();
+    // The last known node states, served at once until the first sweeps.
+    let restored = store.load_node_status().await?;
     let (config_tx, _) = watch::channel(Arc::new(config));
     let shared = Arc::new(Shared {
         config: config_tx,
         config_loaded_at: Mutex::new(started_at),
         store: store.clone(),
+        health: crate::health::Health::new(restored),
         heartbeats: heartbeats.clone(),
         notifier: notifier.clone(),
         started_at,
@@ -317,6 +321,38 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<(), DaemonError> 
             housekeeping(shared, cancel, hb).await;
             "housekeeping"
         });
+    }
+    {
+        let hb = heartbeats.register("health", BEAT_EVERY * 3);
+        let shared = shared.clone();
+        let cancel = cancel.clone();
+        tasks.spawn(async move {
+            crate::health::supervise(shared, cancel, hb).await;
+            "health"
+        });
+    }
+    if let Some(listen) = cfg.http.listen {
+        let shared = shared.clone();
+        let cancel = cancel.clone();
+        match tokio::net::TcpListener::bind(listen).await {
+            Ok(l) => {
+                tracing::info!(%listen, "serving /metrics over TCP");
+                tasks.spawn(async move {
+                    crate::metrics::serve_tcp(l, shared, cancel).await;
+                    "http"
+                });
+            }
+            Err(e) => {
+                shared
+                    .event(NewEvent::new(
+                        "daemon.http_bind_failed",
+                        "daemon",
+                        Severity::Warning,
+                        format!("cannot listen on {listen} for /metrics: {e}; the control socket still serves /metrics"),
+                    ))
+                    .await;
+            }
+        }
     }
     if let Some(usec) = sd_notify::watchdog_enabled() {
         let period = usec / 2;
@@ -398,7 +434,7 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<(), DaemonError> 
     }
 }
 
-/// Periodic upkeep: prunes events past `summary.retention`.
+/// Periodic upkeep: prunes events, check results and resolved alerts past `summary.retention`.
 async fn housekeeping(
     shared: Arc<Shared>,
     cancel: CancellationToken,
@@ -422,6 +458,14 @@ async fn housekeeping(
                 Ok(0) => {}
                 Ok(n) => tracing::info!(deleted = n, "pruned events older than the retention"),
                 Err(e) => tracing::error!(error = %e, "pruning events failed"),
+            }
+            match shared.store.prune_health(cutoff).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    deleted = n,
+                    "pruned check results and resolved alerts older than the retention"
+                ),
+                Err(e) => tracing::error!(error = %e, "pruning check results failed"),
             }
         }
     }

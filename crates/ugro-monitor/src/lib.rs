@@ -5,6 +5,9 @@
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod health;
+pub mod metrics;
+pub mod ssh;
 pub mod store;
 pub mod systemd;
 

@@ -9,6 +9,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 use ugro_api::{Event, Severity};
+use ugro_core::health::{Alert as CoreAlert, CheckResult, NodeState};
+use ugro_core::parse::GpuReading;
 
 /// Migrations from the workspace's `migrations/`, compiled into the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
@@ -286,6 +288,206 @@ impl Store {
             .execute(&self.pool)
             .await;
         self.pool.close().await;
+    }
+}
+
+/// The latest verdict of one node, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeStatusRow {
+    pub node: String,
+    pub state: NodeState,
+    pub score: u8,
+    pub last_check: Option<DateTime<Utc>>,
+    pub next_check: Option<DateTime<Utc>>,
+    pub checks: Vec<CheckResult>,
+    pub gpus: Vec<GpuReading>,
+}
+
+/// How the open alerts of a node changed with one sweep.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AlertChanges {
+    pub opened: Vec<CoreAlert>,
+    /// (key, message) of alerts that no longer hold.
+    pub resolved: Vec<(String, String)>,
+    /// Every alert open after the sweep.
+    pub open: Vec<ugro_api::Alert>,
+}
+
+impl Store {
+    /// Records one sweep: every check result, and the node's latest verdict.
+    pub async fn save_sweep(
+        &self,
+        row: &NodeStatusRow,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(self.err("begin sweep"))?;
+        for c in &row.checks {
+            sqlx::query(
+                "INSERT INTO check_results (node, ts_ms, name, status, value_json, message, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&row.node)
+            .bind(to_ms(at))
+            .bind(c.name.as_str())
+            .bind(c.outcome.as_str())
+            .bind(c.value.as_ref().map(|v| v.to_string()))
+            .bind(&c.message)
+            .bind(i64::try_from(c.duration_ms).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await
+            .map_err(self.err("insert check result"))?;
+        }
+        let checks = serde_json::to_string(&row.checks).unwrap_or_else(|_| "[]".into());
+        let gpus = serde_json::to_string(&row.gpus).unwrap_or_else(|_| "[]".into());
+        sqlx::query(
+            "INSERT INTO node_status (node, state, score, last_check_ms, next_check_ms, checks_json, gpus_json, updated_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+             ON CONFLICT (node) DO UPDATE SET state = ?2, score = ?3, last_check_ms = ?4, next_check_ms = ?5, \
+             checks_json = ?6, gpus_json = ?7, updated_ms = ?8",
+        )
+        .bind(&row.node)
+        .bind(row.state.as_str())
+        .bind(i64::from(row.score))
+        .bind(row.last_check.map(to_ms))
+        .bind(row.next_check.map(to_ms))
+        .bind(checks)
+        .bind(gpus)
+        .bind(to_ms(at))
+        .execute(&mut *tx)
+        .await
+        .map_err(self.err("upsert node status"))?;
+        tx.commit().await.map_err(self.err("commit sweep"))
+    }
+
+    /// The latest stored verdict of every node.
+    pub async fn load_node_status(&self) -> Result<Vec<NodeStatusRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT node, state, score, last_check_ms, next_check_ms, checks_json, gpus_json FROM node_status ORDER BY node",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.err("select node status"))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| NodeStatusRow {
+                node: r.get(0),
+                state: NodeState::parse(r.get::<&str, _>(1)).unwrap_or(NodeState::Unknown),
+                score: u8::try_from(r.get::<i64, _>(2)).unwrap_or(0),
+                last_check: r.get::<Option<i64>, _>(3).map(from_ms),
+                next_check: r.get::<Option<i64>, _>(4).map(from_ms),
+                checks: serde_json::from_str(r.get::<&str, _>(5)).unwrap_or_default(),
+                gpus: serde_json::from_str(r.get::<&str, _>(6)).unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// Opens the alerts in `current` that are not open yet and resolves the open ones that are
+    /// not in `current`.
+    pub async fn sync_alerts(
+        &self,
+        node: &str,
+        at: DateTime<Utc>,
+        current: &[CoreAlert],
+    ) -> Result<AlertChanges, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(self.err("begin alerts"))?;
+        let open: Vec<(String, String)> = sqlx::query_as(
+            "SELECT key, message FROM alerts WHERE node = ? AND resolved_ms IS NULL",
+        )
+        .bind(node)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(self.err("select alerts"))?;
+        let mut changes = AlertChanges::default();
+        for (key, message) in &open {
+            if !current.iter().any(|a| &a.key == key) {
+                sqlx::query("UPDATE alerts SET resolved_ms = ? WHERE node = ? AND key = ? AND resolved_ms IS NULL")
+                    .bind(to_ms(at))
+                    .bind(node)
+                    .bind(key)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(self.err("resolve alert"))?;
+                changes.resolved.push((key.clone(), message.clone()));
+            }
+        }
+        for a in current {
+            if open.iter().any(|(k, _)| k == &a.key) {
+                // Still open: keep its start, refresh what it says.
+                sqlx::query("UPDATE alerts SET message = ?, severity = ? WHERE node = ? AND key = ? AND resolved_ms IS NULL")
+                    .bind(&a.message)
+                    .bind(a.severity.as_str())
+                    .bind(node)
+                    .bind(&a.key)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(self.err("update alert"))?;
+            } else {
+                sqlx::query("INSERT INTO alerts (node, key, severity, message, since_ms) VALUES (?, ?, ?, ?, ?)")
+                    .bind(node)
+                    .bind(&a.key)
+                    .bind(a.severity.as_str())
+                    .bind(&a.message)
+                    .bind(to_ms(at))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(self.err("open alert"))?;
+                changes.opened.push(a.clone());
+            }
+        }
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT severity, message, since_ms FROM alerts WHERE node = ? AND resolved_ms IS NULL ORDER BY since_ms, id",
+        )
+        .bind(node)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(self.err("select open alerts"))?;
+        tx.commit().await.map_err(self.err("commit alerts"))?;
+        changes.open = rows.into_iter().map(api_alert).collect();
+        Ok(changes)
+    }
+
+    /// Open alerts of a node, oldest first.
+    pub async fn open_alerts(&self, node: &str) -> Result<Vec<ugro_api::Alert>, StoreError> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT severity, message, since_ms FROM alerts WHERE node = ? AND resolved_ms IS NULL ORDER BY since_ms, id",
+        )
+        .bind(node)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.err("select open alerts"))?;
+        Ok(rows.into_iter().map(api_alert).collect())
+    }
+
+    /// Deletes check results and resolved alerts older than `before`.
+    pub async fn prune_health(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let a = sqlx::query("DELETE FROM check_results WHERE ts_ms < ?")
+            .bind(to_ms(before))
+            .execute(&self.pool)
+            .await
+            .map_err(self.err("prune check results"))?;
+        let b = sqlx::query("DELETE FROM alerts WHERE resolved_ms IS NOT NULL AND resolved_ms < ?")
+            .bind(to_ms(before))
+            .execute(&self.pool)
+            .await
+            .map_err(self.err("prune alerts"))?;
+        Ok(a.rows_affected() + b.rows_affected())
+    }
+
+    /// Number of stored check results (tests, status).
+    pub async fn check_result_count(&self, node: &str) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM check_results WHERE node = ?")
+            .bind(node)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(self.err("count check results"))?;
+        Ok(n.max(0) as u64)
+    }
+}
+
+fn api_alert((severity, message, since): (String, String, i64)) -> ugro_api::Alert {
+    ugro_api::Alert {
+        severity: Severity::parse(&severity).unwrap_or(Severity::Warning),
+        message,
+        since: from_ms(since),
     }
 }
 

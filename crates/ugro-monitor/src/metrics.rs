@@ -1,0 +1,317 @@
+//! Prometheus exposition (`GET /metrics`, on the control socket and on the optional TCP
+//! listener): a prometheus-client collector that renders the current node reports and counters
+//! at scrape time, so series of removed nodes disappear with them.
+
+use std::sync::Arc;
+
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+use ugro_api::{NodeHealth, NodeState, Outcome};
+
+use crate::daemon::Shared;
+use crate::health::NodeCounters;
+
+const STATES: [NodeState; 5] = [
+    NodeState::Healthy,
+    NodeState::Degraded,
+    NodeState::Unhealthy,
+    NodeState::Unreachable,
+    NodeState::Unknown,
+];
+
+/// Everything one scrape shows, copied out of the daemon's state.
+#[derive(Debug)]
+struct Snapshot {
+    nodes: Vec<(NodeHealth, NodeCounters)>,
+    started_at: f64,
+}
+
+type Labels = Vec<(&'static str, String)>;
+
+fn gauges(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    series: Vec<(Labels, f64)>,
+) -> Result<(), std::fmt::Error> {
+    if series.is_empty() {
+        return Ok(());
+    }
+    let mut family =
+        enc.encode_descriptor(name, help, None, ConstGauge::new(0.0f64).metric_type())?;
+    for (labels, v) in series {
+        ConstGauge::new(v).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+fn counters(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    series: Vec<(Labels, u64)>,
+) -> Result<(), std::fmt::Error> {
+    if series.is_empty() {
+        return Ok(());
+    }
+    let mut family =
+        enc.encode_descriptor(name, help, None, ConstCounter::new(0u64).metric_type())?;
+    for (labels, v) in series {
+        ConstCounter::new(v).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+impl Collector for Snapshot {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let node = |n: &NodeHealth| vec![("node", n.name.clone())];
+        let with =
+            |n: &NodeHealth, k: &'static str, v: String| vec![("node", n.name.clone()), (k, v)];
+
+        gauges(
+            &mut enc,
+            "ugro_daemon_start_time_seconds",
+            "When the daemon started (Unix time).",
+            vec![(vec![], self.started_at)],
+        )?;
+        gauges(
+            &mut enc,
+            "ugro_node_health_score",
+            "Health score of the node, 0-100 (passed check weight / applicable weight).",
+            self.nodes
+                .iter()
+                .map(|(n, _)| (node(n), f64::from(n.score)))
+                .collect(),
+        )?;
+        gauges(
+            &mut enc,
+            "ugro_node_state",
+            "1 for the node's current state (after hysteresis), 0 for the others.",
+            self.nodes
+                .iter()
+                .flat_map(|(n, _)| {
+                    STATES.iter().map(move |s| {
+                        (
+                            with(n, "state", s.as_str().to_string()),
+                            f64::from(u8::from(n.state == *s)),
+                        )
+                    })
+                })
+                .collect(),
+        )?;
+        gauges(
+            &mut enc,
+            "ugro_check_passed",
+            "1 if the check passed in the last sweep, 0 if it failed or hung (skipped checks are absent).",
+            self.nodes
+                .iter()
+                .flat_map(|(n, _)| {
+                    n.checks.iter().filter_map(move |c| {
+                        c.passed().map(|p| {
+                            (
+                                vec![
+                                    ("node", n.name.clone()),
+                                    ("check", c.name.as_str().to_string()),
+                                ],
+                                f64::from(u8::from(p)),
+                            )
+                        })
+                    })
+                })
+                .collect(),
+        )?;
+        gauges(
+            &mut enc,
+            "ugro_check_hung",
+            "1 if the check's probe did not answer by its deadline in the last sweep.",
+            self.nodes
+                .iter()
+                .flat_map(|(n, _)| {
+                    n.checks
+                        .iter()
+                        .filter(|c| c.outcome != Outcome::Skipped)
+                        .map(move |c| {
+                            (
+                                vec![
+                                    ("node", n.name.clone()),
+                                    ("check", c.name.as_str().to_string()),
+                                ],
+                                f64::from(u8::from(c.outcome == Outcome::Hung)),
+                            )
+                        })
+                })
+                .collect(),
+        )?;
+        gauges(
+            &mut enc,
+            "ugro_check_duration_seconds",
+            "How long the check took in the last sweep.",
+            self.nodes
+                .iter()
+                .flat_map(|(n, _)| {
+                    n.checks
+                        .iter()
+                        .filter(|c| c.outcome != Outcome::Skipped)
+                        .map(move |c| {
+                            (
+                                vec![
+                                    ("node", n.name.clone()),
+                                    ("check", c.name.as_str().to_string()),
+                                ],
+                                c.duration_ms as f64 / 1000.0,
+                            )
+                        })
+                })
+                .collect(),
+        )?;
+        let gpu_series = |f: &dyn Fn(&ugro_api::GpuReading) -> Option<f64>| -> Vec<(Labels, f64)> {
+            self.nodes
+                .iter()
+                .flat_map(|(n, _)| {
+                    n.gpus.iter().filter_map(move |g| {
+                        f(g).map(|v| {
+                            (
+                                vec![
+                                    ("node", n.name.clone()),
+                                    ("gpu", g.index.to_string()),
+                                    ("uuid", g.uuid.clone()),
+                                ],
+                                v,
+                            )
+                        })
+                    })
+                })
+                .collect()
+        };
+        gauges(
+            &mut enc,
+            "ugro_gpu_temperature_celsius",
+            "GPU temperature.",
+            gpu_series(&|g| g.temperature_c),
+        )?;
+        gauges(
+            &mut enc,
+            "ugro_gpu_utilization_ratio",
+            "GPU utilisation, 0-1.",
+            gpu_series(&|g| g.utilization_pct.map(|p| p / 100.0)),
+        )?;
+        gauges(
+            &mut enc,
+            "ugro_gpu_memory_used_bytes",
+            "GPU memory in use.",
+            gpu_series(&|g| g.memory_used_mib.map(|m| m * 1048576.0)),
+        )?;
+        gauges(
+            &mut enc,
+            "ugro_gpu_memory_total_bytes",
+            "GPU memory in total.",
+            gpu_series(&|g| g.memory_total_mib.map(|m| m * 1048576.0)),
+        )?;
+        gauges(
+            &mut enc,
+            "ugro_gpu_power_watts",
+            "GPU power draw.",
+            gpu_series(&|g| g.power_w),
+        )?;
+        counters(
+            &mut enc,
+            "ugro_ssh_reconnects",
+            "SSH connections opened to the node after the first one.",
+            self.nodes
+                .iter()
+                .filter(|(n, _)| n.host != "local")
+                .map(|(n, c)| (node(n), c.ssh_reconnects))
+                .collect(),
+        )?;
+        counters(
+            &mut enc,
+            "ugro_probe_hangs",
+            "Probes that did not answer by their deadline.",
+            self.nodes
+                .iter()
+                .flat_map(|(n, c)| {
+                    c.hangs.iter().map(move |(check, v)| {
+                        (
+                            vec![
+                                ("node", n.name.clone()),
+                                ("check", check.as_str().to_string()),
+                            ],
+                            *v,
+                        )
+                    })
+                })
+                .collect(),
+        )?;
+        counters(
+            &mut enc,
+            "ugro_node_sweeps",
+            "Health sweeps run since the daemon started.",
+            self.nodes
+                .iter()
+                .map(|(n, c)| (node(n), c.sweeps))
+                .collect(),
+        )?;
+        Ok(())
+    }
+}
+
+/// The Prometheus text exposition of the daemon's current state.
+pub fn render(shared: &Shared) -> Result<String, std::fmt::Error> {
+    let nodes = shared
+        .health
+        .runtimes()
+        .iter()
+        .map(|rt| (rt.report(), rt.counters()))
+        .collect();
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Snapshot {
+        nodes,
+        started_at: shared.started_at.timestamp_millis() as f64 / 1000.0,
+    }));
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, &registry)?;
+    Ok(out)
+}
+
+/// `GET /metrics`.
+pub async fn handler(axum::extract::State(shared): axum::extract::State<Arc<Shared>>) -> Response {
+    match render(&shared) {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics").into_response(),
+    }
+}
+
+/// Serves only `/metrics` on a TCP listener (`[http] listen`), until `cancel`.
+pub async fn serve_tcp(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+) {
+    let app = axum::Router::new()
+        .route("/metrics", axum::routing::get(handler))
+        .with_state(shared)
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(16))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            std::time::Duration::from_secs(30),
+        ));
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { cancel.cancelled().await })
+        .await
+    {
+        tracing::error!(error = %e, "metrics listener failed");
+    }
+}

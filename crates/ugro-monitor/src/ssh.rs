@@ -1,0 +1,506 @@
+//! One persistent SSH connection per remote node (russh): strict host-key checking against an
+//! OpenSSH known_hosts file, key authentication, keepalive, reconnection with backoff, commands
+//! with deadlines (one channel each; remote `timeout` kills what overruns), and latency measured
+//! with SSH-level round trips instead of execs. Never more than one TCP connection per node.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::{Duration, Instant};
+
+use russh::client::{self, Handle};
+use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKey};
+use russh::{ChannelMsg, Disconnect};
+use tokio::sync::Mutex;
+
+use crate::config::RemoteHost;
+
+/// Most bytes kept from one command's stdout (and, separately, stderr).
+pub const MAX_OUTPUT: usize = 1024 * 1024;
+/// Deadline for TCP connect + key exchange + authentication.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SshError {
+    #[error("cannot connect to {addr}: {message}")]
+    Connect { addr: String, message: String },
+    #[error(
+        "host key of {addr} does not match known_hosts ({known_hosts} line {line}): the host key CHANGED — a reinstalled node or a man in the middle; verify it, then fix that line"
+    )]
+    HostKeyChanged {
+        addr: String,
+        known_hosts: PathBuf,
+        line: usize,
+    },
+    #[error(
+        "host key of {addr} ({fingerprint}) is not in {known_hosts}: add it (ssh-keyscan) or set accept_new_host_keys = true for this node"
+    )]
+    HostKeyUnknown {
+        addr: String,
+        known_hosts: PathBuf,
+        fingerprint: String,
+    },
+    #[error("cannot read known_hosts {known_hosts}: {message}")]
+    KnownHosts {
+        known_hosts: PathBuf,
+        message: String,
+    },
+    #[error("cannot load identity_file {path}: {message}")]
+    Key { path: PathBuf, message: String },
+    #[error("authentication as {user} on {addr} refused (key {key})")]
+    AuthRejected {
+        user: String,
+        addr: String,
+        key: PathBuf,
+    },
+    #[error("no answer from {addr} within {deadline:?}")]
+    Timeout { addr: String, deadline: Duration },
+    #[error(
+        "waiting before reconnecting to {addr} ({remaining:?} left of the backoff): last error: {last}"
+    )]
+    BackingOff {
+        addr: String,
+        remaining: Duration,
+        last: String,
+    },
+    #[error("SSH session to {addr} failed: {message}")]
+    Session { addr: String, message: String },
+}
+
+impl SshError {
+    /// True for the host-key problems that must never be retried silently.
+    pub fn is_host_key(&self) -> bool {
+        matches!(
+            self,
+            SshError::HostKeyChanged { .. } | SshError::HostKeyUnknown { .. }
+        )
+    }
+}
+
+/// What a remote command produced.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOutput {
+    pub stdout: String,
+    pub stderr: String,
+    /// None when the channel closed without an exit status (e.g. killed by a signal).
+    pub exit_status: Option<u32>,
+    pub truncated: bool,
+}
+
+/// Result of a command that may overrun its deadline.
+#[derive(Debug, Clone)]
+pub enum Exec {
+    Done(ExecOutput),
+    /// The command did not finish in time; its channel was closed and the remote `timeout`
+    /// kills it.
+    Hung,
+}
+
+/// Verifies the server's host key against known_hosts; remembers why it refused.
+struct Verifier {
+    host: String,
+    port: u16,
+    known_hosts: PathBuf,
+    accept_new: bool,
+    problem: Arc<StdMutex<Option<SshError>>>,
+}
+
+impl client::Handler for Verifier {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        key: &russh::keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let addr = format!("{}:{}", self.host, self.port);
+        let key: &PublicKey = match key {
+            russh::keys::PublicKeyOrCertificate::PublicKey { key, .. } => key,
+            russh::keys::PublicKeyOrCertificate::Certificate(_) => {
+                self.refuse(SshError::Session {
+                    addr,
+                    message: "the server offered a host certificate; only plain host keys in known_hosts are supported".into(),
+                });
+                return Ok(false);
+            }
+        };
+        let known = if self.known_hosts.exists() {
+            russh::keys::check_known_hosts_path(&self.host, self.port, key, &self.known_hosts)
+        } else {
+            Ok(false)
+        };
+        match known {
+            Ok(true) => Ok(true),
+            Ok(false) if self.accept_new => {
+                match russh::keys::known_hosts::learn_known_hosts_path(
+                    &self.host,
+                    self.port,
+                    key,
+                    &self.known_hosts,
+                ) {
+                    Ok(()) => {
+                        tracing::warn!(host = %addr, fingerprint = %key.fingerprint(HashAlg::Sha256), known_hosts = %self.known_hosts.display(), "recorded a first-seen host key (accept_new_host_keys)");
+                        Ok(true)
+                    }
+                    Err(e) => {
+                        self.refuse(SshError::KnownHosts {
+                            known_hosts: self.known_hosts.clone(),
+                            message: format!("cannot record the new host key: {e}"),
+                        });
+                        Ok(false)
+                    }
+                }
+            }
+            Ok(false) => {
+                self.refuse(SshError::HostKeyUnknown {
+                    addr,
+                    known_hosts: self.known_hosts.clone(),
+                    fingerprint: key.fingerprint(HashAlg::Sha256).to_string(),
+                });
+                Ok(false)
+            }
+            Err(russh::keys::Error::KeyChanged { line }) => {
+                self.refuse(SshError::HostKeyChanged {
+                    addr,
+                    known_hosts: self.known_hosts.clone(),
+                    line,
+                });
+                Ok(false)
+            }
+            Err(e) => {
+                self.refuse(SshError::KnownHosts {
+                    known_hosts: self.known_hosts.clone(),
+                    message: e.to_string(),
+                });
+                Ok(false)
+            }
+        }
+    }
+}
+
+impl Verifier {
+    fn refuse(&self, e: SshError) {
+        *self.problem.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+    }
+}
+
+enum Conn {
+    Down {
+        retry_at: Option<Instant>,
+        backoff: Duration,
+        last: Option<SshError>,
+    },
+    Up(Arc<Handle<Verifier>>),
+}
+
+/// The SSH session of one node, shared by every check of that node.
+pub struct NodeSession {
+    target: RemoteHost,
+    addr: String,
+    config: Arc<client::Config>,
+    conn: Mutex<Conn>,
+    reconnects: AtomicU64,
+    connects: AtomicU64,
+}
+
+impl std::fmt::Debug for NodeSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeSession")
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+impl NodeSession {
+    pub fn new(target: RemoteHost) -> Self {
+        let config = client::Config {
+            // Keepalive also detects a dead peer: after 3 unanswered the session ends.
+            keepalive_interval: Some(Duration::from_secs(30)),
+            keepalive_max: 3,
+            inactivity_timeout: None,
+            nodelay: true,
+            ..Default::default()
+        };
+        Self {
+            addr: format!("{}:{}", target.host, target.port),
+            target,
+            config: Arc::new(config),
+            conn: Mutex::new(Conn::Down {
+                retry_at: None,
+                backoff: BACKOFF_MIN,
+                last: None,
+            }),
+            reconnects: AtomicU64::new(0),
+            connects: AtomicU64::new(0),
+        }
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Connections opened after the first one (the connection had been lost or refused).
+    pub fn reconnects(&self) -> u64 {
+        self.reconnects.load(Ordering::Relaxed)
+    }
+
+    /// Connects unless connected. `force` ignores the reconnect backoff (an operator asked for
+    /// a check now).
+    pub async fn ensure_connected(&self, force: bool) -> Result<(), SshError> {
+        self.handle(force).await.map(|_| ())
+    }
+
+    /// The live connection, connecting first when there is none.
+    async fn handle(&self, force: bool) -> Result<Arc<Handle<Verifier>>, SshError> {
+        let mut conn = self.conn.lock().await;
+        let (retry_at, backoff, last) = match &*conn {
+            Conn::Up(h) if !h.is_closed() => return Ok(h.clone()),
+            Conn::Up(_) => {
+                tracing::info!(node = %self.addr, "SSH connection lost; reconnecting");
+                (None, BACKOFF_MIN, None)
+            }
+            Conn::Down {
+                retry_at,
+                backoff,
+                last,
+            } => (*retry_at, *backoff, last.clone()),
+        };
+        if !force
+            && let (Some(at), Some(last)) = (retry_at, &last)
+            && Instant::now() < at
+            && !last.is_host_key()
+        {
+            return Err(SshError::BackingOff {
+                addr: self.addr.clone(),
+                remaining: at - Instant::now(),
+                last: last.to_string(),
+            });
+        }
+        match tokio::time::timeout(CONNECT_TIMEOUT, self.connect()).await {
+            Ok(Ok(h)) => {
+                if self.connects.fetch_add(1, Ordering::Relaxed) > 0 {
+                    self.reconnects.fetch_add(1, Ordering::Relaxed);
+                }
+                let h = Arc::new(h);
+                *conn = Conn::Up(h.clone());
+                Ok(h)
+            }
+            Ok(Err(e)) => {
+                *conn = Conn::Down {
+                    retry_at: Some(Instant::now() + backoff),
+                    backoff: (backoff * 2).min(BACKOFF_MAX),
+                    last: Some(e.clone()),
+                };
+                Err(e)
+            }
+            Err(_) => {
+                let e = SshError::Timeout {
+                    addr: self.addr.clone(),
+                    deadline: CONNECT_TIMEOUT,
+                };
+                *conn = Conn::Down {
+                    retry_at: Some(Instant::now() + backoff),
+                    backoff: (backoff * 2).min(BACKOFF_MAX),
+                    last: Some(e.clone()),
+                };
+                Err(e)
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<Handle<Verifier>, SshError> {
+        let t = &self.target;
+        let key =
+            russh::keys::load_secret_key(&t.identity_file, None).map_err(|e| SshError::Key {
+                path: t.identity_file.clone(),
+                message: e.to_string(),
+            })?;
+        let problem = Arc::new(StdMutex::new(None));
+        let verifier = Verifier {
+            host: t.host.clone(),
+            port: t.port,
+            known_hosts: t.known_hosts.clone(),
+            accept_new: t.accept_new_host_keys,
+            problem: problem.clone(),
+        };
+        let connected =
+            client::connect(self.config.clone(), (t.host.as_str(), t.port), verifier).await;
+        let mut handle = match connected {
+            Ok(h) => h,
+            Err(e) => {
+                let refused = problem.lock().unwrap_or_else(|p| p.into_inner()).take();
+                return Err(refused.unwrap_or_else(|| SshError::Connect {
+                    addr: self.addr.clone(),
+                    message: e.to_string(),
+                }));
+            }
+        };
+        let hash = if key.algorithm().is_rsa() {
+            handle
+                .best_supported_rsa_hash()
+                .await
+                .ok()
+                .flatten()
+                .flatten()
+        } else {
+            None
+        };
+        let auth = handle
+            .authenticate_publickey(&t.user, PrivateKeyWithHashAlg::new(Arc::new(key), hash))
+            .await
+            .map_err(|e| SshError::Session {
+                addr: self.addr.clone(),
+                message: format!("authentication: {e}"),
+            })?;
+        if !auth.success() {
+            let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
+            return Err(SshError::AuthRejected {
+                user: t.user.clone(),
+                addr: self.addr.clone(),
+                key: t.identity_file.clone(),
+            });
+        }
+        Ok(handle)
+    }
+
+    /// Drops the connection (e.g. before the daemon stops or the node is removed).
+    pub async fn disconnect(&self) {
+        let mut conn = self.conn.lock().await;
+        if let Conn::Up(h) = &*conn {
+            let _ = tokio::time::timeout(
+                Duration::from_secs(2),
+                h.disconnect(Disconnect::ByApplication, "ugro-monitor stopping", "en"),
+            )
+            .await;
+        }
+        *conn = Conn::Down {
+            retry_at: None,
+            backoff: BACKOFF_MIN,
+            last: None,
+        };
+    }
+
+    /// Marks the connection broken so the next call reconnects (after a transport error).
+    async fn invalidate(&self, h: &Arc<Handle<Verifier>>) {
+        let mut conn = self.conn.lock().await;
+        if let Conn::Up(cur) = &*conn
+            && Arc::ptr_eq(cur, h)
+        {
+            let _ = tokio::time::timeout(
+                Duration::from_secs(1),
+                h.disconnect(Disconnect::ByApplication, "", "en"),
+            )
+            .await;
+            *conn = Conn::Down {
+                retry_at: None,
+                backoff: BACKOFF_MIN,
+                last: None,
+            };
+        }
+    }
+
+    /// Runs `command` on its own channel. The remote side runs it under
+    /// `timeout -k 1 <deadline>`, so an overrunning probe is killed there too; locally the
+    /// deadline closes the channel and the result is [`Exec::Hung`].
+    pub async fn exec(&self, command: &str, deadline: Duration) -> Result<Exec, SshError> {
+        let h = self.handle(false).await?;
+        let secs = deadline.as_secs_f64().ceil().max(1.0) as u64;
+        let wrapped = format!("timeout -k 1 {secs} sh -c {}", shell_quote(command));
+        let run = async {
+            let mut ch = h.channel_open_session().await?;
+            ch.exec(true, wrapped.as_bytes()).await?;
+            let mut out = ExecOutput::default();
+            let mut stdout = Vec::new();
+            let mut stderr = Vec::new();
+            while let Some(msg) = ch.wait().await {
+                match msg {
+                    ChannelMsg::Data { data } => append(&mut stdout, &data, &mut out.truncated),
+                    ChannelMsg::ExtendedData { data, .. } => {
+                        append(&mut stderr, &data, &mut out.truncated)
+                    }
+                    ChannelMsg::ExitStatus { exit_status } => out.exit_status = Some(exit_status),
+                    ChannelMsg::Close => break,
+                    _ => {}
+                }
+            }
+            out.stdout = String::from_utf8_lossy(&stdout).into_owned();
+            out.stderr = String::from_utf8_lossy(&stderr).into_owned();
+            Ok::<_, russh::Error>(out)
+        };
+        match tokio::time::timeout(deadline, run).await {
+            Ok(Ok(out)) => Ok(Exec::Done(out)),
+            Ok(Err(e)) => {
+                self.invalidate(&h).await;
+                Err(SshError::Session {
+                    addr: self.addr.clone(),
+                    message: e.to_string(),
+                })
+            }
+            // The channel is dropped with the future: russh closes it.
+            Err(_) => Ok(Exec::Hung),
+        }
+    }
+
+    /// Round-trip times of `n` SSH keepalive requests on the open connection.
+    pub async fn ping(&self, n: usize, deadline: Duration) -> Result<Vec<Duration>, SshError> {
+        let h = self.handle(false).await?;
+        let run = async {
+            let mut rtts = Vec::with_capacity(n);
+            for _ in 0..n {
+                let start = Instant::now();
+                h.send_ping().await?;
+                rtts.push(start.elapsed());
+            }
+            Ok::<_, russh::Error>(rtts)
+        };
+        match tokio::time::timeout(deadline, run).await {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => {
+                self.invalidate(&h).await;
+                Err(SshError::Session {
+                    addr: self.addr.clone(),
+                    message: e.to_string(),
+                })
+            }
+            Err(_) => Err(SshError::Timeout {
+                addr: self.addr.clone(),
+                deadline,
+            }),
+        }
+    }
+}
+
+fn append(buf: &mut Vec<u8>, data: &[u8], truncated: &mut bool) {
+    let room = MAX_OUTPUT.saturating_sub(buf.len());
+    if data.len() > room {
+        *truncated = true;
+    }
+    buf.extend_from_slice(&data[..data.len().min(room)]);
+}
+
+/// Quotes `s` for a POSIX shell as one word.
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_survives_single_quotes() {
+        assert_eq!(shell_quote("echo 'a b'"), r#"'echo '\''a b'\'''"#);
+    }
+
+    #[test]
+    fn output_is_bounded() {
+        let mut buf = Vec::new();
+        let mut t = false;
+        append(&mut buf, &vec![b'x'; MAX_OUTPUT - 1], &mut t);
+        assert!(!t);
+        append(&mut buf, b"yz", &mut t);
+        assert!(t);
+        assert_eq!(buf.len(), MAX_OUTPUT);
+    }
+}
