@@ -101,8 +101,12 @@ pub struct NodeHealth {
     pub name: String,
     /// "local" or `host:port`.
     pub host: String,
+    /// The confirmed state (changes only after two sweeps agree).
     pub state: NodeState,
     pub healthy: bool,
+    /// What the last sweep alone says; differs from `state` while a change awaits confirmation.
+    #[serde(default = "unknown_state")]
+    pub observed: NodeState,
     pub score: u8,
     pub last_check: Option<DateTime<Utc>>,
     pub next_check: Option<DateTime<Utc>>,
@@ -118,6 +122,10 @@ pub struct NodeHealth {
     /// this daemon started.
     #[serde(default)]
     pub restored: bool,
+}
+
+fn unknown_state() -> NodeState {
+    NodeState::Unknown
 }
 
 /// An open alert of a node.

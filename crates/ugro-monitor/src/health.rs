@@ -171,6 +171,7 @@ impl Health {
             host: host_label(cfg),
             state: NodeState::Unknown,
             healthy: false,
+            observed: NodeState::Unknown,
             score: 0,
             last_check: None,
             next_check: None,
@@ -182,6 +183,7 @@ impl Health {
         };
         if let Some(row) = restored {
             r.state = row.state;
+            r.observed = row.state;
             r.healthy = row.state.is_healthy();
             r.score = row.score;
             r.last_check = row.last_check;
@@ -429,6 +431,7 @@ async fn node_loop(
             host: host_label(&rt.cfg),
             state: hyst.state,
             healthy: hyst.state.is_healthy(),
+            observed: verdict.state,
             score: verdict.score,
             last_check: Some(started),
             next_check: Some(next_check),

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
-use ugro_api::{Client, ClientError, Events, ReloadResult, Status};
+use ugro_api::{Client, ClientError, Events, NodeHealth, Nodes, ReloadResult, Status};
 
 /// Ask the ugro-monitor daemon about nodes, runs and events.
 #[derive(Debug, Parser)]
@@ -32,6 +32,14 @@ struct Cli {
 enum Command {
     /// Daemon version, uptime, paths and counts.
     Status,
+    /// Node health: state, score, last and next check, failing checks. Exit 1 if any node is
+    /// not healthy.
+    Health {
+        /// Only this node, with every check.
+        node: Option<String>,
+    },
+    /// Run a health sweep of NODE now and print it. Exit 1 if the node is not healthy.
+    Check { node: String },
     /// Recent events (daemon, config, nodes, runs), oldest first.
     Events {
         /// How far back: a duration ("24h", "7d") or an RFC 3339 time.
@@ -94,7 +102,27 @@ async fn run(cli: Cli) -> ExitCode {
         }
     };
     let client = Client::new(&socket).with_timeout(cli.timeout);
+    let mut unhealthy = false;
     let result = match &cli.command {
+        Command::Health { node: None } => client.get::<Nodes>("/v1/nodes").await.map(|n| {
+            unhealthy = n.nodes.iter().any(|n| !n.healthy);
+            output(cli.json, &n, || render::nodes(&n, chrono::Utc::now()));
+        }),
+        Command::Health { node: Some(name) } => client
+            .get::<NodeHealth>(&format!("/v1/nodes/{}", encode(name)))
+            .await
+            .map(|n| {
+                unhealthy = !n.healthy;
+                output(cli.json, &n, || render::node(&n, chrono::Utc::now()));
+            }),
+        Command::Check { node } => client
+            .post::<NodeHealth>(&format!("/v1/nodes/{}/check", encode(node)), None)
+            .await
+            .map(|n| {
+                // What this sweep found, not the confirmed state.
+                unhealthy = !n.observed.is_healthy();
+                output(cli.json, &n, || render::node(&n, chrono::Utc::now()));
+            }),
         Command::Status => client.get::<Status>("/v1/status").await.map(|s| {
             output(cli.json, &s, || render::status(&s));
         }),
@@ -124,6 +152,7 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Completions { .. } => Ok(()),
     };
     match result {
+        Ok(()) if unhealthy => ExitCode::from(EXIT_FAILED),
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => report(&e, &socket),
     }

@@ -4,7 +4,7 @@
 use anstyle::{AnsiColor, Style};
 use chrono::{DateTime, Utc};
 use comfy_table::{Table, presets};
-use ugro_api::{Events, ReloadResult, Severity, Status};
+use ugro_api::{Events, NodeHealth, NodeState, Nodes, Outcome, ReloadResult, Severity, Status};
 
 const BOLD: Style = Style::new().bold();
 const DIM: Style = Style::new().dimmed();
@@ -150,6 +150,158 @@ pub fn status(s: &Status) -> String {
     for line in t.lines() {
         out.push_str(line.trim_end());
         out.push('\n');
+    }
+    out
+}
+
+fn state_style(s: NodeState) -> Option<Style> {
+    match s {
+        NodeState::Healthy => None,
+        NodeState::Degraded | NodeState::Unknown => Some(YELLOW),
+        NodeState::Unhealthy | NodeState::Unreachable => Some(RED),
+    }
+}
+
+fn when(t: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
+    t.map_or_else(|| "never".into(), |t| ago(t, now))
+}
+
+/// One line per failing or hung check: "latency: median 180 ms > 100 ms".
+fn failing(n: &NodeHealth) -> Vec<String> {
+    n.checks
+        .iter()
+        .filter(|c| matches!(c.outcome, Outcome::Fail | Outcome::Hung))
+        .map(|c| {
+            let tag = if c.outcome == Outcome::Hung {
+                " (hung)"
+            } else {
+                ""
+            };
+            format!("{}{tag}: {}", c.name, c.message)
+        })
+        .collect()
+}
+
+/// `ugroctl health`: one row per node.
+pub fn nodes(n: &Nodes, now: DateTime<Utc>) -> String {
+    if n.nodes.is_empty() {
+        return "no nodes configured\n".into();
+    }
+    let mut t = table(&[
+        "NODE",
+        "STATE",
+        "SCORE",
+        "LAST CHECK",
+        "NEXT CHECK",
+        "FAILING",
+    ]);
+    let mut styles = Vec::new();
+    for node in &n.nodes {
+        let mut state = node.state.as_str().to_string();
+        if node.restored {
+            state.push_str(" (restored)");
+        }
+        let fails = failing(node);
+        t.add_row(vec![
+            node.name.clone(),
+            state,
+            node.score.to_string(),
+            when(node.last_check, now),
+            node.next_check.map_or_else(|| "-".into(), |t| ago(t, now)),
+            if fails.is_empty() {
+                "-".into()
+            } else {
+                fails.join("; ")
+            },
+        ]);
+        styles.push(state_style(node.state));
+    }
+    let mut out = lines(&t, &styles);
+    let healthy = n.nodes.iter().filter(|x| x.healthy).count();
+    out.push_str(&format!("{healthy}/{} nodes healthy\n", n.nodes.len()));
+    out
+}
+
+/// `ugroctl health NODE` and `ugroctl check NODE`: every check of one node.
+pub fn node(n: &NodeHealth, now: DateTime<Utc>) -> String {
+    let state = paint(state_style(n.state).unwrap_or(GREEN), n.state.as_str());
+    let mut out = format!(
+        "{} ({}) {state}, score {}, checked {}, next {}{}\n",
+        paint(BOLD, &n.name),
+        n.host,
+        n.score,
+        when(n.last_check, now),
+        n.next_check.map_or_else(|| "-".into(), |t| ago(t, now)),
+        if n.restored {
+            " (restored from the last run; no sweep yet)"
+        } else {
+            ""
+        },
+    );
+    if n.observed != n.state && !n.restored {
+        out.push_str(&paint(
+            state_style(n.observed).unwrap_or(GREEN),
+            &format!(
+                "last sweep says {}: the state changes when the next sweep agrees\n",
+                n.observed.as_str()
+            ),
+        ));
+    }
+    let mut t = table(&["CHECK", "RESULT", "TIME", "MESSAGE"]);
+    let mut styles = Vec::new();
+    for c in &n.checks {
+        t.add_row(vec![
+            c.name.as_str().to_string(),
+            c.outcome.as_str().to_string(),
+            if c.outcome == Outcome::Skipped {
+                "-".into()
+            } else {
+                format!("{} ms", c.duration_ms)
+            },
+            c.message.clone(),
+        ]);
+        styles.push(match c.outcome {
+            Outcome::Pass => None,
+            Outcome::Skipped => Some(DIM),
+            Outcome::Fail | Outcome::Hung => Some(RED),
+        });
+    }
+    out.push_str(&lines(&t, &styles));
+    if !n.gpus.is_empty() {
+        let mut g = table(&["GPU", "NAME", "TEMP", "UTIL", "MEMORY", "POWER"]);
+        for x in &n.gpus {
+            let opt = |v: Option<f64>, unit: &str| {
+                v.map_or_else(|| "-".into(), |v| format!("{v:.0}{unit}"))
+            };
+            g.add_row(vec![
+                x.index.to_string(),
+                x.name.clone(),
+                opt(x.temperature_c, " °C"),
+                opt(x.utilization_pct, " %"),
+                match (x.memory_used_mib, x.memory_total_mib) {
+                    (Some(u), Some(t)) => format!("{u:.0}/{t:.0} MiB"),
+                    _ => "-".into(),
+                },
+                opt(x.power_w, " W"),
+            ]);
+        }
+        out.push_str(&lines(&g, &[]));
+    }
+    for a in &n.alerts {
+        let style = if a.severity == Severity::Critical {
+            RED
+        } else {
+            YELLOW
+        };
+        out.push_str(&paint(
+            style,
+            &format!(
+                "alert ({}, since {}): {}\n",
+                a.severity.as_str(),
+                ago(a.since, now),
+                a.message
+            ),
+        ));
     }
     out
 }
