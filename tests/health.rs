@@ -278,12 +278,15 @@ fn gpu_stand_ins_lost_hung_hot_and_absent_nvml() {
             .then_some(n)
     });
     assert_eq!(check(&n, "gpu")["status"], "pass");
+    std::thread::sleep(Duration::from_secs(3)); // more sweeps: still one alert
     let ev = d.ctl_json(&["events", "--kind", "node.alert_opened", "--subject", "hot"]);
-    assert_eq!(
-        ev["events"].as_array().unwrap().len(),
-        1,
-        "the alert is opened once: {ev}"
-    );
+    let gpu_alerts = ev["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["message"].as_str().unwrap().contains("91 °C"))
+        .count();
+    assert_eq!(gpu_alerts, 1, "the hot-GPU alert is opened once: {ev}");
 
     // No NVML and no nvidia-smi on this machine: the local GPU check is skipped, said once.
     let n = wait_for(
@@ -339,9 +342,18 @@ fn added_latency_fails_latency_and_degrades_not_unreachable() {
 
     // 60 ms each way: every round trip ≥ 120 ms > 80 ms.
     proxy.set_delay(Duration::from_millis(60));
-    let n = wait_state(&d, "far", "degraded", Duration::from_secs(20));
+    // (On a loaded machine the load check may fail too; that also only degrades.)
+    let n = wait_for(
+        "latency to fail and the node to be degraded",
+        Duration::from_secs(20),
+        || {
+            let n = node(&d, "far");
+            (n["state"] == "degraded"
+                && find_check(&n, "latency").is_some_and(|c| c["status"] == "fail"))
+            .then_some(n)
+        },
+    );
     let lat = check(&n, "latency");
-    assert_eq!(lat["status"], "fail", "{lat}");
     assert!(lat["value"].as_f64().unwrap() >= 120.0, "{lat}");
     assert_eq!(check(&n, "ssh")["status"], "pass");
     assert_eq!(
@@ -372,14 +384,23 @@ fn restart_serves_last_known_states_at_once() {
     d.wait_ready();
     let n = node(&d, "gpu1");
     assert_eq!(n["state"], "healthy", "last known state, not unknown: {n}");
-    assert_eq!(n["restored"], true);
     assert!(n["last_check"].is_string());
+    // Either no sweep ran yet (restored), or one did and saw the node down: one sweep does
+    // not overturn the restored state.
+    assert!(
+        n["restored"] == true || n["observed"] == "unreachable",
+        "{n}"
+    );
     // The first sweep after the restart sees the truth (hysteresis: two sweeps to flip).
     let n = wait_for("a sweep after the restart", Duration::from_secs(15), || {
         let n = node(&d, "gpu1");
         (n["restored"] == false).then_some(n)
     });
     assert_eq!(check(&n, "ssh")["status"], "fail");
+    assert_eq!(
+        n["state"], "healthy",
+        "hysteresis: one failed sweep is not confirmed"
+    );
 }
 
 #[test]
@@ -435,9 +456,14 @@ fn metrics_parse_with_the_prometheus_parser_on_socket_and_tcp() {
                 "{family} missing; parsed families:\n{parsed}"
             );
         }
+        let report = d.ctl_report(&["health", "gpu1"]);
         assert!(
-            text.contains("ugro_node_health_score{node=\"gpu1\"} 100"),
-            "{text}"
+            text.contains(&format!(
+                "ugro_node_health_score{{node=\"gpu1\"}} {}.0",
+                report["score"]
+            )),
+            "the exposed score is the reported one ({}):\n{text}",
+            report["score"]
         );
     }
 }

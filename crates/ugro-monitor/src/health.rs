@@ -497,7 +497,8 @@ fn batch_script(disk_paths: &[std::path::PathBuf], probe_timeout: Duration) -> S
     let paths = paths.join(" ");
     let t = probe_timeout.as_secs().saturating_sub(1).max(1);
     format!(
-        "echo {m}loadavg; cat /proc/loadavg; echo {m}loadavg:rc=$?\n\
+        "echo {m}noop; true; echo {m}noop:rc=$?\n\
+         echo {m}loadavg; cat /proc/loadavg; echo {m}loadavg:rc=$?\n\
          echo {m}nproc; nproc; echo {m}nproc:rc=$?\n\
          echo {m}meminfo; cat /proc/meminfo; echo {m}meminfo:rc=$?\n\
          echo {m}df; timeout -k 1 {t} df -P -B1 -- {paths}; echo {m}df:rc=$?\n\
@@ -514,27 +515,8 @@ async fn sweep_remote(
 ) -> (Vec<CheckResult>, Vec<GpuReading>) {
     use CheckName::*;
     let t = Instant::now();
-    let ssh = match s.ensure_connected(force).await {
-        Err(e) => CheckResult::fail(Ssh, e.to_string()),
-        Ok(()) => match s.exec("true", h.probe_timeout).await {
-            Ok(Exec::Done(o)) if o.exit_status == Some(0) => CheckResult::pass(
-                Ssh,
-                format!("connected as {} and ran a no-op", rt.cfg_user()),
-            ),
-            Ok(Exec::Done(o)) => CheckResult::fail(
-                Ssh,
-                format!(
-                    "no-op command exited with {:?}: {}",
-                    o.exit_status,
-                    o.stderr.trim()
-                ),
-            ),
-            Ok(Exec::Hung) => CheckResult::hung(Ssh, h.probe_timeout),
-            Err(e) => CheckResult::fail(Ssh, e.to_string()),
-        },
-    }
-    .with_duration(elapsed_ms(t));
-    if ssh.outcome != Outcome::Pass {
+    if let Err(e) = s.ensure_connected(force).await {
+        let ssh = CheckResult::fail(Ssh, e.to_string()).with_duration(elapsed_ms(t));
         let why = format!("not checked: {} is unreachable", s.addr());
         let mut results = vec![ssh];
         for name in [Latency, Gpu, Pytorch, Disk, Memory, Load] {
@@ -600,8 +582,33 @@ async fn sweep_remote(
             .await
             .map_err(|e| e.to_string())
     });
-    let (latency, (batch, batch_ms), (gpu, gpus), pytorch) =
-        tokio::join!(latency, batch, gpu, pytorch);
+    // Latency first, alone: measured beside the other probes it would include the daemon's
+    // own queueing under load.
+    let latency = latency.await;
+    let ((batch, batch_ms), (gpu, gpus), pytorch) = tokio::join!(batch, gpu, pytorch);
+    // The batch starts with a no-op: it running is the ssh check's "a command ran".
+    let connect_ms = elapsed_ms(t).saturating_sub(batch_ms);
+    let ssh = match &batch {
+        Ok(Exec::Done(o))
+            if parse::section_rc(&parse::sections(&o.stdout, MARKER), "noop") == Some(0) =>
+        {
+            CheckResult::pass(
+                Ssh,
+                format!("connected as {} and ran a no-op", rt.cfg_user()),
+            )
+        }
+        Ok(Exec::Done(o)) => CheckResult::fail(
+            Ssh,
+            format!(
+                "commands do not run: exit {:?}: {}",
+                o.exit_status,
+                o.stderr.trim()
+            ),
+        ),
+        Ok(Exec::Hung) => CheckResult::hung(Ssh, h.probe_timeout),
+        Err(e) => CheckResult::fail(Ssh, e.to_string()),
+    }
+    .with_duration(connect_ms + batch_ms);
     let (disk, memory, load) = match batch {
         Ok(Exec::Done(o)) => from_batch(&o.stdout, h),
         Ok(Exec::Hung) => (

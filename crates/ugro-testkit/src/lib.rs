@@ -296,6 +296,21 @@ impl Daemon {
         serde_json::from_slice(&out.stdout).expect("ugroctl --json printed JSON")
     }
 
+    /// Like [`Daemon::ctl_json`] for commands whose exit code 1 means "answered, but something
+    /// is not healthy" (`health`, `check`): both 0 and 1 carry JSON.
+    pub fn ctl_report(&self, args: &[&str]) -> serde_json::Value {
+        let mut full = vec!["--json"];
+        full.extend_from_slice(args);
+        let out = self.ctl(&full);
+        assert!(
+            matches!(out.status.code(), Some(0 | 1)),
+            "ugroctl {args:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("ugroctl --json printed JSON")
+    }
+
     /// The daemon's log so far (for failure messages).
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
@@ -336,22 +351,28 @@ pub fn ctl_as(socket: &Path, args: &[&str], ids: Option<(u32, u32)>) -> Output {
     wait_output(child, Duration::from_secs(30))
 }
 
-/// Waits for `child` with a deadline, killing it when it passes.
-pub fn wait_output(mut child: Child, timeout: Duration) -> Output {
-    let start = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if start.elapsed() > timeout {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
+/// Waits for `child` with a deadline, reading its output meanwhile (so a child writing more
+/// than a pipe buffer cannot block), and kills it when the deadline passes.
+pub fn wait_output(child: Child, timeout: Duration) -> Output {
+    let pid = Pid::from_raw(child.id() as i32);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            let _ = kill(pid, Signal::SIGKILL);
+            let out = rx
+                .recv_timeout(Duration::from_secs(5))
+                .ok()
+                .and_then(Result::ok);
             panic!(
                 "process did not finish within {timeout:?}; stderr: {}",
-                String::from_utf8_lossy(&out.stderr)
+                out.map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+                    .unwrap_or_default()
             );
         }
-        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
