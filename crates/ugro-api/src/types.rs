@@ -135,3 +135,47 @@ pub struct Alert {
     pub message: String,
     pub since: DateTime<Utc>,
 }
+
+pub use ugro_core::runs::{Progress, RunStatus, RunnerKind};
+
+/// `GET /v1/runs`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Runs {
+    pub runs: Vec<RunInfo>,
+}
+
+/// One run (DESIGN.md "Contracts" → `runs`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunInfo {
+    /// Path of the run dir relative to its root.
+    pub id: String,
+    pub root: String,
+    /// Absolute.
+    pub work_dir: String,
+    pub runner: RunnerKind,
+    pub status: RunStatus,
+    pub progress: Progress,
+    pub last_log_update: Option<DateTime<Utc>>,
+    pub last_artifact_update: Option<DateTime<Utc>>,
+    pub process: Option<RunProcess>,
+    /// Why the run failed or is stuck, from its log (≤ 1000 chars).
+    pub error: Option<String>,
+    /// Why the runner kind could not be told (files found, patterns expected).
+    pub diagnostic: Option<String>,
+    /// The log lines the error was read from.
+    #[serde(default)]
+    pub error_excerpt: Option<String>,
+    /// The newest log of the run's pattern.
+    #[serde(default)]
+    pub log: Option<String>,
+}
+
+/// The process a run belongs to.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RunProcess {
+    pub node: String,
+    pub pid: u32,
+    pub user: String,
+    pub cmd: String,
+    pub start_time: Option<DateTime<Utc>>,
+}

@@ -5,7 +5,10 @@
 //! - [`liveness`]: which background tasks are alive, for the systemd watchdog.
 //! - [`parse`]: parsers of probe output (nvidia-smi, df, /proc, batched sections) and the checks
 //!   built from them.
+//! - [`runs`]: run detection (trainer/evaluator/generic/unknown), progress, scores, rate/ETA,
+//!   status and failure classification from a view of a run directory.
 
 pub mod health;
 pub mod liveness;
 pub mod parse;
+pub mod runs;

@@ -89,6 +89,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/nodes", get(nodes))
         .route("/v1/nodes/{name}", get(node))
         .route("/v1/nodes/{name}/check", post(check_node))
+        .route("/v1/runs", get(runs))
+        .route("/v1/runs/{*id}", get(run))
         .route("/metrics", get(crate::metrics::handler))
         .fallback(not_found)
         .with_state(shared)
@@ -236,6 +238,51 @@ async fn reload(
             details: e.lines(),
         }),
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunsQuery {
+    status: Option<String>,
+    root: Option<String>,
+}
+
+async fn runs(
+    State(shared): State<Arc<Shared>>,
+    query: Result<Query<RunsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<ugro_api::Runs>, ApiError> {
+    let Query(q) =
+        query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
+    if let Some(s) = &q.status
+        && ugro_api::RunStatus::parse(s).is_none()
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!(
+                "unknown status \"{s}\": use running, finished, stuck, failed, outdated or unknown"
+            ),
+        ));
+    }
+    Ok(Json(ugro_api::Runs {
+        runs: shared.runs.list(
+            q.status.as_deref(),
+            q.root.as_deref().map(std::path::Path::new),
+        ),
+    }))
+}
+
+async fn run(
+    State(shared): State<Arc<Shared>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<ugro_api::RunInfo>, ApiError> {
+    shared.runs.get(&id).map(Json).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_run",
+            format!("no run \"{id}\" under any root"),
+        )
+    })
 }
 
 async fn nodes(State(shared): State<Arc<Shared>>) -> Json<ugro_api::Nodes> {

@@ -58,6 +58,7 @@ pub struct Shared {
     config_loaded_at: Mutex<DateTime<Utc>>,
     pub store: Store,
     pub health: crate::health::Health,
+    pub runs: crate::runs::Runs,
     pub heartbeats: Arc<Heartbeats>,
     pub notifier: Notifier,
     pub started_at: DateTime<Utc>,
@@ -261,6 +262,7 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<(), DaemonError> 
         config_loaded_at: Mutex::new(started_at),
         store: store.clone(),
         health: crate::health::Health::new(restored),
+        runs: crate::runs::Runs::default(),
         heartbeats: heartbeats.clone(),
         notifier: notifier.clone(),
         started_at,
@@ -329,6 +331,15 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<(), DaemonError> 
         tasks.spawn(async move {
             crate::health::supervise(shared, cancel, hb).await;
             "health"
+        });
+    }
+    {
+        let hb = heartbeats.register("runs", BEAT_EVERY * 3);
+        let shared = shared.clone();
+        let cancel = cancel.clone();
+        tasks.spawn(async move {
+            crate::runs::supervise(shared, cancel, hb).await;
+            "runs"
         });
     }
     if let Some(listen) = cfg.http.listen {

@@ -7,6 +7,8 @@ pub mod control;
 pub mod daemon;
 pub mod health;
 pub mod metrics;
+pub mod runs;
+pub mod scan;
 pub mod ssh;
 pub mod store;
 pub mod systemd;

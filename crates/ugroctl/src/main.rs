@@ -9,7 +9,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
-use ugro_api::{Client, ClientError, Events, NodeHealth, Nodes, ReloadResult, Status};
+use ugro_api::{
+    Client, ClientError, Events, NodeHealth, Nodes, ReloadResult, RunInfo, Runs, Status,
+};
 
 /// Ask the ugro-monitor daemon about nodes, runs and events.
 #[derive(Debug, Parser)]
@@ -40,6 +42,17 @@ enum Command {
     },
     /// Run a health sweep of NODE now and print it. Exit 1 if the node is not healthy.
     Check { node: String },
+    /// Runs under the log roots: progress, status, ETA. Exit 1 if any shown run failed or is stuck.
+    Runs {
+        /// Only runs with this status (running, finished, stuck, failed, outdated, unknown).
+        #[arg(long)]
+        status: Option<String>,
+        /// Only runs under this root (absolute path, as configured).
+        #[arg(long)]
+        root: Option<String>,
+    },
+    /// One run in detail: progress, scores, process, error and diagnostic.
+    Run { id: String },
     /// Recent events (daemon, config, nodes, runs), oldest first.
     Events {
         /// How far back: a duration ("24h", "7d") or an RFC 3339 time.
@@ -115,6 +128,34 @@ async fn run(cli: Cli) -> ExitCode {
                 unhealthy = !n.healthy;
                 output(cli.json, &n, || render::node(&n, chrono::Utc::now()));
             }),
+        Command::Runs { status, root } => {
+            let mut uri = String::from("/v1/runs");
+            let mut sep = '?';
+            for (k, v) in [("status", status), ("root", root)] {
+                if let Some(v) = v {
+                    uri.push_str(&format!("{sep}{k}={}", encode(v)));
+                    sep = '&';
+                }
+            }
+            client.get::<Runs>(&uri).await.map(|r| {
+                unhealthy = r.runs.iter().any(|r| {
+                    matches!(
+                        r.status,
+                        ugro_api::RunStatus::Failed | ugro_api::RunStatus::Stuck
+                    )
+                });
+                output(cli.json, &r, || render::runs(&r, chrono::Utc::now()));
+            })
+        }
+        Command::Run { id } => {
+            let path: Vec<String> = id.split('/').map(encode).collect();
+            client
+                .get::<RunInfo>(&format!("/v1/runs/{}", path.join("/")))
+                .await
+                .map(|r| {
+                    output(cli.json, &r, || render::run(&r, chrono::Utc::now()));
+                })
+        }
         Command::Check { node } => client
             .post::<NodeHealth>(&format!("/v1/nodes/{}/check", encode(node)), None)
             .await

@@ -4,7 +4,10 @@
 use anstyle::{AnsiColor, Style};
 use chrono::{DateTime, Utc};
 use comfy_table::{Table, presets};
-use ugro_api::{Events, NodeHealth, NodeState, Nodes, Outcome, ReloadResult, Severity, Status};
+use ugro_api::{
+    Events, NodeHealth, NodeState, Nodes, Outcome, ReloadResult, RunInfo, RunStatus, Runs,
+    Severity, Status,
+};
 
 const BOLD: Style = Style::new().bold();
 const DIM: Style = Style::new().dimmed();
@@ -302,6 +305,151 @@ pub fn node(n: &NodeHealth, now: DateTime<Utc>) -> String {
                 a.message
             ),
         ));
+    }
+    out
+}
+
+/// A 10-cell text bar for a percentage.
+fn bar(pct: f64) -> String {
+    let filled = ((pct.clamp(0.0, 100.0) / 10.0).round()) as usize;
+    format!("{}{}", "█".repeat(filled), "░".repeat(10 - filled))
+}
+
+fn run_style(s: RunStatus) -> Option<Style> {
+    match s {
+        RunStatus::Failed | RunStatus::Stuck => Some(RED),
+        RunStatus::Unknown => Some(YELLOW),
+        RunStatus::Outdated => Some(DIM),
+        _ => None,
+    }
+}
+
+fn eta(seconds: Option<u64>) -> String {
+    seconds.map_or_else(|| "-".into(), |s| if s == 0 { "-".into() } else { span(s) })
+}
+
+/// `ugroctl runs`.
+pub fn runs(r: &Runs, now: DateTime<Utc>) -> String {
+    if r.runs.is_empty() {
+        return "no runs\n".into();
+    }
+    let mut t = table(&[
+        "RUN", "RUNNER", "STATUS", "PROGRESS", "EPOCHS", "ETA", "UPDATED",
+    ]);
+    let mut styles = Vec::new();
+    for run in &r.runs {
+        let p = &run.progress;
+        let epochs = match (run.runner, p.total_epochs) {
+            (ugro_api::RunnerKind::Trainer, Some(total)) => {
+                format!("{}/{total}", p.completed_epochs)
+            }
+            (ugro_api::RunnerKind::Trainer, None) => format!("{}/?", p.completed_epochs),
+            _ => "-".into(),
+        };
+        let updated = run.last_log_update.or(run.last_artifact_update);
+        t.add_row(vec![
+            run.id.clone(),
+            run.runner.as_str().to_string(),
+            run.status.as_str().to_string(),
+            format!("{} {:>3.0}%", bar(p.percentage), p.percentage),
+            epochs,
+            eta(p.eta_seconds),
+            updated.map_or_else(|| "-".into(), |u| ago(u, now)),
+        ]);
+        styles.push(run_style(run.status));
+    }
+    let mut out = lines(&t, &styles);
+    let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for run in &r.runs {
+        *counts.entry(run.status.as_str()).or_default() += 1;
+    }
+    let summary: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
+    out.push_str(&format!("{} runs: {}\n", r.runs.len(), summary.join(", ")));
+    out
+}
+
+/// `ugroctl run ID`.
+pub fn run(r: &RunInfo, now: DateTime<Utc>) -> String {
+    let p = &r.progress;
+    let status = paint(run_style(r.status).unwrap_or(GREEN), r.status.as_str());
+    let mut out = format!(
+        "{} ({} run) {status}\n",
+        paint(BOLD, &r.id),
+        r.runner.as_str()
+    );
+    let mut t = Table::new();
+    t.load_style(presets::NOTHING);
+    t.add_row(vec!["work dir".to_string(), r.work_dir.clone()]);
+    let total = p.total_epochs.map_or("?".into(), |t| t.to_string());
+    let mut progress = format!("{} {:.1}%", bar(p.percentage), p.percentage);
+    if r.runner == ugro_api::RunnerKind::Trainer {
+        progress.push_str(&format!(", {}/{total} epochs", p.completed_epochs));
+    }
+    if p.early_stopped {
+        progress.push_str(&format!(
+            ", early-stopped at epoch {}",
+            p.early_stopped_at_epoch
+                .map_or("?".into(), |e| e.to_string())
+        ));
+    }
+    t.add_row(vec!["progress".to_string(), progress]);
+    if let Some(rate) = p.rate_per_hour {
+        t.add_row(vec![
+            "rate".to_string(),
+            format!("{rate:.2} epochs/h, ETA {}", eta(p.eta_seconds)),
+        ]);
+    }
+    let scores = |s: &Option<std::collections::BTreeMap<String, f64>>| {
+        s.as_ref().map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={v:.4}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+    };
+    if let Some(b) = scores(&p.best_score) {
+        t.add_row(vec!["best".to_string(), b]);
+    }
+    if let Some(l) = scores(&p.latest_score) {
+        t.add_row(vec!["latest".to_string(), l]);
+    }
+    if let Some(u) = r.last_log_update {
+        t.add_row(vec![
+            "log".to_string(),
+            format!(
+                "{} (updated {})",
+                r.log.clone().unwrap_or_default(),
+                ago(u, now)
+            ),
+        ]);
+    }
+    if let Some(u) = r.last_artifact_update {
+        t.add_row(vec![
+            "artifacts".to_string(),
+            format!("updated {}", ago(u, now)),
+        ]);
+    }
+    t.add_row(vec![
+        "process".to_string(),
+        r.process.as_ref().map_or_else(
+            || "none".to_string(),
+            |pr| format!("{} pid {} ({}) {}", pr.node, pr.pid, pr.user, pr.cmd),
+        ),
+    ]);
+    for line in t.lines() {
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    if let Some(e) = &r.error {
+        out.push_str(&paint(RED, &format!("error: {e}\n")));
+        if let Some(x) = &r.error_excerpt {
+            for l in x.lines() {
+                out.push_str(&paint(DIM, &format!("  | {l}\n")));
+            }
+        }
+    }
+    if let Some(d) = &r.diagnostic {
+        out.push_str(&paint(YELLOW, &format!("diagnostic: {d}\n")));
     }
     out
 }
