@@ -320,3 +320,65 @@ fn new_epoch_appears_within_a_poll_interval_when_polling() {
     // One 1 s interval, plus the time to read the run.
     new_epoch_visible("poll", Duration::from_millis(1500));
 }
+
+#[test]
+fn restart_reconciles_the_stored_list_with_the_disk() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("logs");
+    trainer(&root.join("exp/grows"), 10, 2, 600, 2 * H, Some(2 * H));
+    trainer(&root.join("exp/goes"), 10, 2, 600, 2 * H, Some(2 * H));
+    trainer(&root.join("exp/ends"), 3, 2, 600, 2 * H, Some(2 * H));
+    let opts = DaemonOptions {
+        extra_config: root_config(&root, ""),
+        ..Default::default()
+    };
+    let mut d = Daemon::start(&opts);
+    wait_for("the first scan", Duration::from_secs(10), || {
+        (runs(&d).len() == 3).then_some(())
+    });
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    d.wait_exit(Duration::from_secs(5));
+
+    // While the daemon is down: one run gains epochs, one disappears, one finishes.
+    epoch(&root.join("exp/grows"), 2, Duration::from_secs(60));
+    epoch(&root.join("exp/grows"), 3, Duration::from_secs(30));
+    std::fs::remove_dir_all(root.join("exp/goes")).unwrap();
+    epoch(&root.join("exp/ends"), 2, Duration::from_secs(60));
+
+    d.spawn(&opts);
+    d.wait_ready();
+    assert!(
+        !runs(&d).is_empty(),
+        "the list is served at once after a restart"
+    );
+    wait_for("the reconciled list", Duration::from_secs(10), || {
+        let r = runs(&d);
+        (r.len() == 2 && r.iter().all(|x| x["restored"] == false)).then_some(r)
+    });
+    assert_eq!(run(&d, "exp/grows")["progress"]["completed_epochs"], 4);
+    assert_eq!(run(&d, "exp/ends")["status"], "finished");
+    let ev = d.ctl_json(&["events", "--kind", "run."]);
+    let msgs: Vec<&str> = ev["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("exp/grows: epochs 2–3 completed")),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs.iter().any(|m| m.contains("exp/goes: no longer under")),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs.iter().any(|m| m.contains("exp/ends: finished")),
+        "{msgs:?}"
+    );
+
+    // Epoch completion times are kept per run.
+    let one = d.ctl_json(&["run", "exp/grows"]);
+    assert_eq!(one["epochs"].as_array().unwrap().len(), 4, "{one}");
+}

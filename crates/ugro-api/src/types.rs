@@ -168,6 +168,18 @@ pub struct RunInfo {
     /// The newest log of the run's pattern.
     #[serde(default)]
     pub log: Option<String>,
+    /// Completion time of each epoch (only in `GET /v1/runs/{id}`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub epochs: Vec<EpochTime>,
+    /// Served from the database; the disk has not been re-read since the daemon started.
+    #[serde(default)]
+    pub restored: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EpochTime {
+    pub epoch: u32,
+    pub completed_at: DateTime<Utc>,
 }
 
 /// The process a run belongs to.

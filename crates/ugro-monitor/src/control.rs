@@ -276,13 +276,27 @@ async fn run(
     State(shared): State<Arc<Shared>>,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Result<Json<ugro_api::RunInfo>, ApiError> {
-    shared.runs.get(&id).map(Json).ok_or_else(|| {
+    let mut info = shared.runs.get(&id).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "unknown_run",
             format!("no run \"{id}\" under any root"),
         )
-    })
+    })?;
+    if let Some(root) = shared.runs.root_of(&id) {
+        info.epochs = shared
+            .store
+            .run_epochs(&root.display().to_string(), &id)
+            .await
+            .map_err(ApiError::internal)?
+            .into_iter()
+            .map(|(epoch, completed_at)| ugro_api::EpochTime {
+                epoch,
+                completed_at,
+            })
+            .collect();
+    }
+    Ok(Json(info))
 }
 
 async fn nodes(State(shared): State<Arc<Shared>>) -> Json<ugro_api::Nodes> {

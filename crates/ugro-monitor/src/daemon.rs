@@ -256,13 +256,14 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<(), DaemonError> 
     let heartbeats = Heartbeats::new();
     // The last known node states, served at once until the first sweeps.
     let restored = store.load_node_status().await?;
+    let restored_runs = store.load_runs().await?;
     let (config_tx, _) = watch::channel(Arc::new(config));
     let shared = Arc::new(Shared {
         config: config_tx,
         config_loaded_at: Mutex::new(started_at),
         store: store.clone(),
         health: crate::health::Health::new(restored),
-        runs: crate::runs::Runs::default(),
+        runs: crate::runs::Runs::restore(restored_runs),
         heartbeats: heartbeats.clone(),
         notifier: notifier.clone(),
         started_at,

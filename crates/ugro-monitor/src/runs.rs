@@ -47,9 +47,49 @@ struct Run {
 #[derive(Debug, Default)]
 pub struct Runs {
     roots: RwLock<BTreeMap<PathBuf, BTreeMap<String, RunInfo>>>,
+    /// What the previous daemon stored, per root, until that root's first scan reconciles it.
+    restored: std::sync::Mutex<HashMap<PathBuf, BTreeMap<String, RunInfo>>>,
 }
 
 impl Runs {
+    /// Serves the runs stored by the previous daemon at once (marked `restored`).
+    pub fn restore(rows: Vec<(String, RunInfo)>) -> Self {
+        let mut by_root: BTreeMap<PathBuf, BTreeMap<String, RunInfo>> = BTreeMap::new();
+        for (root, mut info) in rows {
+            info.restored = true;
+            by_root
+                .entry(PathBuf::from(root))
+                .or_default()
+                .insert(info.id.clone(), info);
+        }
+        Self {
+            restored: std::sync::Mutex::new(
+                by_root
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
+            roots: RwLock::new(by_root),
+        }
+    }
+
+    fn take_restored(&self, root: &Path) -> BTreeMap<String, RunInfo> {
+        self.restored
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(root)
+            .unwrap_or_default()
+    }
+
+    /// The root a run id belongs to (the first root that has it).
+    pub fn root_of(&self, id: &str) -> Option<PathBuf> {
+        let roots = self.roots.read().unwrap_or_else(|e| e.into_inner());
+        roots
+            .iter()
+            .find(|(_, runs)| runs.contains_key(id))
+            .map(|(r, _)| r.clone())
+    }
+
     /// All runs, optionally filtered, ordered by root then id.
     pub fn list(&self, status: Option<&str>, root: Option<&Path>) -> Vec<RunInfo> {
         let roots = self.roots.read().unwrap_or_else(|e| e.into_inner());
@@ -115,6 +155,8 @@ fn info(root: &Path, r: &Run) -> RunInfo {
             .newest_log
             .as_ref()
             .map(|(name, _)| r.dir.join(name).display().to_string()),
+        epochs: Vec::new(),
+        restored: false,
     }
 }
 
@@ -402,8 +444,60 @@ async fn track_root(
     for r in runs.values_mut() {
         attach_error(r);
     }
+    // Reconcile with what the previous daemon stored: what changed while it was away.
+    let prior = shared.runs.take_restored(&root);
+    let mut events = Vec::new();
+    if !prior.is_empty() {
+        for r in runs.values() {
+            match prior.get(&r.id) {
+                Some(old) => {
+                    let (before, after) = (
+                        old.progress.completed_epochs,
+                        r.eval.progress.completed_epochs,
+                    );
+                    if after > before && r.eval.kind == RunnerKind::Trainer {
+                        events.push(epoch_event(r, before, after));
+                    }
+                    if old.status != r.status
+                        && let Some(e) = transition_event(r, old.status)
+                    {
+                        events.push(e);
+                    }
+                }
+                None => events.push(NewEvent::new(
+                    "run.discovered",
+                    &r.id,
+                    Severity::Info,
+                    format!(
+                        "{}: new {} run in {}",
+                        r.id,
+                        r.eval.kind.as_str(),
+                        r.dir.display()
+                    ),
+                )),
+            }
+        }
+        for id in prior.keys().filter(|id| !runs.contains_key(*id)) {
+            events.push(NewEvent::new(
+                "run.removed",
+                id,
+                Severity::Info,
+                format!("{id}: no longer under {}", root.display()),
+            ));
+        }
+    }
+    let gone: Vec<String> = prior
+        .keys()
+        .filter(|id| !runs.contains_key(*id))
+        .cloned()
+        .collect();
+    let mut saved: HashMap<String, RunInfo> = HashMap::new();
+    persist(&shared, &root, &runs, &mut saved, &gone, &HashMap::new()).await;
     let counts = status_counts(&runs);
     shared.runs.publish(&root, &runs);
+    for e in events {
+        shared.event(e).await;
+    }
     shared
         .event(NewEvent::new(
             "root.scanned",
@@ -493,32 +587,19 @@ async fn track_root(
         }
         let now = Utc::now();
         let mut events = Vec::new();
+        let mut epochs_before: HashMap<String, u32> = HashMap::new();
+        let before_ids: HashSet<String> = runs.keys().cloned().collect();
         for (id, dir, view) in updates {
             let eval = core::evaluate(&view, cfg.epochs);
             match runs.get_mut(&id) {
                 Some(r) => {
                     let before = r.eval.progress.completed_epochs;
+                    epochs_before.entry(id.clone()).or_insert(before);
                     r.view = view;
                     r.eval = eval;
                     let after = r.eval.progress.completed_epochs;
                     if after > before && r.eval.kind == RunnerKind::Trainer {
-                        let range = if after - before == 1 {
-                            format!("epoch {}", after - 1)
-                        } else {
-                            format!("epochs {}–{}", before, after - 1)
-                        };
-                        events.push(NewEvent::new(
-                            "run.epoch_completed",
-                            &id,
-                            Severity::Info,
-                            format!(
-                                "{id}: {range} completed ({after}/{})",
-                                r.eval
-                                    .progress
-                                    .total_epochs
-                                    .map_or("?".into(), |t| t.to_string())
-                            ),
-                        ));
+                        events.push(epoch_event(r, before, after));
                     }
                 }
                 None => {
@@ -568,10 +649,91 @@ async fn track_root(
                 }
             }
         }
+        let gone: Vec<String> = before_ids
+            .iter()
+            .filter(|id| !runs.contains_key(*id))
+            .cloned()
+            .collect();
+        persist(&shared, &root, &runs, &mut saved, &gone, &epochs_before).await;
         shared.runs.publish(&root, &runs);
         for e in events {
             shared.event(e).await;
         }
+    }
+}
+
+fn epoch_event(r: &Run, before: u32, after: u32) -> NewEvent {
+    let range = if after - before == 1 {
+        format!("epoch {}", after - 1)
+    } else {
+        format!("epochs {}–{}", before, after - 1)
+    };
+    let total = r
+        .eval
+        .progress
+        .total_epochs
+        .map_or("?".into(), |t| t.to_string());
+    NewEvent::new(
+        "run.epoch_completed",
+        &r.id,
+        Severity::Info,
+        format!("{}: {range} completed ({after}/{total})", r.id),
+    )
+}
+
+/// Stores the runs whose published state changed since the last save, the gone ones, and the
+/// completion times of epochs completed since `epochs_before` (all of them for new runs).
+async fn persist(
+    shared: &Shared,
+    root: &Path,
+    runs: &BTreeMap<String, Run>,
+    saved: &mut HashMap<String, RunInfo>,
+    gone: &[String],
+    epochs_before: &HashMap<String, u32>,
+) {
+    let mut changed = Vec::new();
+    let mut epochs = Vec::new();
+    for r in runs.values() {
+        let i = info(root, r);
+        if saved.get(&r.id) != Some(&i) {
+            let from = match saved.get(&r.id) {
+                None => 0,
+                Some(_) => epochs_before
+                    .get(&r.id)
+                    .copied()
+                    .unwrap_or(r.eval.progress.completed_epochs),
+            };
+            let done = core::completed_epochs(&r.view);
+            for (e, t) in core::epoch_completion_times(&r.view, done)
+                .into_iter()
+                .enumerate()
+            {
+                let e = e as u32;
+                if e >= from {
+                    epochs.push((r.id.clone(), e, t));
+                }
+            }
+            changed.push(i);
+        }
+    }
+    for id in gone {
+        saved.remove(id);
+    }
+    if changed.is_empty() && gone.is_empty() {
+        return;
+    }
+    let root_s = root.display().to_string();
+    match shared
+        .store
+        .save_runs(&root_s, &changed, gone, &epochs, Utc::now())
+        .await
+    {
+        Ok(()) => {
+            for i in changed {
+                saved.insert(i.id.clone(), i);
+            }
+        }
+        Err(e) => tracing::error!(root = %root.display(), error = %e, "could not store runs"),
     }
 }
 
@@ -826,4 +988,73 @@ fn start_inotify(
             _ => e.to_string(),
         })?;
     Ok(w)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(id: &str, status: RunStatus) -> (String, RunInfo) {
+        (
+            "/data/logs".into(),
+            RunInfo {
+                id: id.into(),
+                root: "/data/logs".into(),
+                work_dir: format!("/data/logs/{id}"),
+                runner: RunnerKind::Trainer,
+                status,
+                progress: core::Progress::default(),
+                last_log_update: None,
+                last_artifact_update: None,
+                process: None,
+                error: None,
+                diagnostic: None,
+                error_excerpt: None,
+                log: None,
+                epochs: Vec::new(),
+                restored: false,
+            },
+        )
+    }
+
+    #[test]
+    fn restored_runs_are_served_at_once_until_the_first_scan() {
+        let runs = Runs::restore(vec![
+            stored("a/1", RunStatus::Running),
+            stored("a/2", RunStatus::Failed),
+        ]);
+        let all = runs.list(None, None);
+        assert_eq!(all.len(), 2);
+        assert!(all.iter().all(|r| r.restored));
+        assert_eq!(runs.list(Some("failed"), None).len(), 1);
+        assert_eq!(runs.list(None, Some(Path::new("/other"))).len(), 0);
+        assert_eq!(runs.root_of("a/2"), Some(PathBuf::from("/data/logs")));
+        // The root's first scan takes the stored list over (once).
+        assert_eq!(runs.take_restored(Path::new("/data/logs")).len(), 2);
+        assert!(runs.take_restored(Path::new("/data/logs")).is_empty());
+    }
+
+    #[test]
+    fn a_process_belongs_to_a_run_by_its_dir_or_config_path_only() {
+        let p = |pid, cmd: &str| Proc {
+            pid,
+            user: "u".into(),
+            cmd: cmd.into(),
+            start_time: None,
+        };
+        let procs = vec![
+            p(10, "python train.py --work-dir /runs/ab"),
+            p(11, "python train.py --config /runs/a/config.json"),
+            p(12, "python train.py --out /runs/a/"),
+        ];
+        assert_eq!(
+            process_of(Path::new("/runs/a"), &procs).map(|x| x.pid),
+            Some(11)
+        );
+        assert_eq!(
+            process_of(Path::new("/runs/ab"), &procs).map(|x| x.pid),
+            Some(10)
+        );
+        assert!(process_of(Path::new("/runs/b"), &procs).is_none());
+    }
 }

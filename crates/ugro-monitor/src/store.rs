@@ -483,6 +483,94 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Every stored run, grouped by root.
+    pub async fn load_runs(&self) -> Result<Vec<(String, ugro_api::RunInfo)>, StoreError> {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT root, info_json FROM runs ORDER BY root, id")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(self.err("select runs"))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(root, json)| serde_json::from_str(&json).ok().map(|i| (root, i)))
+            .collect())
+    }
+
+    /// Stores the given runs of a root (upsert), deletes the `gone` ones, and records epoch
+    /// completion times, in one transaction.
+    pub async fn save_runs(
+        &self,
+        root: &str,
+        changed: &[ugro_api::RunInfo],
+        gone: &[String],
+        epochs: &[(String, u32, DateTime<Utc>)],
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(self.err("begin runs"))?;
+        for r in changed {
+            let json = serde_json::to_string(r).unwrap_or_else(|_| "{}".into());
+            sqlx::query(
+                "INSERT INTO runs (root, id, info_json, status, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT (root, id) DO UPDATE SET info_json = ?3, status = ?4, updated_ms = ?5",
+            )
+            .bind(root)
+            .bind(&r.id)
+            .bind(json)
+            .bind(r.status.as_str())
+            .bind(to_ms(at))
+            .execute(&mut *tx)
+            .await
+            .map_err(self.err("upsert run"))?;
+        }
+        for id in gone {
+            sqlx::query("DELETE FROM runs WHERE root = ? AND id = ?")
+                .bind(root)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(self.err("delete run"))?;
+            sqlx::query("DELETE FROM run_epochs WHERE root = ? AND id = ?")
+                .bind(root)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(self.err("delete run epochs"))?;
+        }
+        for (id, epoch, t) in epochs {
+            sqlx::query("INSERT OR IGNORE INTO run_epochs (root, id, epoch, completed_ms) VALUES (?, ?, ?, ?)")
+                .bind(root)
+                .bind(id)
+                .bind(i64::from(*epoch))
+                .bind(to_ms(*t))
+                .execute(&mut *tx)
+                .await
+                .map_err(self.err("insert epoch"))?;
+        }
+        tx.commit().await.map_err(self.err("commit runs"))
+    }
+
+    /// Completion time of each recorded epoch of a run.
+    pub async fn run_epochs(
+        &self,
+        root: &str,
+        id: &str,
+    ) -> Result<Vec<(u32, DateTime<Utc>)>, StoreError> {
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT epoch, completed_ms FROM run_epochs WHERE root = ? AND id = ? ORDER BY epoch",
+        )
+        .bind(root)
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.err("select epochs"))?;
+        Ok(rows
+            .into_iter()
+            .map(|(e, t)| (u32::try_from(e).unwrap_or(0), from_ms(t)))
+            .collect())
+    }
+}
+
 fn api_alert((severity, message, since): (String, String, i64)) -> ugro_api::Alert {
     ugro_api::Alert {
         severity: Severity::parse(&severity).unwrap_or(Severity::Warning),

@@ -440,6 +440,34 @@ pub fn run(r: &RunInfo, now: DateTime<Utc>) -> String {
         out.push_str(line.trim_end());
         out.push('\n');
     }
+    if !r.epochs.is_empty() {
+        let mut e = table(&["EPOCH", "COMPLETED", "TOOK"]);
+        let shown = r.epochs.len().saturating_sub(10);
+        let mut prev = shown
+            .checked_sub(1)
+            .and_then(|i| r.epochs.get(i))
+            .map(|x| x.completed_at);
+        for x in &r.epochs[shown..] {
+            let took = prev
+                .and_then(|p| (x.completed_at - p).to_std().ok())
+                .map_or_else(|| "-".into(), |d| span(d.as_secs()));
+            e.add_row(vec![x.epoch.to_string(), ago(x.completed_at, now), took]);
+            prev = Some(x.completed_at);
+        }
+        if shown > 0 {
+            out.push_str(&paint(
+                DIM,
+                &format!("(last 10 of {} epochs)\n", r.epochs.len()),
+            ));
+        }
+        out.push_str(&lines(&e, &[]));
+    }
+    if r.restored {
+        out.push_str(&paint(
+            DIM,
+            "(from the last run of the daemon; the disk is being re-read)\n",
+        ));
+    }
     if let Some(e) = &r.error {
         out.push_str(&paint(RED, &format!("error: {e}\n")));
         if let Some(x) = &r.error_excerpt {
