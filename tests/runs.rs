@@ -382,3 +382,72 @@ fn restart_reconciles_the_stored_list_with_the_disk() {
     let one = d.ctl_json(&["run", "exp/grows"]);
     assert_eq!(one["epochs"].as_array().unwrap().len(), 4, "{one}");
 }
+
+#[test]
+fn progress_json_is_written_only_when_asked_and_only_for_trainers_and_evaluators() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("logs");
+    trainer(&root.join("t"), 10, 3, 600, 60, Some(30));
+    write(
+        &root.join("g/progress.json"),
+        "{\"mission_current\": 1, \"mission_total\": 4, \"status\": \"running\"}",
+    );
+    let d = Daemon::start(&DaemonOptions {
+        extra_config: root_config(&root, "write_progress_json = true"),
+        ..Default::default()
+    });
+    let written = wait_for(
+        "progress.json in the trainer run",
+        Duration::from_secs(10),
+        || std::fs::read_to_string(root.join("t/progress.json")).ok(),
+    );
+    let v: Value = serde_json::from_str(&written).unwrap();
+    assert_eq!(v["completed_epochs"], 3);
+    assert_eq!(v["total_epochs"], 10);
+    assert_eq!(v["progress_percentage"], 30.0);
+    assert_eq!(v["early_stopped"], false);
+    assert_eq!(v["runner_type"], "trainer");
+    assert!(v["scores"]["best"]["val.acc"].is_number(), "{v}");
+    // The generic run's own file is untouched, and no temp file is left behind.
+    assert!(
+        std::fs::read_to_string(root.join("g/progress.json"))
+            .unwrap()
+            .contains("mission_current")
+    );
+    assert!(!root.join("t/.progress.json.ugro-tmp").exists());
+    // A new epoch updates it; our own write does not loop (the file settles).
+    epoch(&root.join("t"), 3, Duration::ZERO);
+    wait_for("the updated progress.json", Duration::from_secs(5), || {
+        let v: Value =
+            serde_json::from_str(&std::fs::read_to_string(root.join("t/progress.json")).ok()?)
+                .ok()?;
+        (v["completed_epochs"] == 4).then_some(())
+    });
+    let m1 = std::fs::metadata(root.join("t/progress.json"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let m2 = std::fs::metadata(root.join("t/progress.json"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(m1, m2, "written once per change, not on every event");
+    drop(d);
+}
+
+#[test]
+fn the_daemon_writes_nothing_into_runs_unasked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("logs");
+    trainer(&root.join("t"), 10, 3, 600, 60, Some(30));
+    let d = Daemon::start(&DaemonOptions {
+        extra_config: root_config(&root, ""),
+        ..Default::default()
+    });
+    wait_for("the first scan", Duration::from_secs(10), || {
+        find_run(&d, "t").map(|_| ())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!root.join("t/progress.json").exists());
+}

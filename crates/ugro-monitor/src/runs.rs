@@ -493,6 +493,10 @@ async fn track_root(
         .collect();
     let mut saved: HashMap<String, RunInfo> = HashMap::new();
     persist(&shared, &root, &runs, &mut saved, &gone, &HashMap::new()).await;
+    let mut written: HashMap<String, String> = HashMap::new();
+    if cfg.write_progress_json {
+        write_progress(&shared, &runs, &mut written).await;
+    }
     let counts = status_counts(&runs);
     shared.runs.publish(&root, &runs);
     for e in events {
@@ -655,11 +659,60 @@ async fn track_root(
             .cloned()
             .collect();
         persist(&shared, &root, &runs, &mut saved, &gone, &epochs_before).await;
+        if cfg.write_progress_json {
+            write_progress(&shared, &runs, &mut written).await;
+        }
         shared.runs.publish(&root, &runs);
         for e in events {
             shared.event(e).await;
         }
     }
+}
+
+/// The Pylon-compatible progress.json of a trainer or evaluator run (field names as Pylon's
+/// ProgressInfo), without a timestamp so identical progress gives identical bytes.
+fn progress_json(r: &Run) -> Option<String> {
+    if !matches!(r.eval.kind, RunnerKind::Trainer | RunnerKind::Evaluator) {
+        return None; // generic runs own their progress.json; unknown ones get nothing
+    }
+    let p = &r.eval.progress;
+    let v = serde_json::json!({
+        "completed_epochs": p.completed_epochs,
+        "progress_percentage": p.percentage,
+        "early_stopped": p.early_stopped,
+        "early_stopped_at_epoch": p.early_stopped_at_epoch,
+        "total_epochs": p.total_epochs,
+        "runner_type": r.eval.kind.as_str(),
+        "status": r.status.as_str(),
+        "scores": {"best": p.best_score, "latest": p.latest_score},
+        "timing": {
+            "rate_per_hour": p.rate_per_hour,
+            "eta_seconds": p.eta_seconds,
+            "last_log_update": r.eval.newest_log.as_ref().map(|(_, f)| f.mtime),
+            "last_artifact_update": r.eval.newest_artifact,
+        },
+        "written_by": "ugro-monitor",
+    });
+    serde_json::to_string_pretty(&v).ok()
+}
+
+/// Writes progress.json into each run whose content changed, atomically (temp file + rename).
+/// Returns failures as (run id, message).
+fn write_progress_files(jobs: Vec<(String, PathBuf, String)>) -> Vec<(String, String)> {
+    let mut failures = Vec::new();
+    for (id, dir, text) in jobs {
+        let tmp = dir.join(".progress.json.ugro-tmp");
+        let result = std::fs::write(&tmp, text.as_bytes())
+            .and_then(|()| std::fs::rename(&tmp, dir.join("progress.json")));
+        if let Err(e) = result {
+            let _ = std::fs::remove_file(&tmp);
+            failures.push((
+                id,
+                format!("cannot write {}: {e}", dir.join("progress.json").display()),
+            ));
+        }
+    }
+    failures
 }
 
 fn epoch_event(r: &Run, before: u32, after: u32) -> NewEvent {
@@ -679,6 +732,40 @@ fn epoch_event(r: &Run, before: u32, after: u32) -> NewEvent {
         Severity::Info,
         format!("{}: {range} completed ({after}/{total})", r.id),
     )
+}
+
+/// Writes the progress.json files whose content changed; a failure is an event once per run.
+async fn write_progress(
+    shared: &Shared,
+    runs: &BTreeMap<String, Run>,
+    written: &mut HashMap<String, String>,
+) {
+    let jobs: Vec<(String, PathBuf, String)> = runs
+        .values()
+        .filter_map(|r| {
+            let text = progress_json(r)?;
+            (written.get(&r.id) != Some(&text)).then(|| (r.id.clone(), r.dir.clone(), text))
+        })
+        .collect();
+    if jobs.is_empty() {
+        return;
+    }
+    for (id, _, text) in &jobs {
+        written.insert(id.clone(), text.clone());
+    }
+    let failures = tokio::task::spawn_blocking(move || write_progress_files(jobs))
+        .await
+        .unwrap_or_default();
+    for (id, message) in failures {
+        shared
+            .event(NewEvent::new(
+                "run.progress_write_failed",
+                &id,
+                Severity::Warning,
+                format!("{id}: {message}"),
+            ))
+            .await;
+    }
 }
 
 /// Stores the runs whose published state changed since the last save, the gone ones, and the
