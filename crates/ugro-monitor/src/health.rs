@@ -75,6 +75,16 @@ impl NodeRuntime {
         }
     }
 
+    /// The node's processes from `ps` over its SSH session (None for the local node, or when
+    /// the node cannot be asked now).
+    pub async fn remote_processes(&self, deadline: Duration) -> Option<Vec<parse::PsProcess>> {
+        let s = self.session.as_ref()?;
+        match s.exec(parse::PS_COMMAND, deadline).await {
+            Ok(Exec::Done(o)) if o.exit_status == Some(0) => Some(parse::ps_processes(&o.stdout)),
+            _ => None,
+        }
+    }
+
     fn set_report(&self, r: NodeHealth) {
         *self.report.write().unwrap_or_else(|e| e.into_inner()) = r;
     }

@@ -166,6 +166,7 @@ fn info(root: &Path, r: &Run) -> RunInfo {
 /// A process that may belong to a run.
 #[derive(Debug, Clone)]
 struct Proc {
+    node: String,
     pid: u32,
     user: String,
     cmd: String,
@@ -224,6 +225,7 @@ fn local_processes() -> Vec<Proc> {
                 DateTime::from_timestamp(secs as i64, 0)
             });
         out.push(Proc {
+            node: "local".into(),
             pid,
             user,
             cmd,
@@ -254,12 +256,71 @@ fn process_of(dir: &Path, procs: &[Proc]) -> Option<RunProcess> {
         })
         .min_by_key(|p| (p.start_time, p.pid))
         .map(|p| RunProcess {
-            node: "local".into(),
+            node: p.node.clone(),
             pid: p.pid,
             user: p.user.clone(),
             cmd: p.cmd.chars().take(500).collect(),
             start_time: p.start_time,
         })
+}
+
+/// How long a remote node's process list is re-used.
+const REMOTE_PS_EVERY: Duration = Duration::from_secs(30);
+
+/// Processes of the remote nodes, asked over their health SSH sessions, cached per node; a
+/// node that cannot be asked keeps its last list (its runs are not declared dead by a blip).
+#[derive(Debug, Default)]
+struct RemoteProcs {
+    cache: HashMap<String, (tokio::time::Instant, Vec<Proc>)>,
+}
+
+impl RemoteProcs {
+    async fn all(&mut self, shared: &Shared) -> Vec<Proc> {
+        let deadline = shared.config().health.probe_timeout;
+        let mut asking = tokio::task::JoinSet::new();
+        for rt in shared.health.runtimes() {
+            let fresh = self
+                .cache
+                .get(&rt.cfg.name)
+                .is_some_and(|(at, _)| at.elapsed() < REMOTE_PS_EVERY);
+            if matches!(rt.cfg.host, crate::config::NodeHost::Remote(_)) && !fresh {
+                asking.spawn(
+                    async move { (rt.cfg.name.clone(), rt.remote_processes(deadline).await) },
+                );
+            }
+        }
+        let now = Utc::now();
+        while let Some(Ok((node, list))) = asking.join_next().await {
+            let Some(list) = list else { continue };
+            let procs = list
+                .into_iter()
+                .map(|p| Proc {
+                    node: node.clone(),
+                    pid: p.pid,
+                    user: p.user,
+                    cmd: p.args,
+                    start_time: Some(
+                        now - chrono::Duration::seconds(
+                            i64::try_from(p.elapsed_seconds).unwrap_or(0),
+                        ),
+                    ),
+                })
+                .collect();
+            self.cache
+                .insert(node, (tokio::time::Instant::now(), procs));
+        }
+        let configured: HashSet<String> = shared
+            .config()
+            .nodes
+            .iter()
+            .map(|n| n.name.clone())
+            .collect();
+        self.cache.retain(|node, _| configured.contains(node));
+        self.cache
+            .values()
+            .flat_map(|(_, v)| v.iter().cloned())
+            .collect()
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -400,9 +461,11 @@ async fn track_root(
         let root = root.clone();
         tokio::task::spawn_blocking(move || full_scan(&root, &BTreeMap::new()))
     };
-    let procs = tokio::task::spawn_blocking(local_processes)
+    let mut remote = RemoteProcs::default();
+    let mut procs = tokio::task::spawn_blocking(local_processes)
         .await
         .unwrap_or_default();
+    procs.extend(remote.all(&shared).await);
     match scanned.await {
         Ok((found, problems)) => {
             for p in problems.iter().take(20) {
@@ -556,9 +619,10 @@ async fn track_root(
         if overflow.swap(false, std::sync::atomic::Ordering::Relaxed) {
             rescan = true;
         }
-        let procs = tokio::task::spawn_blocking(local_processes)
+        let mut procs = tokio::task::spawn_blocking(local_processes)
             .await
             .unwrap_or_default();
+        procs.extend(remote.all(&shared).await);
         let mut updates: Vec<(String, PathBuf, RunView)> = Vec::new();
         if rescan {
             let prev: BTreeMap<String, (PathBuf, RunView)> = runs
@@ -1124,6 +1188,7 @@ mod tests {
     #[test]
     fn a_process_belongs_to_a_run_by_its_dir_or_config_path_only() {
         let p = |pid, cmd: &str| Proc {
+            node: "local".into(),
             pid,
             user: "u".into(),
             cmd: cmd.into(),
