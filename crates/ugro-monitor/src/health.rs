@@ -212,44 +212,19 @@ pub async fn supervise(
     cancel: CancellationToken,
     hb: crate::systemd::Heartbeat,
 ) {
-    let mut config_rx = shared.subscribe();
-    let mut tasks: HashMap<String, (NodeConfig, CancellationToken)> = HashMap::new();
-    let mut beat = tokio::time::interval(Duration::from_secs(20));
-    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        // Reconcile the running node tasks with the config in force.
-        let config = shared.config();
-        let wanted: HashMap<String, NodeConfig> = config
-            .nodes
-            .iter()
-            .map(|n| (n.name.clone(), n.clone()))
-            .collect();
-        let mut removed = Vec::new();
-        tasks.retain(|name, (cfg, token)| {
-            let keep = wanted.get(name) == Some(cfg);
-            if !keep {
-                token.cancel();
-                removed.push(name.clone());
-            }
-            keep
-        });
-        for name in &removed {
-            if !wanted.contains_key(name) {
-                shared
-                    .health
-                    .nodes
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(name);
-            }
-        }
-        for (name, cfg) in wanted {
-            if tasks.contains_key(&name) {
-                continue;
-            }
-            let token = cancel.child_token();
+    crate::daemon::supervise_keyed(
+        &shared,
+        &cancel,
+        &hb,
+        |c| {
+            c.nodes
+                .iter()
+                .map(|n| (n.name.clone(), n.clone()))
+                .collect()
+        },
+        |config, name, cfg, token| {
             let (trigger, trigger_rx) = mpsc::channel(TRIGGER_QUEUE);
-            let (report, state) = shared.health.initial_report(&cfg);
+            let (report, state) = shared.health.initial_report(cfg);
             let session = match &cfg.host {
                 NodeHost::Local => None,
                 NodeHost::Remote(r) => Some(Arc::new(NodeSession::new(r.clone()))),
@@ -259,7 +234,7 @@ pub async fn supervise(
                 session,
                 report: RwLock::new(report),
                 trigger,
-                cancel: token.clone(),
+                cancel: token,
                 hangs: Mutex::new(BTreeMap::new()),
                 last_good: Mutex::new(HashMap::new()),
                 pytorch_last: Mutex::new(None),
@@ -275,17 +250,17 @@ pub async fn supervise(
                 .heartbeats
                 .register(&format!("health:{name}"), node_gap(&config.health));
             tokio::spawn(node_loop(shared.clone(), rt, state, trigger_rx, node_hb));
-            tasks.insert(name, (cfg, token));
-        }
-        tokio::select! {
-            _ = cancel.cancelled() => break,
-            _ = beat.tick() => hb.beat(),
-            changed = config_rx.changed() => if changed.is_err() { break },
-        }
-    }
-    for (_, (_, token)) in tasks {
-        token.cancel();
-    }
+        },
+        |name| {
+            shared
+                .health
+                .nodes
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(name);
+        },
+    )
+    .await;
     // Close the SSH sessions politely (bounded).
     let sessions: Vec<Arc<NodeSession>> = shared
         .health

@@ -332,53 +332,26 @@ pub async fn supervise(
     cancel: CancellationToken,
     hb: crate::systemd::Heartbeat,
 ) {
-    let mut config_rx = shared.subscribe();
-    let mut tasks: HashMap<PathBuf, (RootConfig, CancellationToken)> = HashMap::new();
-    let mut beat = tokio::time::interval(Duration::from_secs(20));
-    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let config = shared.config();
-        let wanted: HashMap<PathBuf, RootConfig> = config
-            .roots
-            .iter()
-            .map(|r| (r.path.clone(), r.clone()))
-            .collect();
-        tasks.retain(|path, (cfg, token)| {
-            let keep = wanted.get(path) == Some(cfg);
-            if !keep {
-                token.cancel();
-                if !wanted.contains_key(path) {
-                    shared.runs.forget(path);
-                }
-            }
-            keep
-        });
-        for (path, cfg) in wanted {
-            if tasks.contains_key(&path) {
-                continue;
-            }
-            let token = cancel.child_token();
+    crate::daemon::supervise_keyed(
+        &shared,
+        &cancel,
+        &hb,
+        |c| {
+            c.roots
+                .iter()
+                .map(|r| (r.path.clone(), r.clone()))
+                .collect()
+        },
+        |_, path, cfg, token| {
             let root_hb = shared.heartbeats.register(
                 &format!("runs:{}", path.display()),
                 Duration::from_secs(300),
             );
-            tokio::spawn(track_root(
-                shared.clone(),
-                cfg.clone(),
-                token.clone(),
-                root_hb,
-            ));
-            tasks.insert(path, (cfg, token));
-        }
-        tokio::select! {
-            _ = cancel.cancelled() => break,
-            _ = beat.tick() => hb.beat(),
-            changed = config_rx.changed() => if changed.is_err() { break },
-        }
-    }
-    for (_, (_, token)) in tasks {
-        token.cancel();
-    }
+            tokio::spawn(track_root(shared.clone(), cfg.clone(), token, root_hb));
+        },
+        |path| shared.runs.forget(path),
+    )
+    .await;
 }
 
 /// Filesystems on which inotify does not see writes made by other hosts (statfs magic numbers).
