@@ -21,7 +21,7 @@ use crate::scan;
 use crate::store::NewEvent;
 
 /// File events are gathered this long before the touched runs are recomputed.
-const DEBOUNCE: Duration = Duration::from_millis(100);
+const DEBOUNCE: Duration = Duration::from_millis(20);
 /// How often statuses are re-judged without file events (quiet logs age into stuck/failed).
 const REJUDGE_EVERY: Duration = Duration::from_secs(10);
 /// Full rescan of an inotify root, in case an event was lost.
@@ -36,7 +36,8 @@ const EVENT_QUEUE: usize = 8192;
 struct Run {
     id: String,
     dir: PathBuf,
-    view: RunView,
+    /// Shared, so the per-cycle work lists hand views to the reader threads without copying.
+    view: Arc<RunView>,
     eval: Evaluation,
     status: RunStatus,
     process: Option<RunProcess>,
@@ -453,7 +454,7 @@ async fn track_root(
                     Run {
                         id,
                         dir,
-                        view,
+                        view: Arc::new(view),
                         eval,
                         status,
                         process,
@@ -598,9 +599,9 @@ async fn track_root(
         procs.extend(remote.all(&shared).await);
         let mut updates: Vec<(String, PathBuf, RunView)> = Vec::new();
         if rescan {
-            let prev: BTreeMap<String, (PathBuf, RunView)> = runs
+            let prev: BTreeMap<String, (PathBuf, Arc<RunView>)> = runs
                 .iter()
-                .map(|(k, r)| (k.clone(), (r.dir.clone(), r.view.clone())))
+                .map(|(k, r)| (k.clone(), (r.dir.clone(), Arc::clone(&r.view))))
                 .collect();
             let root2 = root.clone();
             if let Ok((found, _)) =
@@ -612,9 +613,9 @@ async fn track_root(
                 }
             }
         } else if !touched.is_empty() {
-            let known: Vec<(String, PathBuf, RunView)> = runs
+            let known: Vec<(String, PathBuf, Arc<RunView>)> = runs
                 .values()
-                .map(|r| (r.id.clone(), r.dir.clone(), r.view.clone()))
+                .map(|r| (r.id.clone(), r.dir.clone(), Arc::clone(&r.view)))
                 .collect();
             let root2 = root.clone();
             let result =
@@ -636,7 +637,7 @@ async fn track_root(
                 Some(r) => {
                     let before = r.eval.progress.completed_epochs;
                     epochs_before.entry(id.clone()).or_insert(before);
-                    r.view = view;
+                    r.view = Arc::new(view);
                     r.eval = eval;
                     let after = r.eval.progress.completed_epochs;
                     if after > before && r.eval.kind == RunnerKind::Trainer {
@@ -667,7 +668,7 @@ async fn track_root(
                         Run {
                             id: id.clone(),
                             dir,
-                            view,
+                            view: Arc::new(view),
                             eval,
                             status: RunStatus::Unknown,
                             process: None,
@@ -944,7 +945,7 @@ type ReadRun = (String, PathBuf, RunView);
 /// Discovers and reads every run under `root` (re-using `prev` views where unchanged).
 fn full_scan(
     root: &Path,
-    prev: &BTreeMap<String, (PathBuf, RunView)>,
+    prev: &BTreeMap<String, (PathBuf, Arc<RunView>)>,
 ) -> (BTreeMap<String, (PathBuf, RunView)>, Vec<String>) {
     let found = scan::discover(root);
     let mut problems = found.problems;
@@ -968,7 +969,7 @@ fn full_scan(
                     let mut bad = Vec::new();
                     for dir in chunk {
                         let id = run_id(root, &dir);
-                        let p = prev.get(&id).map(|(_, v)| v);
+                        let p = prev.get(&id).map(|(_, v)| v.as_ref());
                         match scan::read_run(&dir, p, false) {
                             Ok(v) => ok.push((id, dir, v)),
                             Err(e) => bad.push(format!("cannot read run {}: {e}", dir.display())),
@@ -994,10 +995,10 @@ fn full_scan(
 /// updated views and the ids of runs that are gone.
 fn rescan_touched(
     root: &Path,
-    known: &[(String, PathBuf, RunView)],
+    known: &[(String, PathBuf, Arc<RunView>)],
     touched: HashSet<PathBuf>,
 ) -> (Vec<(String, PathBuf, RunView)>, Vec<String>) {
-    let mut hit: BTreeMap<String, (PathBuf, Option<RunView>)> = BTreeMap::new();
+    let mut hit: BTreeMap<String, (PathBuf, Option<Arc<RunView>>)> = BTreeMap::new();
     for path in touched {
         // The innermost known run containing the path.
         if let Some((id, dir, view)) = known
@@ -1005,7 +1006,7 @@ fn rescan_touched(
             .filter(|(_, d, _)| path.starts_with(d))
             .max_by_key(|(_, d, _)| d.as_os_str().len())
         {
-            hit.insert(id.clone(), (dir.clone(), Some(view.clone())));
+            hit.insert(id.clone(), (dir.clone(), Some(Arc::clone(view))));
             continue;
         }
         // Not inside a known run: a run may have appeared at the path or above it.
@@ -1048,7 +1049,7 @@ fn rescan_touched(
     let mut changed = Vec::new();
     let mut gone = Vec::new();
     for (id, (dir, prev)) in hit {
-        match scan::read_run(&dir, prev.as_ref(), false) {
+        match scan::read_run(&dir, prev.as_deref(), false) {
             Ok(v) => changed.push((id, dir, v)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => gone.push(id),
             Err(_) => {} // unreadable now (permissions, racing delete): keep the last view
@@ -1075,7 +1076,7 @@ async fn poll_cycle(
     let known: HashSet<PathBuf> = runs.values().map(|r| r.dir.clone()).collect();
     let root = root.to_path_buf();
     tokio::task::spawn_blocking(move || {
-        let found = scan::discover(&root);
+        let found = scan::discover_known(&root, &known);
         let new: Vec<PathBuf> = found
             .runs
             .into_iter()
@@ -1094,6 +1095,8 @@ fn start_inotify(
 ) -> Result<notify::RecommendedWatcher, String> {
     use notify::Watcher;
     let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
+        // Opens, reads and closes-without-write change nothing (and our own reads cause them).
+        Ok(ev) if matches!(ev.kind, notify::EventKind::Access(_)) => {}
         Ok(ev) => {
             for p in ev.paths {
                 if tx.try_send(p).is_err() {

@@ -65,9 +65,19 @@ fn list(dir: &Path) -> std::io::Result<(BTreeMap<String, FileInfo>, Vec<String>)
 /// Finds every run directory under `root`. A run directory is not searched further (its
 /// `epoch_*` folders and other sub-directories are part of it).
 pub fn discover(root: &Path) -> Discovery {
+    discover_known(root, &std::collections::HashSet::new())
+}
+
+/// Like [`discover`], but directories in `known` are taken as runs without being listed
+/// (a poll cycle only looks for new runs between the known ones).
+pub fn discover_known(root: &Path, known: &std::collections::HashSet<PathBuf>) -> Discovery {
     let mut out = Discovery::default();
     let mut stack = vec![(root.to_path_buf(), 0usize)];
     while let Some((dir, depth)) = stack.pop() {
+        if known.contains(&dir) {
+            out.runs.push(dir);
+            continue;
+        }
         let (files, dirs) = match list(&dir) {
             Ok(l) => l,
             Err(e) => {
