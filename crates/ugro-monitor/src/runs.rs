@@ -679,10 +679,16 @@ async fn track_root(
             }
         }
         // Re-judge every run: time passes, processes come and go.
+        let mut dirty = !epochs_before.is_empty() || runs.len() != before_ids.len() || rescan;
         for r in runs.values_mut() {
-            r.process = process_of(&r.dir, &procs);
+            let process = process_of(&r.dir, &procs);
+            if process != r.process {
+                r.process = process;
+                dirty = true;
+            }
             let status = core::status(&r.eval, &rules, r.process.is_some(), now);
             if status != r.status {
+                dirty = true;
                 let old = r.status;
                 r.status = status;
                 attach_error(r);
@@ -696,6 +702,9 @@ async fn track_root(
             .filter(|id| !runs.contains_key(*id))
             .cloned()
             .collect();
+        if !dirty && gone.is_empty() {
+            continue;
+        }
         persist(&shared, &root, &runs, &mut saved, &gone, &epochs_before).await;
         if cfg.write_progress_json {
             write_progress(&shared, &runs, &mut written).await;
@@ -1050,6 +1059,8 @@ fn rescan_touched(
     let mut gone = Vec::new();
     for (id, (dir, prev)) in hit {
         match scan::read_run(&dir, prev.as_deref(), false) {
+            // Nothing moved: no re-evaluation, no event, no write.
+            Ok(v) if prev.as_deref() == Some(&v) => {}
             Ok(v) => changed.push((id, dir, v)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => gone.push(id),
             Err(_) => {} // unreadable now (permissions, racing delete): keep the last view
