@@ -105,70 +105,46 @@ impl Collector for Snapshot {
                 })
                 .collect(),
         )?;
+        // One series per node and applicable check; skipped checks are absent.
+        let check_series =
+            |f: &dyn Fn(&ugro_api::CheckResult) -> Option<f64>| -> Vec<(Labels, f64)> {
+                self.nodes
+                    .iter()
+                    .flat_map(|(n, _)| {
+                        n.checks
+                            .iter()
+                            .filter(|c| c.outcome != Outcome::Skipped)
+                            .filter_map(move |c| {
+                                f(c).map(|v| {
+                                    (
+                                        vec![
+                                            ("node", n.name.clone()),
+                                            ("check", c.name.as_str().to_string()),
+                                        ],
+                                        v,
+                                    )
+                                })
+                            })
+                    })
+                    .collect()
+            };
         gauges(
             &mut enc,
             "ugro_check_passed",
             "1 if the check passed in the last sweep, 0 if it failed or hung (skipped checks are absent).",
-            self.nodes
-                .iter()
-                .flat_map(|(n, _)| {
-                    n.checks.iter().filter_map(move |c| {
-                        c.passed().map(|p| {
-                            (
-                                vec![
-                                    ("node", n.name.clone()),
-                                    ("check", c.name.as_str().to_string()),
-                                ],
-                                f64::from(u8::from(p)),
-                            )
-                        })
-                    })
-                })
-                .collect(),
+            check_series(&|c| c.passed().map(|p| f64::from(u8::from(p)))),
         )?;
         gauges(
             &mut enc,
             "ugro_check_hung",
             "1 if the check's probe did not answer by its deadline in the last sweep.",
-            self.nodes
-                .iter()
-                .flat_map(|(n, _)| {
-                    n.checks
-                        .iter()
-                        .filter(|c| c.outcome != Outcome::Skipped)
-                        .map(move |c| {
-                            (
-                                vec![
-                                    ("node", n.name.clone()),
-                                    ("check", c.name.as_str().to_string()),
-                                ],
-                                f64::from(u8::from(c.outcome == Outcome::Hung)),
-                            )
-                        })
-                })
-                .collect(),
+            check_series(&|c| Some(f64::from(u8::from(c.outcome == Outcome::Hung)))),
         )?;
         gauges(
             &mut enc,
             "ugro_check_duration_seconds",
             "How long the check took in the last sweep.",
-            self.nodes
-                .iter()
-                .flat_map(|(n, _)| {
-                    n.checks
-                        .iter()
-                        .filter(|c| c.outcome != Outcome::Skipped)
-                        .map(move |c| {
-                            (
-                                vec![
-                                    ("node", n.name.clone()),
-                                    ("check", c.name.as_str().to_string()),
-                                ],
-                                c.duration_ms as f64 / 1000.0,
-                            )
-                        })
-                })
-                .collect(),
+            check_series(&|c| Some(c.duration_ms as f64 / 1000.0)),
         )?;
         let gpu_series = |f: &dyn Fn(&ugro_api::GpuReading) -> Option<f64>| -> Vec<(Labels, f64)> {
             self.nodes
