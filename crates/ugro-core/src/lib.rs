@@ -7,8 +7,14 @@
 //!   built from them.
 //! - [`runs`]: run detection (trainer/evaluator/generic/unknown), progress, scores, rate/ETA,
 //!   status and failure classification from a view of a run directory.
+//! - [`sample`]: GPU/CPU/memory samples and the parsing of the sampler's probe output.
+//! - [`schedule`]: when summaries are due (cron in a timezone, catch-up), from a given `now`.
+//! - [`summary`]: snapshots, their diff, and the nightly summary's content and rendering.
 
 pub mod health;
 pub mod liveness;
 pub mod parse;
 pub mod runs;
+pub mod sample;
+pub mod schedule;
+pub mod summary;

@@ -192,6 +192,8 @@ pub struct EmailConfig {
     pub tls: TlsMode,
     pub username: Option<String>,
     pub password_file: Option<PathBuf>,
+    /// Extra CA certificate (PEM) trusted for the SMTP server's certificate, e.g. a lab CA.
+    pub ca_file: Option<PathBuf>,
     pub from: String,
     pub to: Vec<String>,
 }
@@ -278,6 +280,7 @@ struct RawEmail {
     tls: S<TlsMode>,
     username: S<String>,
     password_file: S<String>,
+    ca_file: S<String>,
     from: S<String>,
     to: S<Vec<Spanned<String>>>,
 }
@@ -1012,6 +1015,7 @@ fn resolve(
         tls: val(&e.tls).unwrap_or(TlsMode::Starttls),
         username: val(&e.username),
         password_file: val(&e.password_file).map(|f| resolve_path(base, &f)),
+        ca_file: val(&e.ca_file).map(|f| resolve_path(base, &f)),
         from: val(&e.from).unwrap_or_else(|| "ugro-monitor <ugro@localhost>".into()),
         to: e
             .to

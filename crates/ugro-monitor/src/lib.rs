@@ -2,15 +2,21 @@
 //! systemd integration and the daemon's life cycle. The `ugro-monitor` binary only parses its
 //! arguments, sets up logging and calls [`daemon::run`].
 
+pub mod chart;
 pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod health;
+pub mod mail;
 pub mod metrics;
+pub mod outbox;
 pub mod runs;
+pub mod sampler;
 pub mod scan;
+pub mod scheduler;
 pub mod ssh;
 pub mod store;
+pub mod summary;
 pub mod systemd;
 
 /// Exit code for an unusable configuration (sysexits' EX_CONFIG).

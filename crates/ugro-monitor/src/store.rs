@@ -146,7 +146,13 @@ impl Store {
         &self.path
     }
 
-    fn err(&self, op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
+    /// The pool, for `impl Store` blocks in other modules (samples, summaries, outbox) that
+    /// keep their queries beside the logic that uses them.
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    pub(crate) fn err(&self, op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
         move |source| StoreError::Query {
             path: self.path.clone(),
             op,

@@ -6,6 +6,7 @@
 
 pub mod gpu;
 pub mod proxy;
+pub mod smtp;
 pub mod sshd;
 
 use std::io::Write;

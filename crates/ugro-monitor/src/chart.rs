@@ -1,0 +1,1 @@
+//! The GPU utilisation chart of the summary (PNG, plotters).
