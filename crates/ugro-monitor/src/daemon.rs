@@ -59,6 +59,7 @@ pub struct Shared {
     pub store: Store,
     pub health: crate::health::Health,
     pub runs: crate::runs::Runs,
+    pub outbox: crate::outbox::Outbox,
     pub heartbeats: Arc<Heartbeats>,
     pub notifier: Notifier,
     pub started_at: DateTime<Utc>,
@@ -264,6 +265,7 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<(), DaemonError> 
         store: store.clone(),
         health: crate::health::Health::new(restored),
         runs: crate::runs::Runs::restore(restored_runs),
+        outbox: crate::outbox::Outbox::new(),
         heartbeats: heartbeats.clone(),
         notifier: notifier.clone(),
         started_at,
@@ -341,6 +343,24 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<(), DaemonError> 
         tasks.spawn(async move {
             crate::runs::supervise(shared, cancel, hb).await;
             "runs"
+        });
+    }
+    {
+        let hb = heartbeats.register("sampler", BEAT_EVERY * 3);
+        let shared = shared.clone();
+        let cancel = cancel.clone();
+        tasks.spawn(async move {
+            crate::sampler::supervise(shared, cancel, hb).await;
+            "sampler"
+        });
+    }
+    {
+        let hb = heartbeats.register("outbox", BEAT_EVERY * 3);
+        let shared = shared.clone();
+        let cancel = cancel.clone();
+        tasks.spawn(async move {
+            crate::outbox::supervise(shared, cancel, hb).await;
+            "outbox"
         });
     }
     if let Some(listen) = cfg.http.listen {
