@@ -1071,11 +1071,7 @@ fn resolve(
 
 /// Parses a cron expression the way the scheduler will (5 or 6 fields, seconds optional).
 pub fn parse_schedule(expr: &str) -> Result<croner::Cron, String> {
-    croner::parser::CronParser::builder()
-        .seconds(croner::parser::Seconds::Optional)
-        .build()
-        .parse(expr)
-        .map_err(|e| e.to_string())
+    ugro_core::schedule::parse(expr)
 }
 
 /// "Name <user@host>" or "user@host", with something on each side of the '@'.
