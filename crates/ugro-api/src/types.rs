@@ -191,3 +191,58 @@ pub struct RunProcess {
     pub cmd: String,
     pub start_time: Option<DateTime<Utc>>,
 }
+
+// ---------------------------------------------------------------------------------------------
+// Summaries
+
+/// `POST /v1/summary`: make a summary now (window: since the last nightly one), optionally
+/// email it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SummaryRequest {
+    #[serde(default)]
+    pub send: bool,
+}
+
+/// Where a summary's email stands in the outbox.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EmailStatus {
+    /// `pending`, `delivered` or `given_up`.
+    pub state: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub next_attempt: Option<DateTime<Utc>>,
+    pub done_at: Option<DateTime<Utc>>,
+}
+
+/// One summary, without its body.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SummaryInfo {
+    /// `YYYY-MM-DD` in `summary.timezone`.
+    pub date: chrono::NaiveDate,
+    /// Made by the nightly schedule (one per date) rather than on request.
+    pub scheduled: bool,
+    pub made_at: DateTime<Utc>,
+    pub window_start: DateTime<Utc>,
+    pub window_end: DateTime<Utc>,
+    pub subject: String,
+    /// The Markdown file under `summary.dir` (null when it could not be written).
+    pub file: Option<String>,
+    /// The newest email of this date, if one was queued.
+    pub email: Option<EmailStatus>,
+}
+
+/// `GET /v1/summaries`: newest first.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Summaries {
+    pub summaries: Vec<SummaryInfo>,
+}
+
+/// `GET /v1/summaries/{date}` and the answer to `POST /v1/summary`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SummaryDoc {
+    #[serde(flatten)]
+    pub info: SummaryInfo,
+    pub markdown: String,
+    pub html: String,
+}

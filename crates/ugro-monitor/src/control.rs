@@ -91,6 +91,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/nodes/{name}/check", post(check_node))
         .route("/v1/runs", get(runs))
         .route("/v1/runs/{*id}", get(run))
+        .route("/v1/summary", post(make_summary))
+        .route("/v1/summaries", get(summaries))
+        .route("/v1/summaries/{date}", get(summary_of))
+        .route("/v1/summaries/{date}/send", post(send_summary))
         .route("/metrics", get(crate::metrics::handler))
         .fallback(not_found)
         .with_state(shared)
@@ -355,6 +359,112 @@ async fn check_node(
             e.to_string(),
         )),
     }
+}
+
+fn summary_error(e: crate::summary::SummaryError) -> ApiError {
+    use crate::summary::SummaryError as E;
+    match e {
+        E::NotFound(d) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_summary",
+            format!(
+                "no summary for {d}: `ugroctl summary` lists none for that date (see GET /v1/summaries)"
+            ),
+        ),
+        e @ E::EmailDisabled(_) => {
+            ApiError::new(StatusCode::CONFLICT, "email_disabled", e.to_string())
+        }
+        e => ApiError::internal(e),
+    }
+}
+
+fn parse_date(s: &str) -> Result<chrono::NaiveDate, ApiError> {
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("invalid date \"{s}\": use YYYY-MM-DD"),
+        )
+    })
+}
+
+/// Makes a summary now (window: since the last nightly one) and optionally queues its email.
+async fn make_summary(
+    State(shared): State<Arc<Shared>>,
+    Extension(peer): Extension<Peer>,
+    body: Result<Json<ugro_api::SummaryRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<ugro_api::SummaryDoc>, ApiError> {
+    authorize_control(&shared, peer).await?;
+    let Json(req) =
+        body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
+    crate::summary::make(
+        &shared,
+        chrono::Utc::now(),
+        crate::summary::Trigger::Request { send: req.send },
+    )
+    .await
+    .map(Json)
+    .map_err(summary_error)
+}
+
+/// Most summaries listed at once.
+const MAX_SUMMARIES_LISTED: u32 = 400;
+
+async fn summaries(
+    State(shared): State<Arc<Shared>>,
+) -> Result<Json<ugro_api::Summaries>, ApiError> {
+    let dir = shared.config().summary.dir.clone();
+    let rows = shared
+        .store
+        .list_summaries(MAX_SUMMARIES_LISTED)
+        .await
+        .map_err(ApiError::internal)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        out.push(
+            shared
+                .store
+                .info(r, &dir)
+                .await
+                .map_err(ApiError::internal)?,
+        );
+    }
+    Ok(Json(ugro_api::Summaries { summaries: out }))
+}
+
+async fn summary_of(
+    State(shared): State<Arc<Shared>>,
+    axum::extract::Path(date): axum::extract::Path<String>,
+) -> Result<Json<ugro_api::SummaryDoc>, ApiError> {
+    let date = parse_date(&date)?;
+    let dir = shared.config().summary.dir.clone();
+    let row = shared
+        .store
+        .summary_by_date(date)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| summary_error(crate::summary::SummaryError::NotFound(date)))?;
+    Ok(Json(
+        shared
+            .store
+            .doc(row, &dir)
+            .await
+            .map_err(ApiError::internal)?,
+    ))
+}
+
+/// Queues the email of a stored summary again.
+async fn send_summary(
+    State(shared): State<Arc<Shared>>,
+    Extension(peer): Extension<Peer>,
+    axum::extract::Path(date): axum::extract::Path<String>,
+) -> Result<Json<ugro_api::SummaryDoc>, ApiError> {
+    authorize_control(&shared, peer).await?;
+    let date = parse_date(&date)?;
+    crate::summary::resend(&shared, date)
+        .await
+        .map(Json)
+        .map_err(summary_error)
 }
 
 /// Mutating calls are for root, the daemon's own uid, and members of `control_group`.

@@ -1,6 +1,6 @@
 //! The daemon's life: start-up order (lock, database, socket, READY), the shared state its
-//! tasks and the control API see, signals (TERM/INT stop, HUP reload), housekeeping, and a
-//! bounded, graceful stop.
+//! tasks and the control API see, signals (TERM/INT stop, HUP reload), and a bounded, graceful
+//! stop. Retention runs in [`crate::scheduler`].
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -23,8 +23,6 @@ use crate::systemd::{Heartbeats, Notifier};
 pub const STOP_DEADLINE: Duration = Duration::from_secs(4);
 /// How often background loops report to the heartbeat registry.
 const BEAT_EVERY: Duration = Duration::from_secs(20);
-/// How often old events are pruned.
-const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -60,6 +58,7 @@ pub struct Shared {
     pub health: crate::health::Health,
     pub runs: crate::runs::Runs,
     pub outbox: crate::outbox::Outbox,
+    pub summaries: crate::summary::Summaries,
     pub heartbeats: Arc<Heartbeats>,
     pub notifier: Notifier,
     pub started_at: DateTime<Utc>,
@@ -266,6 +265,7 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<(), DaemonError> 
         health: crate::health::Health::new(restored),
         runs: crate::runs::Runs::restore(restored_runs),
         outbox: crate::outbox::Outbox::new(),
+        summaries: crate::summary::Summaries::new(),
         heartbeats: heartbeats.clone(),
         notifier: notifier.clone(),
         started_at,
@@ -318,50 +318,23 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<(), DaemonError> 
             "control"
         });
     }
-    {
-        let hb = heartbeats.register("housekeeping", BEAT_EVERY * 3);
-        let shared = shared.clone();
-        let cancel = cancel.clone();
-        tasks.spawn(async move {
-            housekeeping(shared, cancel, hb).await;
-            "housekeeping"
-        });
+    // The supervised background tasks: each beats its heartbeat and stops on `cancel`.
+    macro_rules! supervised {
+        ($($name:literal => $run:path),* $(,)?) => {$({
+            let hb = heartbeats.register($name, BEAT_EVERY * 3);
+            let (shared, cancel) = (shared.clone(), cancel.clone());
+            tasks.spawn(async move {
+                $run(shared, cancel, hb).await;
+                $name
+            });
+        })*};
     }
-    {
-        let hb = heartbeats.register("health", BEAT_EVERY * 3);
-        let shared = shared.clone();
-        let cancel = cancel.clone();
-        tasks.spawn(async move {
-            crate::health::supervise(shared, cancel, hb).await;
-            "health"
-        });
-    }
-    {
-        let hb = heartbeats.register("runs", BEAT_EVERY * 3);
-        let shared = shared.clone();
-        let cancel = cancel.clone();
-        tasks.spawn(async move {
-            crate::runs::supervise(shared, cancel, hb).await;
-            "runs"
-        });
-    }
-    {
-        let hb = heartbeats.register("sampler", BEAT_EVERY * 3);
-        let shared = shared.clone();
-        let cancel = cancel.clone();
-        tasks.spawn(async move {
-            crate::sampler::supervise(shared, cancel, hb).await;
-            "sampler"
-        });
-    }
-    {
-        let hb = heartbeats.register("outbox", BEAT_EVERY * 3);
-        let shared = shared.clone();
-        let cancel = cancel.clone();
-        tasks.spawn(async move {
-            crate::outbox::supervise(shared, cancel, hb).await;
-            "outbox"
-        });
+    supervised! {
+        "health" => crate::health::supervise,
+        "runs" => crate::runs::supervise,
+        "sampler" => crate::sampler::supervise,
+        "scheduler" => crate::scheduler::supervise,
+        "outbox" => crate::outbox::supervise,
     }
     if let Some(listen) = cfg.http.listen {
         let shared = shared.clone();
@@ -463,43 +436,6 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<(), DaemonError> 
     match failure {
         Some(e) => Err(e),
         None => Ok(()),
-    }
-}
-
-/// Periodic upkeep: prunes events, check results and resolved alerts past `summary.retention`.
-async fn housekeeping(
-    shared: Arc<Shared>,
-    cancel: CancellationToken,
-    hb: crate::systemd::Heartbeat,
-) {
-    let mut beat = tokio::time::interval(BEAT_EVERY);
-    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut next_prune = tokio::time::Instant::now();
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = beat.tick() => {}
-        }
-        hb.beat();
-        if tokio::time::Instant::now() >= next_prune {
-            next_prune = tokio::time::Instant::now() + PRUNE_EVERY;
-            let retention = shared.config().summary.retention;
-            let cutoff = Utc::now()
-                - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(30));
-            match shared.store.prune_events(cutoff).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(deleted = n, "pruned events older than the retention"),
-                Err(e) => tracing::error!(error = %e, "pruning events failed"),
-            }
-            match shared.store.prune_health(cutoff).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(
-                    deleted = n,
-                    "pruned check results and resolved alerts older than the retention"
-                ),
-                Err(e) => tracing::error!(error = %e, "pruning check results failed"),
-            }
-        }
     }
 }
 

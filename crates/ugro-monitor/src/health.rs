@@ -75,6 +75,11 @@ impl NodeRuntime {
         }
     }
 
+    /// The node's SSH session (None for the local node), shared with the sampler.
+    pub fn session(&self) -> Option<&Arc<NodeSession>> {
+        self.session.as_ref()
+    }
+
     /// The node's processes from `ps` over its SSH session (None for the local node, or when
     /// the node cannot be asked now).
     pub async fn remote_processes(&self, deadline: Duration) -> Option<Vec<parse::PsProcess>> {
@@ -820,7 +825,11 @@ fn statvfs_usage(path: &Path) -> Result<parse::DiskUsage, String> {
 }
 
 /// Runs a local program with a deadline; killed when it overruns.
-async fn run_local(program: &str, args: &[&str], deadline: Duration) -> Result<Exec, String> {
+pub(crate) async fn run_local(
+    program: &str,
+    args: &[&str],
+    deadline: Duration,
+) -> Result<Exec, String> {
     let child = tokio::process::Command::new(program)
         .args(args)
         .stdin(std::process::Stdio::null())

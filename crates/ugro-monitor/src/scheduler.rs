@@ -1,1 +1,399 @@
-//! When to make summaries and run retention: cron in the configured timezone (tokio-cron-scheduler), catch-up at start-up, one summary per date, with an injectable clock.
+//! When to make summaries and run retention: cron in the configured timezone
+//! (tokio-cron-scheduler drives the ticks), catch-up at start-up, one summary per date, with an
+//! injectable clock.
+//!
+//! tokio-cron-scheduler turns a job's timezone into a fixed UTC offset when the job is created,
+//! so a 23:55 job would fire at 22:55 or 00:55 after a daylight-saving change. The scheduler
+//! therefore only *ticks* (every 10 s, timezone-free) and on each tick
+//! [`ugro_core::schedule::due`] decides, in the configured timezone, whether the summary of a
+//! date is due. The same decision at start-up catches up a missed run. The daily retention job is
+//! a plain tokio-cron-scheduler job (an hour off around a DST change does not matter there).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeDelta, Utc};
+use chrono_tz::Tz;
+use tokio::sync::mpsc;
+use tokio_cron_scheduler::{Job, JobScheduler};
+use tokio_util::sync::CancellationToken;
+use ugro_api::Severity;
+use ugro_core::schedule::{self, Due};
+
+use crate::daemon::Shared;
+use crate::store::{NewEvent, Store, StoreError};
+use crate::systemd::Heartbeat;
+
+/// How often the schedule is looked at.
+pub const TICK: &str = "*/10 * * * * *";
+/// When the daily retention job runs (local time in `summary.timezone`).
+pub const RETENTION_CRON: &str = "0 17 3 * * *";
+/// The retention job's name in the `jobs` table.
+pub const RETENTION_JOB: &str = "retention";
+
+/// The time source; tests inject their own.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TickError<E: std::error::Error + 'static> {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("invalid schedule \"{expr}\": {message}")]
+    Schedule { expr: String, message: String },
+    #[error("making the summary of {date} failed: {source}")]
+    Make {
+        date: NaiveDate,
+        #[source]
+        source: E,
+    },
+}
+
+/// What a tick did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ticked {
+    /// Made the summary of `date`; `late` when it was a catch-up.
+    Made {
+        date: NaiveDate,
+        late: bool,
+    },
+    Waiting {
+        next: Option<DateTime<Utc>>,
+    },
+}
+
+/// Looks at the schedule at `now` and, when a date's summary is due, calls `make(date, late)`.
+/// Reads from `store` which date was summarised last and since when this installation exists;
+/// `make` must store the scheduled summary (the unique index keeps it to one per date).
+pub async fn tick<F, Fut, E>(
+    store: &Store,
+    expr: &str,
+    tz: Tz,
+    now: DateTime<Utc>,
+    make: F,
+) -> Result<Ticked, TickError<E>>
+where
+    F: FnOnce(NaiveDate, bool) -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>>,
+    E: std::error::Error + 'static,
+{
+    let cron = schedule::parse(expr).map_err(|message| TickError::Schedule {
+        expr: expr.to_string(),
+        message,
+    })?;
+    let last = store.last_scheduled_date().await?;
+    let since = store.first_start().await?.unwrap_or(now);
+    match schedule::due(&cron, tz, now, last, since) {
+        Due::Wait { next } => Ok(Ticked::Waiting { next }),
+        Due::Make { date, late, .. } => {
+            make(date, late)
+                .await
+                .map_err(|source| TickError::Make { date, source })?;
+            Ok(Ticked::Made { date, late })
+        }
+    }
+}
+
+/// What retention deleted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetentionReport {
+    pub events: u64,
+    pub check_results: u64,
+    pub samples: u64,
+    pub summaries: u64,
+    pub snapshots: u64,
+    pub outbox: u64,
+    pub files: u64,
+    /// Files that could not be deleted, with the reason.
+    pub file_errors: Vec<String>,
+}
+
+impl RetentionReport {
+    pub fn total(&self) -> u64 {
+        self.events
+            + self.check_results
+            + self.samples
+            + self.summaries
+            + self.snapshots
+            + self.outbox
+            + self.files
+    }
+}
+
+/// Deletes everything older than `keep` before `now`: events, check results and resolved
+/// alerts, samples, summaries and their snapshots, finished outbox entries, and the summary and
+/// snapshot files under `summary_dir` (judged by the date in their names, in `tz`). Files whose
+/// names do not follow the summary patterns are never touched.
+pub async fn retention(
+    store: &Store,
+    summary_dir: &Path,
+    tz: Tz,
+    now: DateTime<Utc>,
+    keep: Duration,
+) -> Result<RetentionReport, StoreError> {
+    let cutoff = now - TimeDelta::from_std(keep).unwrap_or(TimeDelta::days(30));
+    let mut r = RetentionReport {
+        events: store.prune_events(cutoff).await?,
+        check_results: store.prune_health(cutoff).await?,
+        samples: store.prune_samples(cutoff).await?,
+        ..Default::default()
+    };
+    (r.summaries, r.snapshots) = store.prune_summaries(cutoff).await?;
+    r.outbox = store.outbox_prune(cutoff).await?;
+    let dir = summary_dir.to_path_buf();
+    let (files, errors) = tokio::task::spawn_blocking(move || prune_files(&dir, tz, cutoff))
+        .await
+        .unwrap_or_else(|e| (0, vec![format!("retention of files failed: {e}")]));
+    r.files = files;
+    r.file_errors = errors;
+    Ok(r)
+}
+
+/// The local date a summary file belongs to, from its name (`YYYY-MM-DD_summary.md`,
+/// `YYYY-MM-DD_summary.html`, `YYYY-MM-DD_gpu.png`).
+fn summary_file_date(name: &str) -> Option<NaiveDate> {
+    let (date, rest) = name.split_at_checked(10)?;
+    matches!(rest, "_summary.md" | "_summary.html" | "_gpu.png")
+        .then(|| NaiveDate::parse_from_str(date, "%Y-%m-%d").ok())
+        .flatten()
+}
+
+/// The local time a snapshot export was taken, from its name (`YYYY-MM-DD_HHMMSS.json`).
+fn snapshot_file_time(name: &str) -> Option<NaiveDateTime> {
+    let stem = name.strip_suffix(".json")?;
+    NaiveDateTime::parse_from_str(stem, "%Y-%m-%d_%H%M%S").ok()
+}
+
+fn prune_files(dir: &Path, tz: Tz, cutoff: DateTime<Utc>) -> (u64, Vec<String>) {
+    let local_cutoff = cutoff.with_timezone(&tz).naive_local();
+    let mut deleted = 0;
+    let mut errors = Vec::new();
+    let mut remove = |path: &Path| match std::fs::remove_file(path) {
+        Ok(()) => deleted += 1,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => errors.push(format!("{}: {e}", path.display())),
+    };
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let Some(date) = name.to_str().and_then(summary_file_date) else {
+                continue;
+            };
+            // A day's file is old once the whole day is before the cutoff.
+            let end_of_day = date.and_hms_opt(0, 0, 0).map(|t| t + TimeDelta::days(1));
+            if end_of_day.is_some_and(|t| t <= local_cutoff) {
+                remove(&e.path());
+            }
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir(dir.join("snapshots")) {
+        for e in entries.flatten() {
+            let name = e.file_name();
+            if name
+                .to_str()
+                .and_then(snapshot_file_time)
+                .is_some_and(|t| t < local_cutoff)
+            {
+                remove(&e.path());
+            }
+        }
+    }
+    (deleted, errors)
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Kick {
+    Tick,
+    Retention,
+}
+
+/// Starts tokio-cron-scheduler with the tick and retention jobs, sending kicks to `tx`.
+async fn start_cron(tx: mpsc::Sender<Kick>, tz: Tz) -> Result<JobScheduler, String> {
+    let sched = JobScheduler::new().await.map_err(|e| e.to_string())?;
+    let t = tx.clone();
+    let tick = Job::new_async(TICK, move |_, _| {
+        let t = t.clone();
+        Box::pin(async move {
+            // A full queue means a tick is pending already.
+            let _ = t.try_send(Kick::Tick);
+        })
+    })
+    .map_err(|e| e.to_string())?;
+    let retention = Job::new_async_tz(RETENTION_CRON, tz, move |_, _| {
+        let t = tx.clone();
+        Box::pin(async move {
+            let _ = t.try_send(Kick::Retention);
+        })
+    })
+    .map_err(|e| e.to_string())?;
+    sched.add(tick).await.map_err(|e| e.to_string())?;
+    sched.add(retention).await.map_err(|e| e.to_string())?;
+    sched.start().await.map_err(|e| e.to_string())?;
+    Ok(sched)
+}
+
+async fn run_tick(shared: &Arc<Shared>, clock: &dyn Clock) {
+    let cfg = shared.config();
+    let now = clock.now();
+    let result = tick(
+        &shared.store,
+        &cfg.summary.schedule,
+        cfg.summary.timezone,
+        now,
+        |date, late| async move {
+            if late {
+                tracing::info!(%date, "making the summary missed while the daemon was down");
+            }
+            crate::summary::make(shared, now, crate::summary::Trigger::Schedule { date })
+                .await
+                .map(|_| ())
+        },
+    )
+    .await;
+    match result {
+        Ok(Ticked::Made { date, late: true }) => {
+            shared
+                .event(NewEvent::new(
+                    "summary.caught_up",
+                    "summary",
+                    Severity::Warning,
+                    format!("the daemon was not running at the scheduled time; the summary of {date} was made at start-up"),
+                ))
+                .await;
+        }
+        Ok(_) => {}
+        Err(e) => {
+            shared
+                .event(NewEvent::new(
+                    "summary.failed",
+                    "summary",
+                    Severity::Critical,
+                    format!("{e}; retrying at the next tick"),
+                ))
+                .await;
+        }
+    }
+}
+
+async fn run_retention(shared: &Arc<Shared>, clock: &dyn Clock) {
+    let cfg = shared.config();
+    let now = clock.now();
+    match retention(
+        &shared.store,
+        &cfg.summary.dir,
+        cfg.summary.timezone,
+        now,
+        cfg.summary.retention,
+    )
+    .await
+    {
+        Ok(r) => {
+            if let Err(e) = shared.store.job_done(RETENTION_JOB, now).await {
+                tracing::warn!(error = %e, "could not record the retention run");
+            }
+            tracing::info!(?r, "retention done");
+            if !r.file_errors.is_empty() {
+                shared
+                    .event(NewEvent::new(
+                        "retention.file_errors",
+                        "summary",
+                        Severity::Warning,
+                        format!(
+                            "retention could not delete {} file(s): {}",
+                            r.file_errors.len(),
+                            r.file_errors.join("; ")
+                        ),
+                    ))
+                    .await;
+            }
+        }
+        Err(e) => {
+            shared
+                .event(NewEvent::new(
+                    "retention.failed",
+                    "summary",
+                    Severity::Warning,
+                    format!("retention failed: {e}"),
+                ))
+                .await;
+        }
+    }
+}
+
+/// The daemon's scheduler task: a tick and a retention check at start-up (catch-up), then
+/// driven by tokio-cron-scheduler until `cancel`.
+pub async fn supervise(shared: Arc<Shared>, cancel: CancellationToken, hb: Heartbeat) {
+    let clock = SystemClock;
+    let (tx, mut rx) = mpsc::channel(2);
+    let tz = shared.config().summary.timezone;
+    let mut cron = match start_cron(tx.clone(), tz).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::error!(error = %e, "cron scheduler failed to start; ticking every 10 s instead");
+            None
+        }
+    };
+    let mut fallback = tokio::time::interval(Duration::from_secs(10));
+    fallback.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut beat = tokio::time::interval(Duration::from_secs(20));
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+    // Start-up: catch up a missed summary, and retention if it did not run for a day.
+    run_tick(&shared, &clock).await;
+    let stale = match shared.store.job_last(RETENTION_JOB).await {
+        Ok(Some(t)) => clock.now() - t > TimeDelta::hours(24),
+        Ok(None) => true,
+        Err(_) => true,
+    };
+    if stale {
+        run_retention(&shared, &clock).await;
+    }
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = beat.tick() => hb.beat(),
+            _ = fallback.tick(), if cron.is_none() => run_tick(&shared, &clock).await,
+            Some(kick) = rx.recv() => match kick {
+                Kick::Tick => run_tick(&shared, &clock).await,
+                Kick::Retention => run_retention(&shared, &clock).await,
+            },
+        }
+        hb.beat();
+    }
+    if let Some(s) = cron.as_mut() {
+        let _ = tokio::time::timeout(Duration::from_secs(1), s.shutdown()).await;
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_are_judged_by_their_dates() {
+        assert_eq!(
+            summary_file_date("2026-11-01_summary.md"),
+            NaiveDate::from_ymd_opt(2026, 11, 1)
+        );
+        assert!(summary_file_date("2026-11-01_gpu.png").is_some());
+        assert!(summary_file_date("2026-11-01_summary.html").is_some());
+        assert_eq!(summary_file_date("notes.md"), None);
+        assert_eq!(summary_file_date("2026-11-01_other.md"), None);
+        assert_eq!(summary_file_date("2026-13-01_summary.md"), None);
+        assert!(snapshot_file_time("2026-11-01_235500.json").is_some());
+        assert_eq!(snapshot_file_time("2026-11-01.json"), None);
+    }
+}

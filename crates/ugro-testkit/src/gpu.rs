@@ -89,12 +89,43 @@ pub fn healthy_gpu_line(index: u32, temp_c: Option<u32>) -> String {
     )
 }
 
+/// The `--query-compute-apps` field list the sampler asks for (per-GPU process counts).
+pub const QUERY_SAMPLER_APPS_FIELDS: &str = "gpu_uuid,pid,used_memory";
+
+/// Utilization (%) the fake reports for a GPU that has at least one [`FakeApp`].
+pub const BUSY_GPU_UTILIZATION: u32 = 97;
+
+/// Memory used (MiB) the fake reports for a GPU without processes.
+pub const IDLE_GPU_MEMORY_USED_MIB: u32 = 4;
+
+/// A compute process the fake nvidia-smi lists under `--query-compute-apps` (fields `pid`,
+/// `process_name`, `gpu_uuid`, `gpu_name`, `gpu_bus_id`, `used_memory`/`used_gpu_memory`).
+/// A GPU with processes reports [`BUSY_GPU_UTILIZATION`] % and
+/// [`IDLE_GPU_MEMORY_USED_MIB`] + the processes' memory as used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeApp {
+    /// Index of the GPU the process runs on (must be < the mode's count).
+    pub gpu: u32,
+    pub pid: u32,
+    /// What nvidia-smi shows as the process name (the executable path, e.g. `/usr/bin/python3`).
+    pub process_name: String,
+    /// None prints `[N/A]`, as nvidia-smi does inside containers.
+    pub used_memory_mib: Option<u32>,
+}
+
 /// Writes (atomically: temp file + rename) an executable `dir/nvidia-smi` for `mode`. May be
 /// called again while tests run to switch modes; running instances keep the old script.
 pub fn install_fake_nvidia_smi(dir: &Path, mode: FakeGpu) {
+    install_fake_nvidia_smi_with_apps(dir, mode, &[]);
+}
+
+/// Like [`install_fake_nvidia_smi`], with compute processes on some GPUs (ignored by the modes
+/// without GPU readings: `Hang`, `DriverError`; a `Lost` mode fails the apps query as the real
+/// tool does).
+pub fn install_fake_nvidia_smi_with_apps(dir: &Path, mode: FakeGpu, apps: &[FakeApp]) {
     static SEQ: AtomicU64 = AtomicU64::new(0);
     fs::create_dir_all(dir).expect("create fake nvidia-smi dir");
-    let script = script(mode);
+    let script = script(mode, apps);
     let tmp = dir.join(format!(
         ".nvidia-smi.tmp-{}-{}",
         std::process::id(),
@@ -120,11 +151,16 @@ impl GpuValues {
             uuid: fake_gpu_uuid(index),
             temp: temp_c.unwrap_or(31 + (index * 7) % 9),
             util: 0,
-            mem_used: 4,
+            mem_used: IDLE_GPU_MEMORY_USED_MIB,
             power: format!("{:.2}", 58.0 + f64::from((index * 371) % 900) / 100.0),
             serial: format!("1324{:09}", splitmix64(u64::from(index)) % 1_000_000_000),
         }
     }
+}
+
+/// Quotes `s` for a POSIX shell as one word.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
 }
 
 fn splitmix64(mut x: u64) -> u64 {
@@ -180,9 +216,13 @@ gpu_field() {
 
 app_field() {
   unit=
-  case "$1" in
-    pid|process_name|gpu_uuid|gpu_name|gpu_bus_id) ;;
-    used_memory|used_gpu_memory) unit=MiB ;;
+  case "$2" in
+    pid) eval "v=\$APP_PID_$1" ;;
+    process_name) eval "v=\$APP_NAME_$1" ;;
+    gpu_uuid) eval "g=\$APP_GPU_$1"; eval "v=\$UUID_$g" ;;
+    gpu_name) v="$NAME" ;;
+    gpu_bus_id) eval "g=\$APP_GPU_$1"; eval "v=00000000:\$BUS_$g:00.0" ;;
+    used_memory|used_gpu_memory) eval "v=\$APP_MEM_$1"; unit=MiB ;;
     *) return 1 ;;
   esac
 }
@@ -226,17 +266,28 @@ if [ -n "$query_gpu" ]; then
 fi
 
 if [ -n "$query_apps" ]; then
-  for f in $query_apps; do app_field "$f" || invalid_field "$f"; done
+  for f in $query_apps; do app_field 0 "$f" || invalid_field "$f"; done
   if [ $LOST -ge 0 ]; then lost_line $LOST; exit 15; fi
   if [ $noheader = 0 ]; then
     line=; sep=
     for f in $query_apps; do
-      app_field "$f"
+      app_field 0 "$f"
       if [ -n "$unit" ]; then h="$f [$unit]"; else h="$f"; fi
       line="$line$sep$h"; sep=", "
     done
     printf '%s\n' "$line"
   fi
+  i=0
+  while [ $i -lt $APPS ]; do
+    line=; sep=
+    for f in $query_apps; do
+      app_field $i "$f"
+      if [ -n "$unit" ] && [ $nounits = 0 ] && [ "$v" != "[N/A]" ]; then v="$v $unit"; fi
+      line="$line$sep$v"; sep=", "
+    done
+    printf '%s\n' "$line"
+    i=$((i + 1))
+  done
   exit 0
 fi
 
@@ -258,7 +309,7 @@ echo "fake nvidia-smi (ugro-testkit): only --query-gpu=, --query-compute-apps= a
 exit 2
 "#;
 
-fn script(mode: FakeGpu) -> String {
+fn script(mode: FakeGpu, apps: &[FakeApp]) -> String {
     let mut s = format!("#!/bin/sh\n# fake nvidia-smi written by ugro-testkit; mode: {mode:?}\n");
     let (count, lost, hot) = match mode {
         FakeGpu::Hang => {
@@ -292,9 +343,30 @@ fn script(mode: FakeGpu) -> String {
     let _ = writeln!(s, "COUNT={count}");
     let _ = writeln!(s, "LOST={}", lost.map_or(-1, i64::from));
     let _ = writeln!(s, "NAME='{GPU_NAME}'");
+    let _ = writeln!(s, "APPS={}", apps.len());
+    for (k, a) in apps.iter().enumerate() {
+        assert!(a.gpu < count, "app on GPU {} but only {count} GPUs", a.gpu);
+        let _ = writeln!(
+            s,
+            "APP_GPU_{k}={}; APP_PID_{k}={}; APP_NAME_{k}={}; APP_MEM_{k}={}",
+            a.gpu,
+            a.pid,
+            sh_quote(&a.process_name),
+            a.used_memory_mib
+                .map_or_else(|| "'[N/A]'".to_owned(), |m| m.to_string())
+        );
+    }
     for i in 0..count {
         let temp = hot.and_then(|(h, t)| (h == i).then_some(t));
-        let g = GpuValues::new(i, temp);
+        let mut g = GpuValues::new(i, temp);
+        let mine: Vec<&FakeApp> = apps.iter().filter(|a| a.gpu == i).collect();
+        if !mine.is_empty() {
+            g.util = BUSY_GPU_UTILIZATION;
+            g.mem_used += mine
+                .iter()
+                .map(|a| a.used_memory_mib.unwrap_or(0))
+                .sum::<u32>();
+        }
         let _ = writeln!(
             s,
             "UUID_{i}={}; BUS_{i}={}; SERIAL_{i}={}; TEMP_{i}={}; UTIL_{i}={}; MEMU_{i}={}; PWR_{i}={}",
@@ -387,6 +459,69 @@ mod tests {
         assert!(
             out.starts_with("GPU 0: NVIDIA A100-SXM4-80GB (UUID: GPU-"),
             "{out}"
+        );
+    }
+
+    #[test]
+    fn compute_apps_for_the_sampler_and_busy_gpus() {
+        let d = tempfile::tempdir().unwrap();
+        let apps = [
+            FakeApp {
+                gpu: 1,
+                pid: 4242,
+                process_name: "/usr/bin/python3".into(),
+                used_memory_mib: Some(10240),
+            },
+            FakeApp {
+                gpu: 1,
+                pid: 4243,
+                process_name: "it's python".into(),
+                used_memory_mib: None,
+            },
+            FakeApp {
+                gpu: 2,
+                pid: 77,
+                process_name: "train".into(),
+                used_memory_mib: Some(512),
+            },
+        ];
+        install_fake_nvidia_smi_with_apps(d.path(), FakeGpu::Healthy { count: 4 }, &apps);
+        let (rc, out) = run(
+            d.path(),
+            &[
+                &format!("--query-compute-apps={QUERY_SAMPLER_APPS_FIELDS}"),
+                FMT,
+            ],
+        );
+        assert_eq!(rc, 0);
+        let (u1, u2) = (fake_gpu_uuid(1), fake_gpu_uuid(2));
+        assert_eq!(
+            out,
+            format!("{u1}, 4242, 10240\n{u1}, 4243, [N/A]\n{u2}, 77, 512\n")
+        );
+        let (rc, out) = run(
+            d.path(),
+            &[
+                &format!("--query-compute-apps={QUERY_APPS_FIELDS}"),
+                "--format=csv",
+            ],
+        );
+        assert_eq!(rc, 0);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "pid, process_name, used_memory [MiB]");
+        assert_eq!(lines[1], "4242, /usr/bin/python3, 10240 MiB");
+        assert_eq!(lines[2], "4243, it's python, [N/A]");
+
+        // Busy GPUs: utilization and memory follow their processes; idle ones stay idle.
+        let (rc, out) = run(d.path(), &[&query(), FMT]);
+        assert_eq!(rc, 0);
+        let rows: Vec<Vec<&str>> = out.lines().map(|l| l.split(", ").collect()).collect();
+        assert_eq!(rows[0][4..6], ["0", "4"]);
+        assert_eq!(rows[1][4..6], ["97", "10244"]);
+        assert_eq!(rows[2][4..6], ["97", "516"]);
+        assert_eq!(
+            rows[3],
+            healthy_gpu_line(3, None).split(", ").collect::<Vec<_>>()
         );
     }
 

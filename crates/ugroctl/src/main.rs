@@ -68,6 +68,22 @@ enum Command {
         #[arg(long, default_value_t = 200)]
         limit: u32,
     },
+    /// The nightly summary. Without options: make one now (since last night's) and print its
+    /// Markdown. With --date: print the stored summary of that date.
+    Summary {
+        /// The stored summary of this date (YYYY-MM-DD, in summary.timezone).
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        date: Option<String>,
+        /// Email it (queued in the daemon's outbox; retried until delivered).
+        #[arg(long)]
+        send: bool,
+        /// What to print.
+        #[arg(long, value_enum, default_value = "md")]
+        format: SummaryFormat,
+        /// List the stored summaries and their email state instead.
+        #[arg(long, conflicts_with_all = ["date", "send"])]
+        list: bool,
+    },
     /// Make the daemon re-read its configuration (like SIGHUP); prints the problems if rejected.
     Reload,
     /// Print a shell completion script.
@@ -75,6 +91,12 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum SummaryFormat {
+    Md,
+    Html,
 }
 
 /// Exit codes: 0 ok, 1 the daemon answered "no" (failed, unhealthy, forbidden), 2 usage or
@@ -182,6 +204,53 @@ async fn run(cli: Cli) -> ExitCode {
             }
             client.get::<Events>(&uri).await.map(|e| {
                 output(cli.json, &e, || render::events(&e, chrono::Utc::now()));
+            })
+        }
+        Command::Summary { list: true, .. } => client
+            .get::<ugro_api::Summaries>("/v1/summaries")
+            .await
+            .map(|s| {
+                output(cli.json, &s, || render::summaries(&s, chrono::Utc::now()));
+            }),
+        Command::Summary {
+            date, send, format, ..
+        } => {
+            let doc = match (date, send) {
+                (None, send) => {
+                    client
+                        .post::<ugro_api::SummaryDoc>(
+                            "/v1/summary",
+                            Some(serde_json::json!({ "send": send })),
+                        )
+                        .await
+                }
+                (Some(d), false) => {
+                    client
+                        .get::<ugro_api::SummaryDoc>(&format!("/v1/summaries/{}", encode(d)))
+                        .await
+                }
+                (Some(d), true) => {
+                    client
+                        .post::<ugro_api::SummaryDoc>(
+                            &format!("/v1/summaries/{}/send", encode(d)),
+                            None,
+                        )
+                        .await
+                }
+            };
+            doc.map(|d| {
+                if *send {
+                    let mut err = anstream::stderr();
+                    let _ = writeln!(
+                        err,
+                        "ugroctl: the summary of {} is queued for email (`ugroctl summary --list` shows its delivery)",
+                        d.info.date
+                    );
+                }
+                output(cli.json, &d, || match format {
+                    SummaryFormat::Md => d.markdown.clone(),
+                    SummaryFormat::Html => d.html.clone(),
+                });
             })
         }
         Command::Reload => client

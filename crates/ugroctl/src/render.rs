@@ -512,6 +512,53 @@ pub fn events(e: &Events, now: DateTime<Utc>) -> String {
     out
 }
 
+/// The stored summaries with their email state.
+pub fn summaries(s: &ugro_api::Summaries, now: DateTime<Utc>) -> String {
+    if s.summaries.is_empty() {
+        return "no summaries yet: the first is made at the next scheduled time, or now with `ugroctl summary`\n".into();
+    }
+    let mut t = table(&["DATE", "KIND", "MADE", "EMAIL", "SUBJECT"]);
+    let mut styles = Vec::new();
+    for x in &s.summaries {
+        let (email, style) = match &x.email {
+            None => ("-".to_string(), None),
+            Some(e) if e.state == "delivered" => ("delivered".to_string(), None),
+            Some(e) if e.state == "pending" => (
+                format!(
+                    "pending ({} attempt{}{})",
+                    e.attempts,
+                    if e.attempts == 1 { "" } else { "s" },
+                    e.last_error
+                        .as_deref()
+                        .map(|m| format!(": {m}"))
+                        .unwrap_or_default()
+                ),
+                Some(YELLOW),
+            ),
+            Some(e) => (
+                format!(
+                    "{}{}",
+                    e.state,
+                    e.last_error
+                        .as_deref()
+                        .map(|m| format!(": {m}"))
+                        .unwrap_or_default()
+                ),
+                Some(RED),
+            ),
+        };
+        t.add_row(vec![
+            x.date.to_string(),
+            if x.scheduled { "nightly" } else { "requested" }.to_string(),
+            ago(x.made_at, now),
+            email,
+            x.subject.clone(),
+        ]);
+        styles.push(style);
+    }
+    lines(&t, &styles)
+}
+
 pub fn reload(r: &ReloadResult) -> String {
     let mut out = format!("reloaded {}\n", r.config_path);
     if !r.needs_restart.is_empty() {
