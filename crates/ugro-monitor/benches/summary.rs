@@ -50,7 +50,7 @@ fn day_of_samples(day_start: DateTime<Utc>) -> (Vec<GpuSample>, Vec<NodeSample>)
                     node: node.clone(),
                     at,
                     gpu: g,
-                    utilization_pct: (base + 30.0 * noise(t ^ (n as u64) << 8 ^ u64::from(g)))
+                    utilization_pct: (base + 30.0 * noise(t ^ ((n as u64) << 8) ^ u64::from(g)))
                         .min(100.0),
                     memory_used_mib: 30_000,
                     memory_total_mib: 81_920,
