@@ -7,6 +7,8 @@
 #   4. poll mode (5 s) CPU over 60 s after the first listing, per cycle and share of one core
 #   5. VmRSS / VmHWM of that daemon
 # Usage: benches/runs.sh [ROOT]   (default /tmp/runs-bench, generated with gen_runs.py if missing)
+#   BEFORE=DIR benches/runs.sh      also measures the ugro-monitor/ugroctl in DIR (e.g. the
+#                                   target/release of an older commit) in the same run, first
 # The measurements live in benches/runs_bench.py; the tree is left as found (section 3 removes
 # the epoch dirs it writes).
 set -euo pipefail
@@ -48,13 +50,20 @@ cores=$(nproc)
 load_start=$(uptime | sed 's/.*load average: //')
 rev=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates 2>/dev/null || echo "+dirty")
 
-echo "== 2. cold start"
-python3 benches/runs_bench.py cold "$root" --work "$work" --out "$work/cold.json" --rounds 3
-echo "== 3. inotify latency"
-python3 benches/runs_bench.py latency "$root" --work "$work" --out "$work/lat.json" --n 50
-echo "== 4/5. poll CPU and RSS (60 s)"
-python3 benches/runs_bench.py cpu "$root" --work "$work" --out "$work/cpu.json" \
-    --clk-tck "$(getconf CLK_TCK)" --seconds 60 --interval 5
+measure() { # LABEL [--bin-dir DIR]
+    local label=$1; shift
+    echo "== [$label] 2. cold start"
+    python3 benches/runs_bench.py cold "$root" --work "$work" --out "$work/cold-$label.json" --rounds 3 "$@"
+    echo "== [$label] 3. inotify latency"
+    python3 benches/runs_bench.py latency "$root" --work "$work" --out "$work/lat-$label.json" --n 50 "$@"
+    echo "== [$label] 4/5. poll CPU and RSS (60 s)"
+    python3 benches/runs_bench.py cpu "$root" --work "$work" --out "$work/cpu-$label.json" \
+        --clk-tck "$(getconf CLK_TCK)" --seconds 60 --interval 5 "$@"
+}
+if [ -n "${BEFORE:-}" ]; then
+    measure before --bin-dir "$BEFORE"
+fi
+measure this
 load_end=$(uptime | sed 's/.*load average: //')
 
 echo
@@ -62,5 +71,10 @@ echo "================ runs benchmark summary ================"
 echo "root $root ($(find "$root" | wc -l) entries), commit $rev, $(uname -r)"
 echo "nproc $cores; load average (1, 5, 15 min) at start: $load_start; at end: $load_end"
 echo "$load_note"
-python3 benches/runs_bench.py summary "$work/cold.json" "$work/lat.json" "$work/cpu.json"
+if [ -n "${BEFORE:-}" ]; then
+    echo "---- before: $BEFORE"
+    python3 benches/runs_bench.py summary "$work/cold-before.json" "$work/lat-before.json" "$work/cpu-before.json"
+    echo "---- this checkout: target/release"
+fi
+python3 benches/runs_bench.py summary "$work/cold-this.json" "$work/lat-this.json" "$work/cpu-this.json"
 echo "========================================================"

@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """Helper of benches/runs.sh: run-tracking benchmarks against target/release/ugro-monitor.
 
-    python3 benches/runs_bench.py cold    ROOT --work DIR --out FILE [--rounds 3]
-    python3 benches/runs_bench.py latency ROOT --work DIR --out FILE [--n 50]
+    python3 benches/runs_bench.py cold    ROOT --work DIR --out FILE [--rounds 3] [--bin-dir D]
+    python3 benches/runs_bench.py latency ROOT --work DIR --out FILE [--n 50] [--bin-dir D]
     python3 benches/runs_bench.py cpu     ROOT --work DIR --out FILE --clk-tck N [--seconds 60]
+                                          [--bin-dir D]
     python3 benches/runs_bench.py summary FILE...
 
+--bin-dir names the directory holding the ugro-monitor and ugroctl to measure (default:
+target/release of this checkout), e.g. an older build for a before/after comparison.
 Every daemon gets a fresh state dir under --work; its pid is appended to WORK/pids so the
 calling script's EXIT trap can kill it if this helper dies. Standard library only.
 """
@@ -25,8 +28,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-DAEMON = os.path.join(REPO, "target/release/ugro-monitor")
-CTL = os.path.join(REPO, "target/release/ugroctl")
+BIN_DIR = os.path.join(REPO, "target/release")
 BASELINE = os.path.join(HERE, "scan_baseline.py")
 
 
@@ -54,14 +56,16 @@ class Daemon:
         err = open(os.path.join(self.dir, "daemon.log"), "wb")
         self.t0_wall = time.time()
         self.t0 = time.perf_counter()
-        self.p = subprocess.Popen([DAEMON, "--config", self.cfg], env=env,
+        self.p = subprocess.Popen([os.path.join(BIN_DIR, "ugro-monitor"), "--config", self.cfg],
+                                  env=env,
                                   stdin=subprocess.DEVNULL, stdout=err, stderr=err)
         err.close()
         with open(os.path.join(self.work, "pids"), "a") as f:
             f.write(f"{self.p.pid}\n")
 
     def ctl(self, *args, timeout="5s"):
-        r = subprocess.run([CTL, "--socket", self.sock, "--json", "--timeout", timeout, *args],
+        r = subprocess.run([os.path.join(BIN_DIR, "ugroctl"), "--socket", self.sock, "--json",
+                            "--timeout", timeout, *args],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         if r.returncode == 2:  # unreachable (1 = some run failed: fine)
             return None
@@ -70,17 +74,29 @@ class Daemon:
         except ValueError:
             return None
 
+    def runs_doc(self, http):
+        """`GET /v1/runs` (what `ugroctl --json runs` prints) over a kept-alive connection, or
+        None while the daemon does not answer."""
+        try:
+            status, body = http.get("/v1/runs")
+        except (OSError, ConnectionError, ValueError):
+            return None
+        return json.loads(body) if status == 200 else None
+
     def wait_listing(self, expect, interval=0.02, timeout=300.0, quiet=30.0):
-        """Polls `ugroctl --json runs` until it lists `expect` runs. Returns (seconds, runs);
-        seconds is None when the count never got there (gave up after `quiet` s without a change
-        once reachable, or `timeout`)."""
+        """Polls `GET /v1/runs` every `interval` until it lists `expect` runs. Returns (seconds,
+        runs); seconds is None when the count never got there (gave up after `quiet` s without
+        a change once reachable, or `timeout`). One kept-alive connection instead of an
+        `ugroctl` process per poll: 50 process starts a second would take CPU from the daemon
+        being timed on this 2-core machine."""
         last_n, last_change = -1, time.perf_counter()
         runs = []
+        http = Http(self.sock)
         while True:
             if self.p.poll() is not None:
                 raise RuntimeError(f"daemon exited with {self.p.returncode}: "
                                    + open(os.path.join(self.dir, "daemon.log")).read()[-2000:])
-            doc = self.ctl("runs")
+            doc = self.runs_doc(http)
             now = time.perf_counter()
             if doc is not None:
                 runs = doc.get("runs", [])
@@ -93,6 +109,16 @@ class Daemon:
             if now - self.t0 > timeout:
                 return None, runs
             time.sleep(interval)
+
+    def wait_scanned(self, res, timeout=120.0):
+        """Waits for the root.scanned event: the daemon has stored its first scan and set up
+        its watches (a change before that is found by its first look after the set-up, later
+        than by a watch)."""
+        until = time.perf_counter() + timeout
+        while self.scanned_event_s() is None and time.perf_counter() < until:
+            time.sleep(0.2)
+        if self.scanned_event_s() is None:
+            res["problems"].append(f"no root.scanned event within {timeout:g} s of the listing")
 
     def scanned_event_s(self):
         """Seconds from process start to the daemon's root.scanned event (its own clock)."""
@@ -195,6 +221,7 @@ def cmd_cold(a):
         try:
             d.start()
             s, runs = d.wait_listing(expect)
+            d.wait_scanned(res)
             ev = d.scanned_event_s()
         finally:
             d.stop()
@@ -212,6 +239,7 @@ def cmd_cold(a):
     try:
         d.start()
         s, runs = d.wait_listing(expect)
+        d.wait_scanned(res)
         res["daemon_inotify"], res["daemon_inotify_event"] = s, d.scanned_event_s()
     finally:
         d.stop()
@@ -329,7 +357,8 @@ def cmd_latency(a):
         cands.sort(key=lambda r: r["id"])
         pick = random.Random(1).sample(cands, min(a.n, len(cands)))
         res["candidates"] = len(cands)
-        time.sleep(1.0)  # let the daemon settle after the listing
+        d.wait_scanned(res)
+        time.sleep(1.0)  # let the daemon settle
         http = Http(d.sock)
         for r in pick:
             rid, wd = r["id"], r["work_dir"]
@@ -408,7 +437,12 @@ def cmd_cpu(a):
         if s is None:
             res["problems"].append(f"poll daemon listed {len(runs)} runs, baseline {expect}")
         pid = d.p.pid
+        # The window starts once the first scan is done and stored (the daemon's root.scanned
+        # event), so it holds poll cycles only; the start-up CPU is reported on its own.
+        d.wait_scanned(res)
         c0, t0 = proc_cpu(pid), time.perf_counter()
+        res["startup_cpu_s"] = (c0[0] + c0[1]) / a.clk_tck
+        res["startup_wall_s"] = t0 - d.t0
         time.sleep(a.seconds)
         c1, t1 = proc_cpu(pid), time.perf_counter()
         st = proc_status(pid)
@@ -417,7 +451,7 @@ def cmd_cpu(a):
     tck = a.clk_tck
     cpu = ((c1[0] - c0[0]) + (c1[1] - c0[1])) / tck
     child = ((c1[2] - c0[2]) + (c1[3] - c0[3])) / tck
-    cycles = a.seconds / a.interval
+    cycles = (t1 - t0) / a.interval
     res.update(wall=t1 - t0, cpu_s=cpu, child_cpu_s=child, cycles=cycles,
                cpu_per_cycle_s=cpu / cycles, core_share_pct=100 * cpu / (t1 - t0),
                vmrss_kib=st.get("VmRSS"), vmhwm_kib=st.get("VmHWM"), threads=st.get("Threads"))
@@ -453,7 +487,7 @@ def cmd_summary(a):
         L.append(f"   daemon (poll)         {fmt(dm, ' s')}   rounds "
                  + " ".join(fmt(x) for x in cold["daemon_poll"])
                  + "   (start -> ugroctl lists all, 20 ms polling)")
-        L.append(f"   daemon root.scanned event (its own clock, poll) median "
+        L.append(f"   daemon root.scanned event (first scan stored, its own clock, poll) median "
                  f"{fmt(statistics.median(ev) if ev else None, ' s')}")
         L.append(f"   daemon (inotify, 1 round) {fmt(cold['daemon_inotify'], ' s')}   "
                  f"root.scanned event {fmt(cold['daemon_inotify_event'], ' s')}")
@@ -489,7 +523,10 @@ def cmd_summary(a):
             L.append(f"   PROBLEM: {p}")
     if cpu:
         L.append(f"4. poll mode (interval {cpu['interval']} s), daemon CPU over "
-                 f"{cpu['wall']:.1f} s after the first listing")
+                 f"{cpu['wall']:.1f} s after the first scan was stored (root.scanned event)")
+        if cpu.get("startup_cpu_s") is not None:
+            L.append(f"   start-up (process start -> root.scanned, {cpu['startup_wall_s']:.2f} s "
+                     f"wall, incl. storing every epoch): {cpu['startup_cpu_s']:.3f} s CPU")
         L.append(f"   utime+stime {cpu['cpu_s']:.3f} s = {cpu['cpu_per_cycle_s'] * 1000:.1f} ms per "
                  f"poll cycle ({cpu['cycles']:.0f} cycles) = {cpu['core_share_pct']:.3f} % of one "
                  f"core (goal <= 1 %: {verdict(cpu['core_share_pct'] <= 1)}); children "
@@ -504,6 +541,7 @@ def cmd_summary(a):
 
 
 def main():
+    global BIN_DIR
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     for name in ("cold", "latency", "cpu"):
@@ -520,11 +558,14 @@ def main():
             p.add_argument("--seconds", type=float, default=60)
             p.add_argument("--interval", type=float, default=5)
             p.add_argument("--clk-tck", type=int, required=True)
+        p.add_argument("--bin-dir", default=None, help="where ugro-monitor and ugroctl are")
     p = sub.add_parser("summary")
     p.add_argument("files", nargs=3)
     a = ap.parse_args()
     if a.cmd != "summary":
         a.root = os.path.abspath(a.root)
+        if a.bin_dir:
+            BIN_DIR = os.path.abspath(a.bin_dir)
     {"cold": cmd_cold, "latency": cmd_latency, "cpu": cmd_cpu, "summary": cmd_summary}[a.cmd](a)
 
 

@@ -1,14 +1,19 @@
 //! Run tracking end to end: real run directories with real mtimes under a temp root, the real
-//! daemon, `ugroctl runs --json`. Every status rule, failure reasons from log tails, and new
-//! epochs showing up through inotify and through polling.
+//! daemon, `ugroctl runs --json`. Every status rule, failure reasons from log tails, new epochs
+//! showing up through inotify and through polling, processes found over a node's SSH session
+//! (the daemon in its own PID namespace), GPU compute processes, and the fallback to polling
+//! when inotify runs out of watches (the daemon in its own user namespace with a low limit).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
-use ugro_testkit::{Daemon, DaemonOptions, wait_for};
+use ugro_testkit::gpu::{FakeApp, FakeGpu, fake_gpu_uuid, install_fake_nvidia_smi_with_apps};
+use ugro_testkit::sshd::{Sshd, SshdOptions};
+use ugro_testkit::{Daemon, DaemonOptions, bin, wait_for};
 
 fn write(p: &Path, text: &str) {
     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -260,14 +265,16 @@ fn every_status_rule_on_real_files() {
         Duration::from_secs(20),
         || (status("train/stuck") == "failed").then_some(()),
     );
-    let ev = d.ctl_json(&["events", "--kind", "run."]);
-    let kinds: Vec<&str> = ev["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["kind"].as_str().unwrap())
-        .collect();
-    assert!(kinds.contains(&"run.failed"), "{kinds:?}");
+    // Events are recorded right after the change is published.
+    wait_for("the run.failed event", Duration::from_secs(5), || {
+        let ev = d.ctl_json(&["events", "--kind", "run."]);
+        ev["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "run.failed")
+            .then_some(())
+    });
 
     // ugroctl runs exits 1 when a shown run failed or is stuck; filters work.
     assert_eq!(d.ctl(&["runs"]).status.code(), Some(1));
@@ -301,12 +308,44 @@ fn new_epoch_visible(watch: &str, within: Duration) {
     wait_for(&format!("epoch 3 through {watch}"), within, || {
         (run(&d, "exp/live")["progress"]["completed_epochs"] == 3).then_some(())
     });
-    // A run that appears after the start is found too.
-    trainer(&root.join("exp/new"), 4, 1, 60, 5, Some(1));
+    // An epoch written in two steps: the half-written one is the frontier; its last file
+    // completes it.
+    let e3 = root.join("exp/live/epoch_3");
+    write(&e3.join("training_losses.pt"), "\u{1}");
+    write(&e3.join("optimizer_buffer.json"), "{}");
+    write(&e3.join("validation_scores.json"), "");
+    std::thread::sleep(within);
+    assert_eq!(run(&d, "exp/live")["progress"]["completed_epochs"], 3);
+    write(
+        &e3.join("validation_scores.json"),
+        "{\"val\": {\"acc\": 0.9}}",
+    );
     wait_for(
-        &format!("a new run through {watch}"),
+        &format!("the completed frontier through {watch}"),
+        within,
+        || (run(&d, "exp/live")["progress"]["completed_epochs"] == 4).then_some(()),
+    );
+    // A run that appears after the start is found too, also in new nested directories.
+    trainer(&root.join("exp/new"), 4, 1, 60, 5, Some(1));
+    trainer(&root.join("later/sweep/a/run"), 4, 2, 60, 5, Some(1));
+    wait_for(
+        &format!("new runs through {watch}"),
         within + Duration::from_secs(1),
-        || runs(&d).iter().any(|r| r["id"] == "exp/new").then_some(()),
+        || {
+            let all = runs(&d);
+            (all.iter().any(|r| r["id"] == "exp/new")
+                && all.iter().any(|r| {
+                    r["id"] == "later/sweep/a/run" && r["progress"]["completed_epochs"] == 2
+                }))
+            .then_some(())
+        },
+    );
+    // And their next epochs.
+    epoch(&root.join("later/sweep/a/run"), 2, Duration::ZERO);
+    wait_for(
+        &format!("the new run's epoch through {watch}"),
+        within,
+        || (run(&d, "later/sweep/a/run")["progress"]["completed_epochs"] == 3).then_some(()),
     );
 }
 
@@ -357,30 +396,36 @@ fn restart_reconciles_the_stored_list_with_the_disk() {
     });
     assert_eq!(run(&d, "exp/grows")["progress"]["completed_epochs"], 4);
     assert_eq!(run(&d, "exp/ends")["status"], "finished");
-    let ev = d.ctl_json(&["events", "--kind", "run."]);
-    let msgs: Vec<&str> = ev["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["message"].as_str().unwrap())
-        .collect();
-    assert!(
-        msgs.iter()
-            .any(|m| m.contains("exp/grows: epochs 2–3 completed")),
-        "{msgs:?}"
-    );
-    assert!(
-        msgs.iter().any(|m| m.contains("exp/goes: no longer under")),
-        "{msgs:?}"
-    );
-    assert!(
-        msgs.iter().any(|m| m.contains("exp/ends: finished")),
-        "{msgs:?}"
-    );
+    // Events and epoch times are stored right after the list is served.
+    let expected = [
+        "exp/grows: epochs 2–3 completed",
+        "exp/goes: no longer under",
+        "exp/ends: finished",
+    ];
+    let mut msgs: Vec<String> = Vec::new();
+    let all = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_for("the reconciliation events", Duration::from_secs(5), || {
+            let ev = d.ctl_json(&["events", "--kind", "run."]);
+            msgs = ev["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["message"].as_str().unwrap().to_string())
+                .collect();
+            expected
+                .iter()
+                .all(|x| msgs.iter().any(|m| m.contains(x)))
+                .then_some(())
+        })
+    }));
+    assert!(all.is_ok(), "expected {expected:?} among {msgs:?}");
 
     // Epoch completion times are kept per run.
-    let one = d.ctl_json(&["run", "exp/grows"]);
-    assert_eq!(one["epochs"].as_array().unwrap().len(), 4, "{one}");
+    let one = wait_for("the stored epoch times", Duration::from_secs(5), || {
+        let one = d.ctl_json(&["run", "exp/grows"]);
+        (one["epochs"].as_array().map(Vec::len) == Some(4)).then_some(one)
+    });
+    assert_eq!(one["epochs"][3]["epoch"], 3, "{one}");
 }
 
 #[test]
@@ -450,4 +495,446 @@ fn the_daemon_writes_nothing_into_runs_unasked() {
     });
     std::thread::sleep(Duration::from_millis(500));
     assert!(!root.join("t/progress.json").exists());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Daemons started by the test itself: under `unshare`, or with a PATH prefix.
+
+/// A daemon this test spawns itself (the testkit's [`Daemon`] gives the config, socket and
+/// `ugroctl`): wrapped in a command such as `unshare --pid --fork --mount-proc`, with a
+/// directory put first on its PATH.
+struct Spawned {
+    d: Daemon,
+    child: Child,
+}
+
+impl Spawned {
+    fn start(opts: &DaemonOptions, wrapper: &[&str], path_prepend: Option<&Path>) -> Spawned {
+        let d = Daemon::prepare(opts);
+        let log = std::fs::File::create(d.dir.path().join("daemon.log")).unwrap();
+        let daemon = bin("ugro-monitor");
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(&daemon);
+                c
+            }
+            None => Command::new(&daemon),
+        };
+        cmd.arg("--config")
+            .arg(&d.config_path)
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID")
+            .env_remove("UGRO_CONFIG")
+            .env("UGRO_LOG", "info,sqlx=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        if let Some(dir) = path_prepend {
+            let path = std::env::var("PATH").unwrap_or_default();
+            cmd.env("PATH", format!("{}:{path}", dir.display()));
+        }
+        let mut child = cmd.spawn().unwrap();
+        let start = Instant::now();
+        while !d.ctl(&["status"]).status.success() {
+            if let Some(st) = child.try_wait().unwrap() {
+                panic!("daemon exited during start-up with {st}:\n{}", d.log());
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "daemon not answering after 10 s:\n{}",
+                d.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Spawned { d, child }
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        // `unshare --kill-child` passes the end on to the daemon.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A process whose command line holds `run`'s absolute path (one process: no shell child left
+/// behind when it is killed).
+fn process_of(run: &Path) -> Child {
+    Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            "import time; time.sleep(300)",
+            "--work-dir",
+            &run.display().to_string(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Kills a child on drop.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn remote_node(name: &str, sshd: &Sshd, gpus: u32) -> String {
+    format!(
+        "[[nodes]]\nname = \"{name}\"\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{}\"\nidentity_file = \"{}\"\nknown_hosts = \"{}\"\ngpus = {gpus}\n",
+        sshd.port(),
+        sshd.user(),
+        sshd.client_key().display(),
+        sshd.known_hosts().display(),
+    )
+}
+
+fn wait_run(
+    d: &Daemon,
+    id: &str,
+    what: &str,
+    within: Duration,
+    ok: impl Fn(&Value) -> bool,
+) -> Value {
+    let mut last = Value::Null;
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_for(what, within, || {
+            let r = find_run(d, id)?;
+            last = r.clone();
+            ok(&r).then_some(r)
+        })
+    }));
+    r.unwrap_or_else(|_| {
+        panic!(
+            "{what}: not within {within:?}; last:\n{}\ndaemon log:\n{}",
+            serde_json::to_string_pretty(&last).unwrap(),
+            d.log()
+        )
+    })
+}
+
+/// Whether this machine lets us make namespaces (root, util-linux `unshare`).
+fn can_unshare(args: &[&str]) -> bool {
+    Command::new("unshare")
+        .args(args)
+        .arg("true")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn a_process_seen_only_over_ssh_makes_the_run_stuck_on_that_node_with_its_gpu() {
+    let ns = ["--pid", "--fork", "--mount-proc", "--kill-child"];
+    assert!(
+        can_unshare(&ns),
+        "this test needs root and util-linux unshare (PID namespaces)"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("logs");
+    let run_dir = root.join("exp/remote");
+    // Not active (quiet log), not complete: stuck exactly when a live process belongs to it.
+    trainer(&run_dir, 10, 3, 600, 2 * H, Some(2 * H));
+    let proc = KillOnDrop(process_of(&run_dir));
+    let pid = proc.0.id();
+    // The node "gpu1" is this machine reached over SSH; its nvidia-smi lists the process on
+    // GPU 1.
+    let gpu_bin = tempfile::tempdir().unwrap();
+    install_fake_nvidia_smi_with_apps(
+        gpu_bin.path(),
+        FakeGpu::Healthy { count: 2 },
+        &[FakeApp {
+            gpu: 1,
+            pid,
+            process_name: "/usr/bin/python3".into(),
+            used_memory_mib: Some(20480),
+        }],
+    );
+    let sshd = Sshd::start_with(SshdOptions {
+        path_prepend: Some(gpu_bin.path().to_path_buf()),
+        ..Default::default()
+    });
+    // The daemon in its own PID namespace: its /proc does not show the process.
+    let s = Spawned::start(
+        &DaemonOptions {
+            extra_config: format!(
+                "[health]\ninterval = \"2s\"\nmin_interval = \"1s\"\nmax_interval = \"2s\"\nprobe_timeout = \"5s\"\n\n{}\n{}",
+                remote_node("gpu1", &sshd, 2),
+                root_config(&root, "")
+            ),
+            ..Default::default()
+        },
+        &[&["unshare"][..], &ns[..]].concat(),
+        None,
+    );
+    let d = &s.d;
+    let r = wait_run(
+        d,
+        "exp/remote",
+        "the run to be stuck on gpu1",
+        Duration::from_secs(40),
+        |r| r["status"] == "stuck",
+    );
+    let p = &r["process"];
+    assert_eq!(p["node"], "gpu1", "{r}");
+    assert_eq!(p["pid"], pid, "{r}");
+    assert!(
+        p["cmd"]
+            .as_str()
+            .unwrap()
+            .contains(&run_dir.display().to_string()),
+        "{r}"
+    );
+    assert!(p["start_time"].is_string(), "{r}");
+    let gpus = p["gpus"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no gpus: {r}"));
+    assert_eq!(gpus.len(), 1, "{r}");
+    assert_eq!(gpus[0]["uuid"], fake_gpu_uuid(1));
+    assert_eq!(gpus[0]["pid"], pid);
+    assert_eq!(gpus[0]["used_memory_mib"], 20480);
+    wait_run(
+        d,
+        "exp/remote",
+        "the GPU index from gpu1's readings",
+        Duration::from_secs(40),
+        |r| r["process"]["gpus"][0]["index"] == 1,
+    );
+    // The daemon really cannot see the process itself: it is PID 1 of its own namespace.
+    let unshare_pid = s.child.id();
+    let children =
+        std::fs::read_to_string(format!("/proc/{unshare_pid}/task/{unshare_pid}/children"))
+            .unwrap();
+    let daemon_pid = children.split_whitespace().next().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{daemon_pid}/status")).unwrap();
+    let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap();
+    assert_eq!(
+        nspid.split_whitespace().collect::<Vec<_>>(),
+        ["NSpid:", daemon_pid, "1"],
+        "the daemon runs as PID 1 of a PID namespace of its own"
+    );
+    // The process ends: the node's next listing (every 30 s) makes the run failed.
+    drop(proc);
+    wait_run(
+        d,
+        "exp/remote",
+        "the run to turn failed",
+        Duration::from_secs(60),
+        |r| r["status"] == "failed" && r["process"].is_null(),
+    );
+}
+
+#[test]
+fn local_gpu_compute_processes_come_from_nvidia_smi_when_nvml_is_absent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("logs");
+    let run_dir = root.join("exp/gpu");
+    trainer(&run_dir, 10, 3, 600, 2 * H, Some(2 * H));
+    let proc = KillOnDrop(process_of(&run_dir));
+    let pid = proc.0.id();
+    let gpu_bin = tempfile::tempdir().unwrap();
+    install_fake_nvidia_smi_with_apps(
+        gpu_bin.path(),
+        FakeGpu::Healthy { count: 4 },
+        &[
+            FakeApp {
+                gpu: 2,
+                pid,
+                process_name: "/usr/bin/python3".into(),
+                used_memory_mib: None,
+            },
+            // Another process's GPU is not the run's.
+            FakeApp {
+                gpu: 3,
+                pid: 1,
+                process_name: "/sbin/init".into(),
+                used_memory_mib: Some(10),
+            },
+        ],
+    );
+    let s = Spawned::start(
+        &DaemonOptions {
+            extra_config: root_config(&root, ""),
+            ..Default::default()
+        },
+        &[],
+        Some(gpu_bin.path()),
+    );
+    let r = wait_run(
+        &s.d,
+        "exp/gpu",
+        "the run with its GPU",
+        Duration::from_secs(30),
+        |r| r["status"] == "stuck" && r["process"]["gpus"][0]["index"] == 2,
+    );
+    let p = &r["process"];
+    assert_eq!(p["node"], "local", "{r}");
+    assert_eq!(p["pid"], pid, "{r}");
+    let gpus = p["gpus"].as_array().unwrap();
+    assert_eq!(gpus.len(), 1, "{r}");
+    assert_eq!(gpus[0]["uuid"], fake_gpu_uuid(2));
+    assert!(
+        gpus[0]["used_memory_mib"].is_null(),
+        "[N/A] is unknown: {r}"
+    );
+    drop(proc);
+}
+
+fn max_user_watches() -> String {
+    std::fs::read_to_string("/proc/sys/fs/inotify/max_user_watches").unwrap_or_default()
+}
+
+/// Honest ENOSPC: the daemon runs in a new user namespace whose own inotify watch limit
+/// (`/proc/sys/user/max_inotify_watches`, per user namespace; the global
+/// `fs.inotify.max_user_watches` is not touched) is set below what the root needs.
+fn spawn_with_watch_limit(root: &Path, limit: u32) -> Spawned {
+    assert!(
+        can_unshare(&["--user", "--map-root-user"]),
+        "this test needs util-linux unshare and user namespaces"
+    );
+    let script = format!("echo {limit} > /proc/sys/user/max_inotify_watches && exec \"$0\" \"$@\"");
+    Spawned::start(
+        &DaemonOptions {
+            extra_config: root_config(root, "watch = \"inotify\"\npoll_interval = \"1s\""),
+            ..Default::default()
+        },
+        &["unshare", "--user", "--map-root-user", "sh", "-c", &script],
+        None,
+    )
+}
+
+fn fallback_events(d: &Daemon) -> Vec<Value> {
+    d.ctl_json(&["events", "--kind", "root.watch_fallback"])["events"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn out_of_inotify_watches_at_start_the_root_is_polled_with_a_warning() {
+    let global = max_user_watches();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("logs");
+    for k in 0..4 {
+        trainer(&root.join(format!("exp/run{k}")), 10, 2, 60, 30, Some(5));
+    }
+    // The root, exp and the 4 run dirs need 6 watches: 3 are too few.
+    let s = spawn_with_watch_limit(&root, 3);
+    let d = &s.d;
+    let ev = wait_for("the fallback warning", Duration::from_secs(10), || {
+        let ev = fallback_events(d);
+        (!ev.is_empty()).then_some(ev)
+    });
+    assert_eq!(ev[0]["severity"], "warning", "{ev:?}");
+    let msg = ev[0]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("inotify watch limit") && msg.contains("polling every 1s"),
+        "{msg}"
+    );
+    wait_run(
+        d,
+        "exp/run0",
+        "the first scan",
+        Duration::from_secs(10),
+        |r| r["progress"]["completed_epochs"] == 2,
+    );
+    // Polled: a new epoch shows within a poll interval (plus the read).
+    epoch(&root.join("exp/run0"), 2, Duration::ZERO);
+    wait_run(
+        d,
+        "exp/run0",
+        "epoch 3 by polling",
+        Duration::from_millis(2500),
+        |r| r["progress"]["completed_epochs"] == 3,
+    );
+    assert_eq!(max_user_watches(), global, "the global limit is untouched");
+}
+
+#[test]
+fn out_of_inotify_watches_later_the_root_falls_back_to_polling() {
+    let global = max_user_watches();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("logs");
+    trainer(&root.join("exp/run"), 10, 2, 60, 30, Some(5));
+    // Watched: logs, exp and the run dir (complete epochs are not watched); 5 allowed.
+    let s = spawn_with_watch_limit(&root, 5);
+    let d = &s.d;
+    wait_run(
+        d,
+        "exp/run",
+        "the first scan",
+        Duration::from_secs(10),
+        |r| r["progress"]["completed_epochs"] == 2,
+    );
+    let scanned = wait_for("the root.scanned event", Duration::from_secs(10), || {
+        let ev = d.ctl_json(&["events", "--kind", "root.scanned"]);
+        (!ev["events"].as_array().unwrap().is_empty()).then_some(ev)
+    });
+    assert!(
+        scanned
+            .to_string()
+            .contains("watching with inotify (3 directories watched)"),
+        "{scanned}"
+    );
+    // Watched: a new epoch shows at once.
+    epoch(&root.join("exp/run"), 2, Duration::ZERO);
+    wait_run(
+        d,
+        "exp/run",
+        "epoch 3 by inotify",
+        Duration::from_secs(1),
+        |r| r["progress"]["completed_epochs"] == 3,
+    );
+    assert!(fallback_events(d).is_empty());
+    // Three new runs: the third cannot be watched any more.
+    for k in 0..3 {
+        trainer(&root.join(format!("exp/new{k}")), 10, 1, 60, 5, Some(1));
+    }
+    let ev = wait_for("the fallback warning", Duration::from_secs(10), || {
+        let ev = fallback_events(d);
+        (!ev.is_empty()).then_some(ev)
+    });
+    assert!(
+        ev[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("polling every 1s"),
+        "{ev:?}"
+    );
+    for k in 0..3 {
+        wait_run(
+            d,
+            &format!("exp/new{k}"),
+            "the new runs",
+            Duration::from_secs(5),
+            |r| r["progress"]["completed_epochs"] == 1,
+        );
+    }
+    // From now on polling sees what inotify no longer would.
+    epoch(&root.join("exp/run"), 3, Duration::ZERO);
+    epoch(&root.join("exp/new2"), 1, Duration::ZERO);
+    wait_run(
+        d,
+        "exp/run",
+        "epoch 4 by polling",
+        Duration::from_millis(2500),
+        |r| r["progress"]["completed_epochs"] == 4,
+    );
+    wait_run(
+        d,
+        "exp/new2",
+        "epoch 2 by polling",
+        Duration::from_millis(2500),
+        |r| r["progress"]["completed_epochs"] == 2,
+    );
+    assert_eq!(max_user_watches(), global, "the global limit is untouched");
 }

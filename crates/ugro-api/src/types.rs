@@ -190,6 +190,21 @@ pub struct RunProcess {
     pub user: String,
     pub cmd: String,
     pub start_time: Option<DateTime<Utc>>,
+    /// The GPUs the run's processes on this node compute on (NVML or
+    /// `nvidia-smi --query-compute-apps`); empty when none or unknown.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpus: Vec<RunGpu>,
+}
+
+/// One GPU a run's process computes on.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RunGpu {
+    pub uuid: String,
+    /// The GPU's index on its node, when the node's GPU readings name it.
+    pub index: Option<u32>,
+    /// The process on that GPU.
+    pub pid: u32,
+    pub used_memory_mib: Option<u64>,
 }
 
 // ---------------------------------------------------------------------------------------------

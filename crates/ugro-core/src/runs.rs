@@ -210,16 +210,30 @@ pub fn read_json(bytes: &[u8]) -> JsonRead {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err("empty".to_owned());
     }
-    serde_json::from_slice(bytes).map_err(|e| {
-        let full = e.to_string();
-        let suffix = format!(" at line {} column {}", e.line(), e.column());
-        let what = full.strip_suffix(&suffix).unwrap_or(&full);
-        format!(
-            "invalid JSON at line {} column {}: {what}",
-            e.line(),
-            e.column()
-        )
-    })
+    serde_json::from_slice(bytes).map_err(|e| json_error(&e))
+}
+
+/// Like [`read_json`], but only checks that the bytes parse: `Ok(Value::Null)` stands for
+/// "valid JSON, value not kept" (an epoch's `optimizer_buffer.json` need only parse), and no
+/// value is built.
+pub fn validate_json(bytes: &[u8]) -> JsonRead {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err("empty".to_owned());
+    }
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
+        .map(|_| Value::Null)
+        .map_err(|e| json_error(&e))
+}
+
+fn json_error(e: &serde_json::Error) -> String {
+    let full = e.to_string();
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    let what = full.strip_suffix(&suffix).unwrap_or(&full);
+    format!(
+        "invalid JSON at line {} column {}: {what}",
+        e.line(),
+        e.column()
+    )
 }
 
 /// One `epoch_N/` directory.
@@ -232,16 +246,63 @@ pub struct EpochView {
     pub json: BTreeMap<String, JsonRead>,
 }
 
+/// What is kept of a run's complete epochs `0..count`: their completion times and scores, not
+/// their files. Completed epochs do not change, so a caller keeps this summary and reads only
+/// the frontier (the next epoch dir) again; [`CompletedEpochs::push`] folds an epoch in.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CompletedEpochs {
+    /// Completion time of each complete epoch (its newest file mtime), in epoch order.
+    pub times: Vec<DateTime<Utc>>,
+    /// The newest file mtime of any of these epochs.
+    pub newest_artifact: Option<DateTime<Utc>>,
+    /// The flattened validation scores of the last of these epochs.
+    pub latest: Scores,
+    /// The best value of each score key over these epochs ([`best_scores`]).
+    pub best: Scores,
+}
+
+impl CompletedEpochs {
+    /// How many epochs are folded in.
+    pub fn count(&self) -> u32 {
+        u32::try_from(self.times.len()).unwrap_or(u32::MAX)
+    }
+
+    /// Folds epoch `count()` in when it is complete ([`epoch_complete`]); returns whether it
+    /// was. An incomplete epoch changes nothing.
+    pub fn push(&mut self, e: &EpochView) -> bool {
+        if !epoch_complete(e) {
+            return false;
+        }
+        let Some(done_at) = e.files.values().map(|f| f.mtime).max() else {
+            return false;
+        };
+        self.times.push(done_at);
+        self.newest_artifact = self.newest_artifact.max(Some(done_at));
+        self.latest = e
+            .json
+            .get(VALIDATION_SCORES)
+            .and_then(|r| r.as_ref().ok())
+            .map(flatten_scores)
+            .unwrap_or_default();
+        merge_best(&mut self.best, &self.latest);
+        true
+    }
+}
+
 /// One run directory as the caller saw it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunView {
     /// Regular files directly in the run dir, by name. Keys may also be relative paths such as
     /// `logs/train_val_0.log`; log patterns apply to the part after the last `/`.
     pub files: BTreeMap<String, FileInfo>,
-    /// Names of sub-directories (epoch_* and others).
+    /// Names of the sub-directories that are not `epoch_N` dirs ([`epoch_dir_index`]).
     pub subdirs: Vec<String>,
-    /// The `epoch_N` dirs the caller looked into, from 0 upward (it may stop after the first
-    /// incomplete one).
+    /// The indices of the `epoch_N` sub-directories, ascending.
+    pub epoch_dirs: Vec<u32>,
+    /// Epochs `0..completed.count()`, complete and summarised; their dirs are not kept.
+    pub completed: CompletedEpochs,
+    /// The `epoch_N` dirs the caller looked into beyond `completed`, from `completed.count()`
+    /// upward (it may stop after the first incomplete one: the frontier).
     pub epochs: BTreeMap<u32, EpochView>,
     /// Parsed `config.json` / `progress.json` / `evaluation_scores.json` when present.
     pub json: BTreeMap<String, JsonRead>,
@@ -256,8 +317,30 @@ impl RunView {
         self.json_ok(name).and_then(Value::as_object)
     }
 
-    fn epoch_dir_indices(&self) -> impl Iterator<Item = u32> + '_ {
-        self.subdirs.iter().filter_map(|d| epoch_dir_index(d))
+    /// Records a sub-directory name: `epoch_N` dirs by index (kept sorted), others by name.
+    pub fn add_subdir(&mut self, name: &str) {
+        match epoch_dir_index(name) {
+            Some(i) => {
+                if let Err(at) = self.epoch_dirs.binary_search(&i) {
+                    self.epoch_dirs.insert(at, i);
+                }
+            }
+            None => self.subdirs.push(name.to_owned()),
+        }
+    }
+
+    /// Moves the complete epochs at the start of `epochs` into `completed`.
+    pub fn fold_completed(&mut self) {
+        loop {
+            let next = self.completed.count();
+            let Some(e) = self.epochs.get(&next) else {
+                return;
+            };
+            if !self.completed.push(e) {
+                return;
+            }
+            self.epochs.remove(&next);
+        }
     }
 }
 
@@ -329,17 +412,18 @@ pub fn detect(view: &RunView) -> Detection {
             diagnostic: None,
         };
     }
-    let epoch0_has_expected = view
-        .epochs
-        .get(&0)
-        .is_some_and(|e| TRAINER_EXPECTED.iter().any(|f| e.files.contains_key(*f)));
+    let epoch0_has_expected = view.completed.count() > 0
+        || view
+            .epochs
+            .get(&0)
+            .is_some_and(|e| TRAINER_EXPECTED.iter().any(|f| e.files.contains_key(*f)));
     if epoch0_has_expected || config_has_epochs(view) {
         return Detection {
             kind: RunnerKind::Trainer,
             diagnostic: None,
         };
     }
-    let has_epoch_dirs = view.epoch_dir_indices().next().is_some();
+    let has_epoch_dirs = !view.epoch_dirs.is_empty();
     if !has_epoch_dirs && self_reporting(view) {
         return Detection {
             kind: RunnerKind::Generic,
@@ -393,7 +477,12 @@ fn json_note(view: &RunView, name: &str) -> Option<String> {
 }
 
 fn unknown_diagnostic(view: &RunView, has_epoch_dirs: bool) -> String {
-    let mut dirs: Vec<String> = view.subdirs.iter().map(|d| format!("{d}/")).collect();
+    let mut dirs: Vec<String> = view
+        .subdirs
+        .iter()
+        .map(|d| format!("{d}/"))
+        .chain(view.epoch_dirs.iter().map(|i| format!("epoch_{i}/")))
+        .collect();
     dirs.sort();
     let mut notes = Vec::new();
     if let Some(n) = json_note(view, CONFIG_JSON) {
@@ -401,7 +490,7 @@ fn unknown_diagnostic(view: &RunView, has_epoch_dirs: bool) -> String {
     } else if view.files.contains_key(CONFIG_JSON) {
         notes.push(format!("{CONFIG_JSON} has no \"epochs\""));
     }
-    if view.subdirs.iter().any(|d| d == "epoch_0") {
+    if view.epoch_dirs.first() == Some(&0) {
         let found = view
             .epochs
             .get(&0)
@@ -475,9 +564,10 @@ pub fn epoch_complete(e: &EpochView) -> bool {
     epoch_gap(e).is_none()
 }
 
-/// Epochs counted from `epoch_0` upward while complete; the first gap stops the count.
+/// Epochs counted from `epoch_0` upward while complete; the first gap stops the count. The
+/// summarised epochs ([`RunView::completed`]) count, then the read ones that follow them.
 pub fn completed_epochs(view: &RunView) -> u32 {
-    let mut n = 0u32;
+    let mut n = view.completed.count();
     while view.epochs.get(&n).is_some_and(epoch_complete) {
         n += 1;
     }
@@ -487,10 +577,14 @@ pub fn completed_epochs(view: &RunView) -> u32 {
 /// The newest file mtime of each of the first `completed` epochs, in epoch order (epochs the view
 /// lacks or that hold no files are skipped).
 pub fn epoch_completion_times(view: &RunView, completed: u32) -> Vec<DateTime<Utc>> {
-    (0..completed)
-        .filter_map(|i| view.epochs.get(&i))
-        .filter_map(|e| e.files.values().map(|f| f.mtime).max())
-        .collect()
+    let summarised = view.completed.count().min(completed);
+    let mut out: Vec<DateTime<Utc>> = view.completed.times[..summarised as usize].to_vec();
+    out.extend(
+        (summarised..completed)
+            .filter_map(|i| view.epochs.get(&i))
+            .filter_map(|e| e.files.values().map(|f| f.mtime).max()),
+    );
+    out
 }
 
 fn median_of_sorted(xs: &[f64]) -> Option<f64> {
@@ -587,19 +681,27 @@ pub fn lower_is_better(key: &str) -> bool {
 pub fn best_scores(history: &[Scores]) -> Scores {
     let mut best = Scores::new();
     for scores in history {
-        for (k, &v) in scores {
-            best.entry(k.clone())
-                .and_modify(|b| {
-                    *b = if lower_is_better(k) {
-                        b.min(v)
-                    } else {
-                        b.max(v)
-                    }
-                })
-                .or_insert(v);
-        }
+        merge_best(&mut best, scores);
     }
     best
+}
+
+/// Folds one entry of a history into the running best ([`best_scores`]).
+fn merge_best(best: &mut Scores, scores: &Scores) {
+    for (k, &v) in scores {
+        match best.get_mut(k) {
+            Some(b) => {
+                *b = if lower_is_better(k) {
+                    b.min(v)
+                } else {
+                    b.max(v)
+                }
+            }
+            None => {
+                best.insert(k.clone(), v);
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -729,14 +831,19 @@ pub fn evaluate(view: &RunView, root_epochs: Option<u32>) -> Evaluation {
                 Some(t) => (f64::from(done) / f64::from(t) * 100.0).min(100.0),
                 None => 0.0,
             };
-            let history: Vec<Scores> = (0..done)
+            let mut latest = view.completed.latest.clone();
+            let mut best = view.completed.best.clone();
+            for scores in (view.completed.count()..done)
                 .filter_map(|i| view.epochs.get(&i))
                 .filter_map(|e| e.json.get(VALIDATION_SCORES))
                 .filter_map(|r| r.as_ref().ok())
                 .map(flatten_scores)
-                .collect();
-            progress.latest_score = history.last().cloned().and_then(non_empty);
-            progress.best_score = non_empty(best_scores(&history));
+            {
+                merge_best(&mut best, &scores);
+                latest = scores;
+            }
+            progress.latest_score = non_empty(latest);
+            progress.best_score = non_empty(best);
             median_epoch = median_epoch_duration(&epoch_completion_times(view, done));
             if let Some(m) = median_epoch
                 && !m.is_zero()
@@ -747,12 +854,13 @@ pub fn evaluate(view: &RunView, root_epochs: Option<u32>) -> Evaluation {
                         secs_u64(f64::from(t.saturating_sub(done)) * m.as_secs_f64());
                 }
             }
-            newest_artifact = view
-                .epochs
-                .values()
-                .flat_map(|e| e.files.values())
-                .map(|f| f.mtime)
-                .max();
+            newest_artifact = view.completed.newest_artifact.max(
+                view.epochs
+                    .values()
+                    .flat_map(|e| e.files.values())
+                    .map(|f| f.mtime)
+                    .max(),
+            );
         }
         RunnerKind::Evaluator => {
             let scores_ok = view.files.get(EVALUATOR_SCORES).is_some_and(|f| f.size > 0);
@@ -867,19 +975,15 @@ pub fn evaluate(view: &RunView, root_epochs: Option<u32>) -> Evaluation {
 /// A real gap: epoch `done` is incomplete or absent while a later epoch dir exists.
 fn trainer_gap_note(view: &RunView, done: u32) -> Option<String> {
     let later = view
-        .epoch_dir_indices()
-        .chain(view.epochs.keys().copied())
+        .epoch_dirs
+        .iter()
+        .chain(view.epochs.keys())
+        .copied()
         .filter(|i| *i > done)
         .min()?;
     let why = match view.epochs.get(&done) {
         Some(e) => epoch_gap(e).unwrap_or_else(|| "incomplete".to_owned()),
-        None if view
-            .subdirs
-            .iter()
-            .any(|d| epoch_dir_index(d) == Some(done)) =>
-        {
-            "not read".to_owned()
-        }
+        None if view.epoch_dirs.binary_search(&done).is_ok() => "not read".to_owned(),
         None => "missing".to_owned(),
     };
     Some(format!(
@@ -1440,11 +1544,11 @@ mod tests {
             self
         }
         fn dir(mut self, name: &str) -> Self {
-            self.0.subdirs.push(name.into());
+            self.0.add_subdir(name);
             self
         }
         fn epoch(mut self, i: u32, e: EpochView) -> Self {
-            self.0.subdirs.push(format!("epoch_{i}"));
+            self.0.add_subdir(&format!("epoch_{i}"));
             self.0.epochs.insert(i, e);
             self
         }
@@ -1561,6 +1665,17 @@ mod tests {
         assert!(!err.ends_with("column 8"), "{err}");
         let truncated = read_json(br#"{"a": [1, 2"#).unwrap_err();
         assert!(truncated.contains("EOF"), "{truncated}");
+        // Validation without a value gives the same reasons.
+        assert_eq!(
+            validate_json(br#"{"a": [1, {"b": null}]}"#),
+            Ok(Value::Null)
+        );
+        assert_eq!(validate_json(b" \t"), Err("empty".into()));
+        assert_eq!(
+            validate_json(b"{\n  \"a\": 1,\n  \"b\": }"),
+            read_json(b"{\n  \"a\": 1,\n  \"b\": }").map(|_| Value::Null)
+        );
+        assert!(validate_json(b"{} trailing").is_err());
     }
 
     // --- detection ---------------------------------------------------------------------------
@@ -1961,6 +2076,132 @@ mod tests {
         assert_eq!(p.best_score, None);
         assert_eq!(p.latest_score, None);
         assert_eq!(p.rate_per_hour, None);
+    }
+
+    /// Views that exercise every trainer rule the summary of completed epochs feeds.
+    fn trainer_views() -> Vec<(&'static str, RunView)> {
+        let mut corrupt = plain_epoch(3 * H);
+        corrupt
+            .json
+            .insert(VALIDATION_SCORES.into(), Err("invalid JSON".into()));
+        let mut partial = EpochView::default();
+        partial
+            .files
+            .insert("training_losses.pt".into(), fi(10, 9 * H));
+        vec![
+            (
+                "scores up and down, an extra file newer than the epoch",
+                B::default()
+                    .json(CONFIG_JSON, 0, json!({"epochs": 6}))
+                    .epoch(0, epoch(H, json!({"val": {"loss": 2.0, "acc": 0.1}})))
+                    .epoch(1, epoch(2 * H, json!({"val": {"loss": 1.0, "acc": 0.3}})))
+                    .epoch(2, {
+                        let mut e = epoch(3 * H, json!({"val": {"loss": 1.5, "acc": 0.2}}));
+                        e.files.insert("ckpt.pt".into(), fi(5, 3 * H + 120));
+                        e
+                    })
+                    .epoch(3, epoch(4 * H, json!({"val": {"loss": 1.2}, "n": [1, 2]})))
+                    .file("train_val.log", 10, 4 * H)
+                    .build(),
+            ),
+            (
+                "gap: epoch 2 missing, epoch 3 complete",
+                trainer(2, 10).epoch(3, plain_epoch(4 * H)).build(),
+            ),
+            ("corrupt frontier", trainer(3, 10).epoch(3, corrupt).build()),
+            (
+                "in-progress frontier",
+                trainer(4, 10).epoch(4, partial.clone()).build(),
+            ),
+            (
+                "restart gap",
+                B::default()
+                    .json(CONFIG_JSON, 0, json!({"epochs": 8}))
+                    .epochs(3, 0, H)
+                    .epoch(3, plain_epoch(30 * H))
+                    .epoch(4, plain_epoch(31 * H))
+                    .build(),
+            ),
+            (
+                "early stop",
+                trainer(5, 100)
+                    .json(
+                        PROGRESS_JSON,
+                        5 * H,
+                        json!({"early_stopped": true, "early_stopped_at_epoch": 4}),
+                    )
+                    .build(),
+            ),
+            ("all done", trainer(4, 4).build()),
+            (
+                "epoch_0 incomplete",
+                trainer(0, 10).epoch(0, partial).build(),
+            ),
+            (
+                "no epochs, root total",
+                B::default().epochs(2, 0, H).build(),
+            ),
+        ]
+    }
+
+    #[test]
+    fn summarised_epochs_evaluate_like_the_full_view() {
+        for (what, full) in trainer_views() {
+            let mut folded = full.clone();
+            folded.fold_completed();
+            let done = completed_epochs(&full);
+            assert_eq!(folded.completed.count(), done, "{what}");
+            assert!(
+                folded.epochs.keys().all(|i| *i >= done),
+                "{what}: complete epochs are not kept: {:?}",
+                folded.epochs.keys().collect::<Vec<_>>()
+            );
+            assert_eq!(completed_epochs(&folded), done, "{what}");
+            assert_eq!(
+                epoch_completion_times(&folded, done),
+                epoch_completion_times(&full, done),
+                "{what}"
+            );
+            assert_eq!(
+                evaluate(&folded, Some(20)),
+                evaluate(&full, Some(20)),
+                "{what}"
+            );
+            // Folding twice changes nothing.
+            let again = {
+                let mut v = folded.clone();
+                v.fold_completed();
+                v
+            };
+            assert_eq!(again, folded, "{what}");
+        }
+    }
+
+    #[test]
+    fn completed_epochs_take_only_complete_epochs_in_order() {
+        let mut c = CompletedEpochs::default();
+        let mut empty_scores = plain_epoch(H);
+        empty_scores
+            .files
+            .insert(VALIDATION_SCORES.into(), fi(0, H));
+        assert!(!c.push(&empty_scores), "an empty expected file");
+        assert!(!c.push(&EpochView::default()));
+        assert_eq!(
+            c,
+            CompletedEpochs::default(),
+            "refused epochs change nothing"
+        );
+        assert!(c.push(&epoch(H, json!({"loss": 3.0, "acc": 0.5}))));
+        assert!(c.push(&epoch(2 * H, json!({"loss": 1.0, "acc": 0.4}))));
+        assert!(c.push(&epoch(3 * H, json!({"loss": 2.0}))));
+        assert_eq!(c.count(), 3);
+        assert_eq!(c.times, vec![at(H), at(2 * H), at(3 * H)]);
+        assert_eq!(c.newest_artifact, Some(at(3 * H)));
+        assert_eq!(c.latest, Scores::from([("loss".into(), 2.0)]));
+        assert_eq!(
+            c.best,
+            Scores::from([("loss".into(), 1.0), ("acc".into(), 0.5)])
+        );
     }
 
     // --- evaluator ---------------------------------------------------------------------------

@@ -1,9 +1,14 @@
 //! Run tracking: one task per `[[roots]]` entry keeps every run under it current. The first scan
-//! discovers and reads all runs; then inotify (local filesystems) recomputes only the touched
-//! runs, debounced, or frontier polling (network filesystems, or on request) re-reads only what
-//! can change next. Statuses are re-judged on a timer (a quiet log turns a run stuck or failed
-//! without any file event), against the processes of this machine. Changes become events.
-//! The rules live in `ugro_core::runs`; the filesystem reading in `crate::scan`.
+//! discovers and reads all runs on a few threads; then inotify (local filesystems; watches on the
+//! searched directories, the run dirs and their frontier epoch dirs only) recomputes only the
+//! touched runs, debounced, or frontier polling (network filesystems, on request, or when
+//! inotify runs out of watches) `stat`s only what can change next per run and reads a run only
+//! when that changed. Statuses
+//! are re-judged on a timer (a quiet log turns a run stuck or failed without any file event),
+//! against the processes of this machine (/proc), of the remote nodes (`ps` over their SSH
+//! sessions) and the GPU compute processes (NVML or `nvidia-smi --query-compute-apps`). Changes
+//! become events; only changed runs are stored and published. The rules live in
+//! `ugro_core::runs`; the filesystem reading in `crate::scan`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -12,12 +17,13 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
-use ugro_api::{RunInfo, RunProcess, Severity};
+use ugro_api::{RunGpu, RunInfo, RunProcess, Severity};
 use ugro_core::runs::{self as core, Evaluation, RunStatus, RunView, RunnerKind, StatusRules};
 
-use crate::config::{RootConfig, WatchMode};
+use crate::config::{NodeHost, RootConfig, WatchMode};
 use crate::daemon::Shared;
-use crate::scan;
+use crate::scan::{self, ReadRun, Stamps};
+use crate::ssh::Exec;
 use crate::store::NewEvent;
 
 /// File events are gathered this long before the touched runs are recomputed.
@@ -26,22 +32,55 @@ const DEBOUNCE: Duration = Duration::from_millis(20);
 const REJUDGE_EVERY: Duration = Duration::from_secs(10);
 /// Full rescan of an inotify root, in case an event was lost.
 const SAFETY_RESCAN: Duration = Duration::from_secs(600);
-/// In poll mode, finished and outdated runs are re-read only every this many cycles.
+/// In poll mode, finished and outdated runs are checked only every this many cycles.
 const FINISHED_EVERY: u64 = 20;
 /// Pending file events per root; past it the root is rescanned instead.
 const EVENT_QUEUE: usize = 8192;
+/// How long the process lists are re-used between file events (the timer re-judges every
+/// [`REJUDGE_EVERY`] with a fresh one).
+const PROCS_FRESH: Duration = Duration::from_secs(2);
+/// How long a remote node's process and GPU lists are re-used.
+const PROCS_EVERY: Duration = Duration::from_secs(30);
+/// How long the local GPU compute processes are re-used.
+const LOCAL_GPU_EVERY: Duration = Duration::from_secs(30);
+/// Marker between `ps` and `nvidia-smi` in the output of the batched remote command.
+const APPS_MARKER: &str = "@@ugro:compute-apps";
 
 /// One tracked run.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Run {
     id: String,
     dir: PathBuf,
     /// Shared, so the per-cycle work lists hand views to the reader threads without copying.
     view: Arc<RunView>,
+    /// What the frontier check of poll mode compares.
+    stamps: Option<Stamps>,
     eval: Evaluation,
     status: RunStatus,
     process: Option<RunProcess>,
     error: Option<core::Failure>,
+    /// Changed since it was last stored and published.
+    dirty: bool,
+    /// Epochs whose completion times are stored.
+    stored_epochs: u32,
+}
+
+impl Run {
+    fn new(id: String, dir: PathBuf, read: ReadRun, root_epochs: Option<u32>) -> Run {
+        let eval = core::evaluate(&read.view, root_epochs);
+        Run {
+            id,
+            dir,
+            view: Arc::new(read.view),
+            stamps: Some(read.stamps),
+            eval,
+            status: RunStatus::Unknown,
+            process: None,
+            error: None,
+            dirty: true,
+            stored_epochs: 0,
+        }
+    }
 }
 
 /// Every tracked run of every root, for the API.
@@ -118,15 +157,24 @@ impl Runs {
             .sum()
     }
 
-    fn publish(&self, root: &Path, runs: &BTreeMap<String, Run>) {
-        let infos = runs
-            .iter()
-            .map(|(id, r)| (id.clone(), info(root, r)))
-            .collect();
+    /// Replaces a root's whole list (its first scan: restored entries go).
+    fn publish_all(&self, root: &Path, infos: BTreeMap<String, RunInfo>) {
         self.roots
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(root.to_path_buf(), infos);
+    }
+
+    /// Updates the changed runs of a root and drops the gone ones.
+    fn publish_changes(&self, root: &Path, changed: Vec<RunInfo>, gone: &[String]) {
+        let mut roots = self.roots.write().unwrap_or_else(|e| e.into_inner());
+        let runs = roots.entry(root.to_path_buf()).or_default();
+        for id in gone {
+            runs.remove(id);
+        }
+        for i in changed {
+            runs.insert(i.id.clone(), i);
+        }
     }
 
     fn forget(&self, root: &Path) {
@@ -137,10 +185,10 @@ impl Runs {
     }
 }
 
-fn info(root: &Path, r: &Run) -> RunInfo {
+fn info(root: &str, r: &Run) -> RunInfo {
     RunInfo {
         id: r.id.clone(),
-        root: root.display().to_string(),
+        root: root.to_owned(),
         work_dir: r.dir.display().to_string(),
         runner: r.eval.kind,
         status: r.status,
@@ -162,7 +210,15 @@ fn info(root: &Path, r: &Run) -> RunInfo {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Processes of this machine (remote nodes' processes come with the health sessions later).
+// Processes: this machine's from /proc, remote nodes' from `ps` over their SSH sessions, and
+// the GPU compute processes of both.
+
+/// A GPU a process computes on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct GpuUse {
+    uuid: String,
+    used_memory_mib: Option<u64>,
+}
 
 /// A process that may belong to a run.
 #[derive(Debug, Clone)]
@@ -172,10 +228,13 @@ struct Proc {
     user: String,
     cmd: String,
     start_time: Option<DateTime<Utc>>,
+    gpus: Vec<GpuUse>,
 }
 
-/// Every process of this machine with its command line (blocking: reads /proc).
-fn local_processes() -> Vec<Proc> {
+/// The processes of this machine whose command line mentions one of `needles` (the root's
+/// path), with user and start time (blocking: reads /proc). Other processes cannot belong to a
+/// run of the root, so only their command line is read.
+fn local_processes(needles: &[String]) -> Vec<Proc> {
     let boot = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
         s.lines()
             .find_map(|l| l.strip_prefix("btime "))
@@ -190,124 +249,222 @@ fn local_processes() -> Vec<Proc> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return out;
     };
+    let mut path = PathBuf::from("/proc");
     for e in dir.flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
             continue;
         };
-        let Ok(raw) = std::fs::read(e.path().join("cmdline")) else {
-            continue;
-        };
-        if raw.is_empty() {
-            continue; // kernel thread or zombie
+        path.push(e.file_name());
+        if let Some(p) = local_process(&path, pid, needles, boot, tck, &mut users) {
+            out.push(p);
         }
-        let cmd = String::from_utf8_lossy(&raw)
-            .split('\0')
-            .filter(|s| !s.is_empty())
-            .collect::<Vec<_>>()
-            .join(" ");
-        let uid = std::fs::metadata(e.path())
-            .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
-            .unwrap_or(0);
-        let user = users
-            .entry(uid)
-            .or_insert_with(|| {
-                nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-                    .ok()
-                    .flatten()
-                    .map_or_else(|| uid.to_string(), |u| u.name)
-            })
-            .clone();
-        let start_time = std::fs::read_to_string(e.path().join("stat"))
-            .ok()
-            .and_then(|s| {
-                let after = &s[s.rfind(')')? + 2..];
-                let ticks: f64 = after.split_whitespace().nth(19)?.parse().ok()?;
-                let secs = boot? as f64 + ticks / tck;
-                DateTime::from_timestamp(secs as i64, 0)
-            });
-        out.push(Proc {
-            node: "local".into(),
-            pid,
-            user,
-            cmd,
-            start_time,
+        path.pop();
+    }
+    out
+}
+
+/// One process of this machine if its command line mentions a needle.
+fn local_process(
+    path: &Path,
+    pid: u32,
+    needles: &[String],
+    boot: Option<i64>,
+    tck: f64,
+    users: &mut HashMap<u32, String>,
+) -> Option<Proc> {
+    let raw = std::fs::read(path.join("cmdline")).ok()?;
+    if raw.is_empty() {
+        return None; // kernel thread or zombie
+    }
+    let cmd = String::from_utf8_lossy(&raw)
+        .split('\0')
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    if !needles.iter().any(|n| cmd.contains(n.as_str())) {
+        return None;
+    }
+    let uid = std::fs::metadata(path)
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+        .unwrap_or(0);
+    let user = users
+        .entry(uid)
+        .or_insert_with(|| {
+            nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+                .ok()
+                .flatten()
+                .map_or_else(|| uid.to_string(), |u| u.name)
+        })
+        .clone();
+    let start_time = std::fs::read_to_string(path.join("stat"))
+        .ok()
+        .and_then(|s| {
+            let after = &s[s.rfind(')')? + 2..];
+            let ticks: f64 = after.split_whitespace().nth(19)?.parse().ok()?;
+            let secs = boot? as f64 + ticks / tck;
+            DateTime::from_timestamp(secs as i64, 0)
+        });
+    Some(Proc {
+        node: "local".into(),
+        pid,
+        user,
+        cmd,
+        start_time,
+        gpus: Vec::new(),
+    })
+}
+
+/// Compute processes by pid, from `nvidia-smi --query-compute-apps` output.
+fn apps_by_pid(apps: Vec<ugro_core::sample::ComputeApp>) -> HashMap<u32, Vec<GpuUse>> {
+    let mut out: HashMap<u32, Vec<GpuUse>> = HashMap::new();
+    for a in apps {
+        out.entry(a.pid).or_default().push(GpuUse {
+            uuid: a.gpu_uuid,
+            used_memory_mib: a.used_memory_mib,
         });
     }
     out
 }
 
-/// The process that belongs to a run: its command line holds the run's absolute work dir or
-/// its config file path. The oldest such process wins (the launcher rather than a worker).
-fn process_of(dir: &Path, procs: &[Proc]) -> Option<RunProcess> {
-    let dir_s = dir.display().to_string();
-    let config = dir.join("config.json").display().to_string();
-    procs
-        .iter()
-        .filter(|p| {
-            // A word boundary after the dir, so /runs/a does not claim /runs/ab's process.
-            let holds = |needle: &str| {
-                p.cmd.match_indices(needle).any(|(i, _)| {
-                    p.cmd[i + needle.len()..]
-                        .chars()
-                        .next()
-                        .is_none_or(|c| c == '/' || c.is_whitespace() || c == '"' || c == '\'')
-                })
-            };
-            holds(&dir_s) || holds(&config)
-        })
-        .min_by_key(|p| (p.start_time, p.pid))
-        .map(|p| RunProcess {
-            node: p.node.clone(),
+/// This machine's compute processes from NVML (loaded once; absent without a driver).
+fn nvml_apps() -> Result<HashMap<u32, Vec<GpuUse>>, String> {
+    use nvml_wrapper::Nvml;
+    use nvml_wrapper::enums::device::UsedGpuMemory;
+    static NVML: std::sync::OnceLock<Result<Nvml, String>> = std::sync::OnceLock::new();
+    let nvml = NVML
+        .get_or_init(|| Nvml::init().map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(Clone::clone)?;
+    let count = nvml.device_count().map_err(|e| e.to_string())?;
+    let mut out: HashMap<u32, Vec<GpuUse>> = HashMap::new();
+    for i in 0..count {
+        let d = nvml
+            .device_by_index(i)
+            .map_err(|e| format!("GPU {i}: {e}"))?;
+        let uuid = d.uuid().map_err(|e| format!("GPU {i}: {e}"))?;
+        for p in d.running_compute_processes().unwrap_or_default() {
+            out.entry(p.pid).or_default().push(GpuUse {
+                uuid: uuid.clone(),
+                used_memory_mib: match p.used_gpu_memory {
+                    UsedGpuMemory::Used(b) => Some(b / (1024 * 1024)),
+                    UsedGpuMemory::Unavailable => None,
+                },
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The GPU compute processes of this machine: NVML, else a local `nvidia-smi`; empty without
+/// either (a machine without NVIDIA GPUs).
+async fn local_gpu_apps(deadline: Duration) -> HashMap<u32, Vec<GpuUse>> {
+    if let Ok(Ok(apps)) = tokio::task::spawn_blocking(nvml_apps).await {
+        return apps;
+    }
+    let query = format!(
+        "--query-compute-apps={}",
+        ugro_core::sample::COMPUTE_APPS_QUERY
+    );
+    match crate::health::run_local(
+        "nvidia-smi",
+        &[&query, "--format=csv,noheader,nounits"],
+        deadline,
+    )
+    .await
+    {
+        Ok(Exec::Done(o)) if o.exit_status == Some(0) => {
+            apps_by_pid(ugro_core::sample::compute_apps(&o.stdout))
+        }
+        _ => HashMap::new(),
+    }
+}
+
+/// The batched remote command: the process list, then the GPU compute processes (bounded by
+/// their own `timeout`, so a hanging driver costs only the GPU part).
+fn remote_command(deadline: Duration) -> String {
+    let secs = (deadline.as_secs() / 2).max(1);
+    format!(
+        "{}; echo {APPS_MARKER}; timeout -k 1 {secs} nvidia-smi --query-compute-apps={} \
+         --format=csv,noheader,nounits 2>/dev/null; true",
+        ugro_core::parse::PS_COMMAND,
+        ugro_core::sample::COMPUTE_APPS_QUERY
+    )
+}
+
+/// Splits the batched remote command's output into processes, each with its GPUs.
+fn remote_procs(node: &str, stdout: &str, now: DateTime<Utc>) -> Vec<Proc> {
+    let (ps, apps) = match stdout.split_once(APPS_MARKER) {
+        Some((ps, apps)) => (ps, apps),
+        None => (stdout, ""),
+    };
+    let mut gpus = apps_by_pid(ugro_core::sample::compute_apps(apps));
+    ugro_core::parse::ps_processes(ps)
+        .into_iter()
+        .map(|p| Proc {
+            node: node.to_owned(),
             pid: p.pid,
-            user: p.user.clone(),
-            cmd: p.cmd.chars().take(500).collect(),
-            start_time: p.start_time,
+            user: p.user,
+            cmd: p.args,
+            start_time: Some(
+                now - chrono::Duration::seconds(i64::try_from(p.elapsed_seconds).unwrap_or(0)),
+            ),
+            gpus: gpus.remove(&p.pid).unwrap_or_default(),
         })
+        .collect()
 }
 
-/// How long a remote node's process list is re-used.
-const REMOTE_PS_EVERY: Duration = Duration::from_secs(30);
-
-/// Processes of the remote nodes, asked over their health SSH sessions, cached per node; a
-/// node that cannot be asked keeps its last list (its runs are not declared dead by a blip).
+/// Processes of every node: the local ones from /proc (every time: it is cheap and filtered)
+/// with their GPUs from NVML or `nvidia-smi` (cached), remote ones with their GPUs from one
+/// batched exec (`ps`, `nvidia-smi --query-compute-apps`) over the node's health SSH session,
+/// cached per node. A GPU compute process is joined to its process by pid. A node that cannot
+/// be asked keeps its last list (its runs are not declared dead by a blip).
 #[derive(Debug, Default)]
-struct RemoteProcs {
-    cache: HashMap<String, (tokio::time::Instant, Vec<Proc>)>,
+struct Procs {
+    remote: HashMap<String, (tokio::time::Instant, Vec<Proc>)>,
+    local_gpu: Option<(tokio::time::Instant, HashMap<u32, Vec<GpuUse>>)>,
 }
 
-impl RemoteProcs {
-    async fn all(&mut self, shared: &Shared) -> Vec<Proc> {
+impl Procs {
+    async fn all(&mut self, shared: &Shared, needles: Vec<String>) -> Vec<Proc> {
         let deadline = shared.config().health.probe_timeout;
         let mut asking = tokio::task::JoinSet::new();
         for rt in shared.health.runtimes() {
             let fresh = self
-                .cache
+                .remote
                 .get(&rt.cfg.name)
-                .is_some_and(|(at, _)| at.elapsed() < REMOTE_PS_EVERY);
-            if matches!(rt.cfg.host, crate::config::NodeHost::Remote(_)) && !fresh {
-                asking.spawn(
-                    async move { (rt.cfg.name.clone(), rt.remote_processes(deadline).await) },
-                );
+                .is_some_and(|(at, _)| at.elapsed() < PROCS_EVERY);
+            if !matches!(rt.cfg.host, NodeHost::Remote(_)) || fresh {
+                continue;
             }
+            let Some(session) = rt.session().cloned() else {
+                continue;
+            };
+            let cmd = remote_command(deadline);
+            asking.spawn(async move {
+                let out = match session.exec(&cmd, deadline).await {
+                    Ok(Exec::Done(o)) => Some(o.stdout),
+                    _ => None,
+                };
+                (rt.cfg.name.clone(), out)
+            });
         }
+        let gpus_fresh = self
+            .local_gpu
+            .as_ref()
+            .is_some_and(|(at, _)| at.elapsed() < LOCAL_GPU_EVERY);
+        if !gpus_fresh {
+            let apps = local_gpu_apps(deadline).await;
+            self.local_gpu = Some((tokio::time::Instant::now(), apps));
+        }
+        let mut local = tokio::task::spawn_blocking(move || local_processes(&needles))
+            .await
+            .unwrap_or_default();
         let now = Utc::now();
-        while let Some(Ok((node, list))) = asking.join_next().await {
-            let Some(list) = list else { continue };
-            let procs = list
-                .into_iter()
-                .map(|p| Proc {
-                    node: node.clone(),
-                    pid: p.pid,
-                    user: p.user,
-                    cmd: p.args,
-                    start_time: Some(
-                        now - chrono::Duration::seconds(
-                            i64::try_from(p.elapsed_seconds).unwrap_or(0),
-                        ),
-                    ),
-                })
-                .collect();
-            self.cache
+        while let Some(Ok((node, out))) = asking.join_next().await {
+            // A node that cannot be asked now keeps its last list.
+            let Some(stdout) = out else { continue };
+            let procs = remote_procs(&node, &stdout, now);
+            self.remote
                 .insert(node, (tokio::time::Instant::now(), procs));
         }
         let configured: HashSet<String> = shared
@@ -316,12 +473,97 @@ impl RemoteProcs {
             .iter()
             .map(|n| n.name.clone())
             .collect();
-        self.cache.retain(|node, _| configured.contains(node));
-        self.cache
-            .values()
-            .flat_map(|(_, v)| v.iter().cloned())
-            .collect()
+        self.remote.retain(|node, _| configured.contains(node));
+        if let Some((_, apps)) = &self.local_gpu {
+            for p in &mut local {
+                if let Some(g) = apps.get(&p.pid) {
+                    p.gpus = g.clone();
+                }
+            }
+        }
+        let mut all = local;
+        all.extend(self.remote.values().flat_map(|(_, v)| v.iter().cloned()));
+        all
     }
+}
+
+/// The GPU index of each GPU uuid, from the nodes' health readings.
+fn gpu_indices(shared: &Shared) -> HashMap<String, u32> {
+    shared
+        .health
+        .runtimes()
+        .iter()
+        .flat_map(|rt| rt.report().gpus)
+        .map(|g| (g.uuid, g.index))
+        .collect()
+}
+
+/// The process of each run that has one: its command line holds the run's absolute work dir
+/// or its config file path (`dir/config.json`, which holds the dir). The oldest such process
+/// wins (the launcher rather than a worker); the GPUs of every matching process on that node
+/// are listed with it. Only processes that mention the root are looked at, and each run dir is
+/// found by looking up the path prefixes that follow the root in the command line.
+fn match_processes(
+    root: &Path,
+    dirs: &HashMap<String, &str>,
+    procs: &[Proc],
+    gpu_index: &HashMap<String, u32>,
+) -> HashMap<String, RunProcess> {
+    let root_s = root.display().to_string();
+    let mut by_run: HashMap<&str, Vec<&Proc>> = HashMap::new();
+    for p in procs.iter().filter(|p| p.cmd.contains(root_s.as_str())) {
+        let mut hit: HashSet<&str> = HashSet::new();
+        for (at, _) in p.cmd.match_indices(root_s.as_str()) {
+            let rest = &p.cmd[at..];
+            // Every prefix of `rest` that ends at a path boundary may be a run dir.
+            let after_root = rest[root_s.len()..]
+                .char_indices()
+                .map(|(i, c)| (root_s.len() + i, c))
+                .chain(std::iter::once((rest.len(), '/')));
+            for (end, c) in after_root {
+                if !(c == '/' || c.is_whitespace() || c == '"' || c == '\'') {
+                    continue;
+                }
+                if let Some(id) = dirs.get(&rest[..end]) {
+                    hit.insert(id);
+                    break;
+                }
+            }
+        }
+        for id in hit {
+            by_run.entry(id).or_default().push(p);
+        }
+    }
+    by_run
+        .into_iter()
+        .filter_map(|(id, ps)| {
+            let main = ps.iter().min_by_key(|p| (p.start_time, p.pid))?;
+            let mut gpus: Vec<RunGpu> = ps
+                .iter()
+                .filter(|p| p.node == main.node)
+                .flat_map(|p| {
+                    p.gpus.iter().map(|g| RunGpu {
+                        uuid: g.uuid.clone(),
+                        index: gpu_index.get(&g.uuid).copied(),
+                        pid: p.pid,
+                        used_memory_mib: g.used_memory_mib,
+                    })
+                })
+                .collect();
+            gpus.sort_by(|a, b| (a.index, &a.uuid, a.pid).cmp(&(b.index, &b.uuid, b.pid)));
+            Some((
+                id.to_owned(),
+                RunProcess {
+                    node: main.node.clone(),
+                    pid: main.pid,
+                    user: main.user.clone(),
+                    cmd: main.cmd.chars().take(500).collect(),
+                    start_time: main.start_time,
+                    gpus,
+                },
+            ))
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -376,12 +618,155 @@ fn is_network_fs(path: &Path) -> Option<&'static str> {
     })
 }
 
+/// How a root is kept current.
 enum Mode {
-    /// Holds the watcher: dropping it ends the watch.
-    Inotify {
-        _watcher: notify::RecommendedWatcher,
-    },
+    Inotify(Watch),
     Poll,
+}
+
+/// The inotify watches of a root: only the directories whose changes matter, not the whole
+/// tree — the searched (non-run) directories, where new runs appear; each run dir (its logs,
+/// JSON files and new epoch dirs); and each run's frontier epoch dir. Complete epochs are not
+/// watched. Each watch is non-recursive; dropping the watcher removes them all.
+struct Watch {
+    watcher: notify::RecommendedWatcher,
+    /// The watched searched directories.
+    tree: HashSet<PathBuf>,
+    /// Each run's watched dir and frontier epoch dir.
+    runs: HashMap<String, (PathBuf, Option<PathBuf>)>,
+}
+
+impl Watch {
+    fn new(
+        tx: tokio::sync::mpsc::Sender<PathBuf>,
+        overflow: Arc<std::sync::atomic::AtomicBool>,
+    ) -> Result<Watch, String> {
+        let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            match res {
+                // Opens, reads and closes-without-write change nothing (and our own reads
+                // cause them).
+                Ok(ev) if matches!(ev.kind, notify::EventKind::Access(_)) => {}
+                Ok(ev) => {
+                    for p in ev.paths {
+                        if tx.try_send(p).is_err() {
+                            overflow.store(true, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                }
+                Err(_) => overflow.store(true, std::sync::atomic::Ordering::Relaxed),
+            }
+        })
+        .map_err(|e| e.to_string())?;
+        Ok(Watch {
+            watcher,
+            tree: HashSet::new(),
+            runs: HashMap::new(),
+        })
+    }
+
+    /// Watches one directory. A directory that vanished meanwhile is no error (its parent's
+    /// watch reports the removal); running out of watches is.
+    fn add(&mut self, dir: &Path) -> Result<(), String> {
+        use notify::Watcher;
+        match self.watcher.watch(dir, notify::RecursiveMode::NonRecursive) {
+            Ok(()) => Ok(()),
+            Err(e) if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) => {
+                Err(INOTIFY_LIMIT.to_string())
+            }
+            Err(e) => {
+                tracing::debug!(dir = %dir.display(), error = %e, "cannot watch");
+                Ok(())
+            }
+        }
+    }
+
+    fn remove(&mut self, dir: &Path) {
+        use notify::Watcher;
+        let _ = self.watcher.unwatch(dir);
+    }
+
+    /// Makes the watches follow the searched directories of `tree` and the given runs (new or
+    /// read again: their dir and frontier epoch dir) and drops the watches of `gone` runs.
+    /// Returns the paths to look at again because their watch is new (what changed between
+    /// the read and the watch), or why watching failed (the watch limit).
+    fn sync<'a>(
+        &mut self,
+        root: &Path,
+        tree: &scan::Tree,
+        runs: impl Iterator<Item = (&'a str, &'a Path, Option<u32>)>,
+        gone: &[String],
+    ) -> Result<Vec<PathBuf>, String> {
+        let mut recheck = Vec::new();
+        for id in gone {
+            if let Some((dir, frontier)) = self.runs.remove(id) {
+                self.remove(&dir);
+                if let Some(f) = frontier {
+                    self.remove(&f);
+                }
+            }
+        }
+        let stale: Vec<PathBuf> = self
+            .tree
+            .iter()
+            .filter(|d| !tree.contains(d))
+            .cloned()
+            .collect();
+        for d in stale {
+            self.tree.remove(&d);
+            self.remove(&d);
+        }
+        let mut tree_grew = false;
+        for d in tree.dirs() {
+            if !self.tree.contains(d) {
+                self.add(d)?;
+                self.tree.insert(d.to_path_buf());
+                tree_grew = true;
+            }
+        }
+        if tree_grew {
+            recheck.push(root.to_path_buf());
+        }
+        for (id, dir, epoch) in runs {
+            let frontier = epoch.map(|i| dir.join(format!("epoch_{i}")));
+            let (old_dir, old_frontier) = match self.runs.get(id) {
+                Some((d, f)) => (Some(d.clone()), f.clone()),
+                None => (None, None),
+            };
+            if old_dir.is_none() {
+                self.add(dir)?;
+                recheck.push(dir.to_path_buf());
+            }
+            if old_frontier != frontier {
+                if let Some(f) = &old_frontier {
+                    self.remove(f);
+                }
+                if let Some(f) = &frontier {
+                    self.add(f)?;
+                    recheck.push(dir.to_path_buf());
+                }
+            }
+            self.runs
+                .insert(id.to_owned(), (dir.to_path_buf(), frontier));
+        }
+        Ok(recheck)
+    }
+}
+
+/// Threads of a full scan: two per core (a scan waits on the disk or the network as much as
+/// it computes), 2 to 8.
+fn scan_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, |n| n.get() * 2)
+        .clamp(2, 8)
+}
+
+/// What a scan, poll cycle or inotify batch found.
+#[derive(Debug, Default)]
+struct Found {
+    /// Runs read again (or for the first time): id, dir, what was read.
+    read: Vec<(String, PathBuf, ReadRun)>,
+    /// Runs whose directory is gone.
+    gone: Vec<String>,
 }
 
 async fn track_root(
@@ -391,6 +776,7 @@ async fn track_root(
     hb: crate::systemd::Heartbeat,
 ) {
     let root = cfg.path.clone();
+    let root_s = root.display().to_string();
     let rules = StatusRules {
         stall_after: cfg.stall_after,
         outdated_after: cfg.outdated_after,
@@ -410,88 +796,83 @@ async fn track_root(
         tracing::info!(root = %root.display(), fs, "network filesystem: polling (inotify does not see other hosts' writes)");
     }
     if want_inotify {
-        match start_inotify(&root, tx.clone(), overflow.clone()) {
-            Ok(w) => mode = Mode::Inotify { _watcher: w },
-            Err(e) => {
-                shared
-                    .event(NewEvent::new(
-                        "root.watch_fallback",
-                        root.display().to_string(),
-                        Severity::Warning,
-                        format!(
-                            "cannot watch {} with inotify ({e}); polling every {} instead",
-                            root.display(),
-                            humantime::format_duration(cfg.poll_interval)
-                        ),
-                    ))
-                    .await;
-            }
+        // The watches themselves are set up after the first scan, from what it found.
+        match Watch::new(tx.clone(), overflow.clone()) {
+            Ok(w) => mode = Mode::Inotify(w),
+            Err(e) => shared.event(fallback_event(&root, &cfg, &e)).await,
         }
     }
 
-    // First scan: everything.
-    let mut runs: BTreeMap<String, Run> = BTreeMap::new();
+    // First scan: everything, on a few threads, while the process lists are asked for.
+    let started = std::time::Instant::now();
     let scanned = {
         let root = root.clone();
-        tokio::task::spawn_blocking(move || full_scan(&root, &BTreeMap::new()))
+        tokio::task::spawn_blocking(move || {
+            let found = scan::scan_root(&root, &|_| None, scan_threads());
+            (found, started.elapsed())
+        })
     };
-    let mut remote = RemoteProcs::default();
-    let mut procs = tokio::task::spawn_blocking(local_processes)
-        .await
-        .unwrap_or_default();
-    procs.extend(remote.all(&shared).await);
+    let mut procs_source = Procs::default();
+    let needles = vec![root_s.clone()];
+    let mut procs = procs_source.all(&shared, needles.clone()).await;
+    let mut procs_at = tokio::time::Instant::now();
+    let mut runs: BTreeMap<String, Run> = BTreeMap::new();
+    let mut tree = scan::Tree::default();
     match scanned.await {
-        Ok((found, problems)) => {
-            for p in problems.iter().take(20) {
+        Ok((found, took)) => {
+            for p in found.problems.iter().take(20) {
                 tracing::warn!(root = %root.display(), "{p}");
             }
-            for (id, (dir, view)) in found {
-                let eval = core::evaluate(&view, cfg.epochs);
-                let process = process_of(&dir, &procs);
-                let status = core::status(&eval, &rules, process.is_some(), Utc::now());
-                runs.insert(
-                    id.clone(),
-                    Run {
-                        id,
-                        dir,
-                        view: Arc::new(view),
-                        eval,
-                        status,
-                        process,
-                        error: None,
-                    },
-                );
-            }
-            if !root.exists() {
-                shared
-                    .event(NewEvent::new(
-                        "root.missing",
-                        root.display().to_string(),
-                        Severity::Warning,
-                        format!(
-                            "root {} does not exist (yet); watching for it",
-                            root.display()
-                        ),
-                    ))
-                    .await;
+            tracing::info!(
+                root = %root.display(),
+                runs = found.runs.len(),
+                dirs = found.tree.len(),
+                ms = took.as_millis(),
+                "first scan read"
+            );
+            tree = found.tree;
+            for (dir, read) in found.runs {
+                let id = run_id(&root, &dir);
+                runs.insert(id.clone(), Run::new(id, dir, read, cfg.epochs));
             }
         }
         Err(e) => tracing::error!(root = %root.display(), error = %e, "scan failed"),
     }
+    if !root.exists() {
+        shared
+            .event(NewEvent::new(
+                "root.missing",
+                root_s.clone(),
+                Severity::Warning,
+                format!(
+                    "root {} does not exist (yet); watching for it",
+                    root.display()
+                ),
+            ))
+            .await;
+    }
+    let now = Utc::now();
+    let matched = processes_of_runs(&shared, &root_s, &runs, &procs);
     for r in runs.values_mut() {
+        r.process = matched.get(&r.id).cloned();
+        r.status = core::status(&r.eval, &rules, r.process.is_some(), now);
         attach_error(r);
     }
     // Reconcile with what the previous daemon stored: what changed while it was away.
     let prior = shared.runs.take_restored(&root);
     let mut events = Vec::new();
     if !prior.is_empty() {
-        for r in runs.values() {
+        for r in runs.values_mut() {
             match prior.get(&r.id) {
                 Some(old) => {
                     let (before, after) = (
                         old.progress.completed_epochs,
                         r.eval.progress.completed_epochs,
                     );
+                    if r.eval.kind == RunnerKind::Trainer && old.runner == RunnerKind::Trainer {
+                        // Those completion times are stored already.
+                        r.stored_epochs = before.min(after);
+                    }
                     if after > before && r.eval.kind == RunnerKind::Trainer {
                         events.push(epoch_event(r, before, after));
                     }
@@ -528,36 +909,94 @@ async fn track_root(
         .filter(|id| !runs.contains_key(*id))
         .cloned()
         .collect();
-    let mut saved: HashMap<String, RunInfo> = HashMap::new();
-    persist(&shared, &root, &runs, &mut saved, &gone, &HashMap::new()).await;
+    // Serve the list first; storing every epoch's completion time takes longer.
+    shared.runs.publish_all(
+        &root,
+        runs.iter()
+            .map(|(id, r)| (id.clone(), info(&root_s, r)))
+            .collect(),
+    );
+    let counts = status_counts(&runs);
+    tracing::info!(root = %root.display(), ms = started.elapsed().as_millis(), "first scan published");
+    // Then watch (what changed since the scan is caught by the first look of the loop) ...
+    let mut recheck: Vec<PathBuf> = Vec::new();
+    if let Mode::Inotify(mut w) = mode {
+        let (t, dirs): (scan::Tree, Vec<(String, PathBuf, Option<u32>)>) = (
+            std::mem::take(&mut tree),
+            runs.values()
+                .map(|r| {
+                    let epoch = r.stamps.and_then(|s| s.epoch).map(|(i, _)| i);
+                    (r.id.clone(), r.dir.clone(), epoch)
+                })
+                .collect(),
+        );
+        let root2 = root.clone();
+        let set_up = tokio::task::spawn_blocking(move || {
+            let result = w.sync(
+                &root2,
+                &t,
+                dirs.iter().map(|(id, d, e)| (id.as_str(), d.as_path(), *e)),
+                &[],
+            );
+            (w, t, result)
+        })
+        .await;
+        mode = Mode::Poll;
+        match set_up {
+            Ok((w, t, Ok(_))) => {
+                tree = t;
+                mode = Mode::Inotify(w);
+                // What changed between the scan and the watches: one frontier check of all.
+                recheck.push(root.clone());
+            }
+            Ok((_, t, Err(why))) => {
+                tree = t;
+                events.push(fallback_event(&root, &cfg, &why));
+            }
+            Err(e) => tracing::error!(root = %root.display(), error = %e, "watch set-up failed"),
+        }
+        tracing::info!(root = %root.display(), ms = started.elapsed().as_millis(), "watches set up");
+    }
+    // ... and store it all on the root's writer task (every epoch's completion time: a while).
+    let (store, store_rx) = tokio::sync::mpsc::channel::<Write>(64);
+    tokio::spawn(writer(shared.clone(), root_s.clone(), store_rx));
+    let infos: Vec<RunInfo> = runs.values().map(|r| info(&root_s, r)).collect();
+    let _ = store
+        .send(Write::Runs(to_store(&mut runs, infos, &gone)))
+        .await;
     let mut written: HashMap<String, String> = HashMap::new();
     if cfg.write_progress_json {
-        write_progress(&shared, &runs, &mut written).await;
+        write_progress(&shared, &runs, &mut written, true).await;
     }
-    let counts = status_counts(&runs);
-    shared.runs.publish(&root, &runs);
-    for e in events {
-        shared.event(e).await;
+    for r in runs.values_mut() {
+        r.dirty = false;
     }
-    shared
-        .event(NewEvent::new(
-            "root.scanned",
-            root.display().to_string(),
-            Severity::Info,
-            format!(
-                "{} run(s) under {} ({counts}); watching with {}",
-                runs.len(),
-                root.display(),
-                match mode {
-                    Mode::Inotify { .. } => "inotify".to_string(),
-                    Mode::Poll => format!(
-                        "polling every {}",
-                        humantime::format_duration(cfg.poll_interval)
-                    ),
-                }
-            ),
-        ))
-        .await;
+    // Recorded once the runs are stored: the end of the start-up work.
+    events.push(NewEvent::new(
+        "root.scanned",
+        root_s.clone(),
+        Severity::Info,
+        format!(
+            "{} run(s) under {} ({counts}); watching with {}",
+            runs.len(),
+            root.display(),
+            match &mode {
+                Mode::Inotify(w) => format!(
+                    "inotify ({} directories watched)",
+                    w.tree.len()
+                        + w.runs
+                            .values()
+                            .map(|(_, f)| 1 + usize::from(f.is_some()))
+                            .sum::<usize>()
+                ),
+                Mode::Poll => format!(
+                    "polling every {}",
+                    humantime::format_duration(cfg.poll_interval)
+                ),
+            }
+        ),
+    ));
+    let _ = store.send(Write::Events(events)).await;
 
     let mut rejudge = tokio::time::interval(REJUDGE_EVERY);
     rejudge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -567,19 +1006,22 @@ async fn track_root(
     safety.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (_, _, _) = (rejudge.tick().await, poll.tick().await, safety.tick().await);
     let mut cycle: u64 = 0;
+    // The first look after the watches are set up checks every run's frontier.
+    let mut check_all = !recheck.is_empty();
     loop {
         let mut touched: HashSet<PathBuf> = HashSet::new();
         let mut rescan = false;
+        let mut polled = false;
+        let inotify = matches!(mode, Mode::Inotify(_));
         tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = rejudge.tick() => {}
-            _ = poll.tick(), if matches!(mode, Mode::Poll) => {
-                cycle += 1;
-                let (changed, new_runs) = poll_cycle(&root, &runs, cycle).await;
-                touched.extend(changed);
-                touched.extend(new_runs);
+            () = std::future::ready(()), if !recheck.is_empty() => {
+                touched.extend(recheck.drain(..));
+                polled = std::mem::take(&mut check_all);
             }
-            _ = safety.tick(), if matches!(mode, Mode::Inotify { .. }) => rescan = true,
+            _ = rejudge.tick() => {}
+            _ = poll.tick(), if !inotify => polled = true,
+            _ = safety.tick(), if inotify => rescan = true,
             Some(p) = rx.recv() => {
                 touched.insert(p);
                 // Debounce: gather what else arrives shortly.
@@ -593,24 +1035,58 @@ async fn track_root(
         if overflow.swap(false, std::sync::atomic::Ordering::Relaxed) {
             rescan = true;
         }
-        let mut procs = tokio::task::spawn_blocking(local_processes)
-            .await
-            .unwrap_or_default();
-        procs.extend(remote.all(&shared).await);
-        let mut updates: Vec<(String, PathBuf, RunView)> = Vec::new();
+        let mut found = Found::default();
+        let mut full = false;
         if rescan {
-            let prev: BTreeMap<String, (PathBuf, Arc<RunView>)> = runs
-                .iter()
-                .map(|(k, r)| (k.clone(), (r.dir.clone(), Arc::clone(&r.view))))
+            let prev: HashMap<PathBuf, Arc<RunView>> = runs
+                .values()
+                .map(|r| (r.dir.clone(), Arc::clone(&r.view)))
                 .collect();
             let root2 = root.clone();
-            if let Ok((found, _)) =
-                tokio::task::spawn_blocking(move || full_scan(&root2, &prev)).await
-            {
-                runs.retain(|id, _| found.contains_key(id));
-                for (id, (dir, view)) in found {
-                    updates.push((id, dir, view));
-                }
+            let scanned = tokio::task::spawn_blocking(move || {
+                scan::scan_root(&root2, &|d| prev.get(d).cloned(), scan_threads())
+            })
+            .await;
+            if let Ok(scanned) = scanned {
+                full = true;
+                tree = scanned.tree;
+                let seen: HashSet<String> =
+                    scanned.runs.iter().map(|(d, _)| run_id(&root, d)).collect();
+                found.gone = runs
+                    .keys()
+                    .filter(|id| !seen.contains(*id))
+                    .cloned()
+                    .collect();
+                found.read = scanned
+                    .runs
+                    .into_iter()
+                    .map(|(d, r)| (run_id(&root, &d), d, r))
+                    .collect();
+            }
+        } else if polled {
+            cycle += 1;
+            let every = inotify || cycle.is_multiple_of(FINISHED_EVERY);
+            let due: Vec<Due> = runs
+                .values()
+                .filter(|r| every || !matches!(r.status, RunStatus::Finished | RunStatus::Outdated))
+                .map(|r| Due {
+                    id: r.id.clone(),
+                    dir: r.dir.clone(),
+                    view: Arc::clone(&r.view),
+                    stamps: r.stamps,
+                })
+                .collect();
+            let known: HashSet<PathBuf> = runs.values().map(|r| r.dir.clone()).collect();
+            let root2 = root.clone();
+            let mut t = std::mem::take(&mut tree);
+            let result = tokio::task::spawn_blocking(move || {
+                let f = poll_cycle(&root2, due, &mut t, &known);
+                (f, t)
+            })
+            .await;
+            if let Ok((f, t)) = result {
+                found = f;
+                tree = t;
             }
         } else if !touched.is_empty() {
             let known: Vec<(String, PathBuf, Arc<RunView>)> = runs
@@ -618,77 +1094,106 @@ async fn track_root(
                 .map(|r| (r.id.clone(), r.dir.clone(), Arc::clone(&r.view)))
                 .collect();
             let root2 = root.clone();
-            let result =
-                tokio::task::spawn_blocking(move || rescan_touched(&root2, &known, touched)).await;
-            if let Ok((changed, gone)) = result {
-                for id in gone {
-                    runs.remove(&id);
-                }
-                updates = changed;
+            let mut t = std::mem::take(&mut tree);
+            let result = tokio::task::spawn_blocking(move || {
+                let f = rescan_touched(&root2, &known, touched, &mut t);
+                (f, t)
+            })
+            .await;
+            if let Ok((f, t)) = result {
+                found = f;
+                tree = t;
             }
+        }
+        // Watch what is new (a new run, a new frontier epoch, a new directory), and look
+        // again at what got a new watch. Out of watches: poll this root from now on.
+        if let Mode::Inotify(w) = &mut mode {
+            let synced = w.sync(
+                &root,
+                &tree,
+                found
+                    .read
+                    .iter()
+                    .map(|(id, d, r)| (id.as_str(), d.as_path(), r.stamps.epoch.map(|(i, _)| i))),
+                &found.gone,
+            );
+            match synced {
+                Ok(again) => recheck.extend(again),
+                Err(why) => {
+                    mode = Mode::Poll;
+                    poll.reset();
+                    shared.event(fallback_event(&root, &cfg, &why)).await;
+                }
+            }
+        }
+        // Bursts of file events re-use a process list that is a moment old.
+        if procs_at.elapsed() >= PROCS_FRESH {
+            procs = procs_source.all(&shared, needles.clone()).await;
+            procs_at = tokio::time::Instant::now();
         }
         let now = Utc::now();
         let mut events = Vec::new();
-        let mut epochs_before: HashMap<String, u32> = HashMap::new();
-        let before_ids: HashSet<String> = runs.keys().cloned().collect();
-        for (id, dir, view) in updates {
-            let eval = core::evaluate(&view, cfg.epochs);
+        for id in &found.gone {
+            runs.remove(id);
+        }
+        for (id, dir, read) in found.read {
             match runs.get_mut(&id) {
                 Some(r) => {
+                    r.stamps = Some(read.stamps);
+                    if *r.view == read.view {
+                        continue; // nothing moved: no re-evaluation, no event, no write
+                    }
+                    let eval = core::evaluate(&read.view, cfg.epochs);
+                    r.view = Arc::new(read.view);
                     let before = r.eval.progress.completed_epochs;
-                    epochs_before.entry(id.clone()).or_insert(before);
-                    r.view = Arc::new(view);
-                    r.eval = eval;
-                    let after = r.eval.progress.completed_epochs;
+                    let after = eval.progress.completed_epochs;
+                    if eval != r.eval {
+                        r.eval = eval;
+                        r.dirty = true;
+                    }
                     if after > before && r.eval.kind == RunnerKind::Trainer {
                         events.push(epoch_event(r, before, after));
                     }
                 }
                 None => {
+                    let r = Run::new(id.clone(), dir, read, cfg.epochs);
                     events.push(NewEvent::new(
                         "run.discovered",
                         &id,
                         Severity::Info,
-                        format!("{id}: new {} run in {}", eval.kind.as_str(), dir.display()),
+                        format!(
+                            "{id}: new {} run in {}",
+                            r.eval.kind.as_str(),
+                            r.dir.display()
+                        ),
                     ));
-                    if eval.kind == RunnerKind::Unknown {
+                    if r.eval.kind == RunnerKind::Unknown {
                         events.push(NewEvent::new(
                             "run.unknown_runner",
                             &id,
                             Severity::Warning,
                             format!(
                                 "{id}: cannot tell what kind of run this is: {}",
-                                eval.diagnostic.clone().unwrap_or_default()
+                                r.eval.diagnostic.clone().unwrap_or_default()
                             ),
                         ));
                     }
                     // Status Unknown until the re-judging below sets it (and reports the change).
-                    runs.insert(
-                        id.clone(),
-                        Run {
-                            id: id.clone(),
-                            dir,
-                            view: Arc::new(view),
-                            eval,
-                            status: RunStatus::Unknown,
-                            process: None,
-                            error: None,
-                        },
-                    );
+                    runs.insert(id, r);
                 }
             }
         }
         // Re-judge every run: time passes, processes come and go.
-        let mut dirty = !epochs_before.is_empty() || runs.len() != before_ids.len() || rescan;
+        let matched = processes_of_runs(&shared, &root_s, &runs, &procs);
         for r in runs.values_mut() {
-            let process = process_of(&r.dir, &procs);
-            if process != r.process {
-                r.process = process;
-                dirty = true;
+            let process = matched.get(&r.id);
+            if process != r.process.as_ref() {
+                r.process = process.cloned();
+                r.dirty = true;
             }
             let status = core::status(&r.eval, &rules, r.process.is_some(), now);
             if status != r.status {
-                dirty = true;
+                r.dirty = true;
                 let old = r.status;
                 r.status = status;
                 attach_error(r);
@@ -697,23 +1202,61 @@ async fn track_root(
                 }
             }
         }
-        let gone: Vec<String> = before_ids
-            .iter()
-            .filter(|id| !runs.contains_key(*id))
-            .cloned()
-            .collect();
-        if !dirty && gone.is_empty() {
+        if !full && found.gone.is_empty() && runs.values().all(|r| !r.dirty) {
             continue;
         }
-        persist(&shared, &root, &runs, &mut saved, &gone, &epochs_before).await;
-        if cfg.write_progress_json {
-            write_progress(&shared, &runs, &mut written).await;
+        // Publish first: the API shows the change at once; storing it may wait on the database.
+        let changed: Vec<RunInfo> = runs
+            .values()
+            .filter(|r| r.dirty)
+            .map(|r| info(&root_s, r))
+            .collect();
+        if full {
+            shared.runs.publish_all(
+                &root,
+                runs.iter()
+                    .map(|(id, r)| (id.clone(), info(&root_s, r)))
+                    .collect(),
+            );
+        } else {
+            shared
+                .runs
+                .publish_changes(&root, changed.clone(), &found.gone);
         }
-        shared.runs.publish(&root, &runs);
-        for e in events {
-            shared.event(e).await;
+        let _ = store
+            .send(Write::Runs(to_store(&mut runs, changed, &found.gone)))
+            .await;
+        if cfg.write_progress_json {
+            write_progress(&shared, &runs, &mut written, false).await;
+        }
+        for id in &found.gone {
+            written.remove(id);
+        }
+        for r in runs.values_mut() {
+            r.dirty = false;
+        }
+        if !events.is_empty() {
+            let _ = store.send(Write::Events(events)).await;
         }
     }
+}
+
+/// The process of each run that has one ([`match_processes`]); nothing to look up when no
+/// process mentions the root.
+fn processes_of_runs(
+    shared: &Shared,
+    root: &str,
+    runs: &BTreeMap<String, Run>,
+    procs: &[Proc],
+) -> HashMap<String, RunProcess> {
+    if !procs.iter().any(|p| p.cmd.contains(root)) {
+        return HashMap::new();
+    }
+    let dirs: HashMap<String, &str> = runs
+        .values()
+        .map(|r| (r.dir.display().to_string(), r.id.as_str()))
+        .collect();
+    match_processes(Path::new(root), &dirs, procs, &gpu_indices(shared))
 }
 
 /// The Pylon-compatible progress.json of a trainer or evaluator run (field names as Pylon's
@@ -781,14 +1324,17 @@ fn epoch_event(r: &Run, before: u32, after: u32) -> NewEvent {
     )
 }
 
-/// Writes the progress.json files whose content changed; a failure is an event once per run.
+/// Writes the progress.json files whose content changed (of the changed runs, or of all with
+/// `all`); a failure is an event once per run.
 async fn write_progress(
     shared: &Shared,
     runs: &BTreeMap<String, Run>,
     written: &mut HashMap<String, String>,
+    all: bool,
 ) {
     let jobs: Vec<(String, PathBuf, String)> = runs
         .values()
+        .filter(|r| all || r.dirty)
         .filter_map(|r| {
             let text = progress_json(r)?;
             (written.get(&r.id) != Some(&text)).then(|| (r.id.clone(), r.dir.clone(), text))
@@ -815,59 +1361,90 @@ async fn write_progress(
     }
 }
 
-/// Stores the runs whose published state changed since the last save, the gone ones, and the
-/// completion times of epochs completed since `epochs_before` (all of them for new runs).
-async fn persist(
-    shared: &Shared,
-    root: &Path,
-    runs: &BTreeMap<String, Run>,
-    saved: &mut HashMap<String, RunInfo>,
-    gone: &[String],
-    epochs_before: &HashMap<String, u32>,
-) {
-    let mut changed = Vec::new();
-    let mut epochs = Vec::new();
-    for r in runs.values() {
-        let i = info(root, r);
-        if saved.get(&r.id) != Some(&i) {
-            let from = match saved.get(&r.id) {
-                None => 0,
-                Some(_) => epochs_before
-                    .get(&r.id)
-                    .copied()
-                    .unwrap_or(r.eval.progress.completed_epochs),
-            };
-            let done = core::completed_epochs(&r.view);
-            for (e, t) in core::epoch_completion_times(&r.view, done)
-                .into_iter()
-                .enumerate()
-            {
-                let e = e as u32;
-                if e >= from {
-                    epochs.push((r.id.clone(), e, t));
+/// Rows per transaction when storing runs: a first scan stores every epoch of every run, and
+/// other writers (health, events) must get the database in between.
+const STORE_BATCH: usize = 4000;
+
+/// Runs to store: each changed run as published, with the epochs whose completion times are
+/// not stored yet (`from..to` of its view), and the gone runs.
+#[derive(Debug, Default)]
+struct ToStore {
+    changed: Vec<(RunInfo, Option<EpochsToStore>)>,
+    gone: Vec<String>,
+}
+
+/// The completion times of epochs `from..to` of a run's view.
+type EpochsToStore = (Arc<RunView>, u32, u32);
+
+/// What the root's writer task stores, in order.
+#[derive(Debug)]
+enum Write {
+    Runs(ToStore),
+    Events(Vec<NewEvent>),
+}
+
+/// What to store for the changed runs (`infos`, as published) and the gone ones; the epochs
+/// handed over count as stored from now on.
+fn to_store(runs: &mut BTreeMap<String, Run>, infos: Vec<RunInfo>, gone: &[String]) -> ToStore {
+    let mut out = ToStore {
+        gone: gone.to_vec(),
+        changed: Vec::with_capacity(infos.len()),
+    };
+    for i in infos {
+        let epochs = runs.get_mut(&i.id).and_then(|r| {
+            let done = r.eval.progress.completed_epochs;
+            (r.eval.kind == RunnerKind::Trainer && done > r.stored_epochs).then(|| {
+                let from = std::mem::replace(&mut r.stored_epochs, done);
+                (Arc::clone(&r.view), from, done)
+            })
+        });
+        out.changed.push((i, epochs));
+    }
+    out
+}
+
+/// Stores runs in transactions of at most about [`STORE_BATCH`] rows (the epoch rows are made
+/// one transaction at a time, so a first scan's 100 000 of them are never all in memory).
+async fn write_store(shared: &Shared, root: &str, s: ToStore) {
+    let mut gone = s.gone;
+    let mut pending = s.changed.into_iter().peekable();
+    while pending.peek().is_some() || !gone.is_empty() {
+        let mut changed = Vec::new();
+        let mut epochs = Vec::new();
+        while changed.len() + epochs.len() < STORE_BATCH
+            && let Some((info, todo)) = pending.next()
+        {
+            if let Some((view, from, to)) = todo {
+                let times = core::epoch_completion_times(&view, to);
+                for (e, t) in times.into_iter().enumerate().skip(from as usize) {
+                    epochs.push((info.id.clone(), e as u32, t));
                 }
             }
-            changed.push(i);
+            changed.push(info);
+        }
+        let result = shared
+            .store
+            .save_runs(root, &changed, &gone, &epochs, Utc::now())
+            .await;
+        gone.clear();
+        if let Err(e) = result {
+            tracing::error!(root, error = %e, "could not store runs");
         }
     }
-    for id in gone {
-        saved.remove(id);
-    }
-    if changed.is_empty() && gone.is_empty() {
-        return;
-    }
-    let root_s = root.display().to_string();
-    match shared
-        .store
-        .save_runs(&root_s, &changed, gone, &epochs, Utc::now())
-        .await
-    {
-        Ok(()) => {
-            for i in changed {
-                saved.insert(i.id.clone(), i);
+}
+
+/// The root's writer: stores runs and records events in the order they come, so the tracking
+/// loop never waits on the database (it waits only when this falls far behind).
+async fn writer(shared: Arc<Shared>, root: String, mut rx: tokio::sync::mpsc::Receiver<Write>) {
+    while let Some(w) = rx.recv().await {
+        match w {
+            Write::Runs(s) => write_store(&shared, &root, s).await,
+            Write::Events(events) => {
+                for e in events {
+                    shared.event(e).await;
+                }
             }
         }
-        Err(e) => tracing::error!(root = %root.display(), error = %e, "could not store runs"),
     }
 }
 
@@ -919,8 +1496,9 @@ fn transition_event(r: &Run, old: RunStatus) -> Option<NewEvent> {
             id,
             Severity::Warning,
             format!(
-                "{id}: stuck: its process (pid {}) lives but the log is quiet ({epochs}); {reason}",
-                r.process.as_ref().map_or(0, |p| p.pid)
+                "{id}: stuck: its process (pid {} on {}) lives but the log is quiet ({epochs}); {reason}",
+                r.process.as_ref().map_or(0, |p| p.pid),
+                r.process.as_ref().map_or("?", |p| p.node.as_str()),
             ),
         ),
         RunStatus::Outdated => NewEvent::new(
@@ -948,187 +1526,109 @@ fn run_id(root: &Path, dir: &Path) -> String {
     dir.strip_prefix(root).unwrap_or(dir).display().to_string()
 }
 
-/// A run read from disk: its id, directory and view.
-type ReadRun = (String, PathBuf, RunView);
-
-/// Discovers and reads every run under `root` (re-using `prev` views where unchanged).
-fn full_scan(
-    root: &Path,
-    prev: &BTreeMap<String, (PathBuf, Arc<RunView>)>,
-) -> (BTreeMap<String, (PathBuf, RunView)>, Vec<String>) {
-    let found = scan::discover(root);
-    let mut problems = found.problems;
-    // Read runs on a few threads: the scan is dominated by small file reads.
-    let threads = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .clamp(1, 4);
-    let chunks: Vec<Vec<PathBuf>> = {
-        let mut c = vec![Vec::new(); threads];
-        for (i, d) in found.runs.into_iter().enumerate() {
-            c[i % threads].push(d);
-        }
-        c
-    };
-    let results: Vec<(Vec<ReadRun>, Vec<String>)> = std::thread::scope(|s| {
-        let handles: Vec<_> = chunks
-            .into_iter()
-            .map(|chunk| {
-                s.spawn(move || {
-                    let mut ok = Vec::new();
-                    let mut bad = Vec::new();
-                    for dir in chunk {
-                        let id = run_id(root, &dir);
-                        let p = prev.get(&id).map(|(_, v)| v.as_ref());
-                        match scan::read_run(&dir, p, false) {
-                            Ok(v) => ok.push((id, dir, v)),
-                            Err(e) => bad.push(format!("cannot read run {}: {e}", dir.display())),
-                        }
-                    }
-                    (ok, bad)
-                })
-            })
-            .collect();
-        handles.into_iter().filter_map(|h| h.join().ok()).collect()
-    });
-    let mut out = BTreeMap::new();
-    for (ok, bad) in results {
-        problems.extend(bad);
-        for (id, dir, v) in ok {
-            out.insert(id, (dir, v));
-        }
-    }
-    (out, problems)
+/// A run a poll cycle looks at.
+#[derive(Debug)]
+struct Due {
+    id: String,
+    dir: PathBuf,
+    view: Arc<RunView>,
+    stamps: Option<Stamps>,
 }
 
-/// Re-reads the runs that contain a touched path and finds runs that appeared. Returns the
-/// updated views and the ids of runs that are gone.
+/// One poll cycle (blocking): the frontier check of each due run (a few `stat`s), a read of the
+/// runs whose frontier changed, and a look for new runs in the directories that changed.
+fn poll_cycle(
+    root: &Path,
+    due: Vec<Due>,
+    tree: &mut scan::Tree,
+    known: &HashSet<PathBuf>,
+) -> Found {
+    let mut found = Found::default();
+    for d in due {
+        if d.stamps
+            .is_some_and(|s| scan::unchanged(&d.dir, &d.view, &s))
+        {
+            continue;
+        }
+        match scan::read_run(&d.dir, Some(&d.view)) {
+            Ok(r) => found.read.push((d.id, d.dir, r)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => found.gone.push(d.id),
+            Err(_) => {} // unreadable now (permissions, racing delete): keep the last view
+        }
+    }
+    let (new_runs, problems) = scan::poll_tree(root, tree, &|d| known.contains(d));
+    for p in problems.iter().take(5) {
+        tracing::debug!(root = %root.display(), "{p}");
+    }
+    for dir in new_runs {
+        if let Ok(r) = scan::read_run(&dir, None) {
+            found.read.push((run_id(root, &dir), dir, r));
+        }
+    }
+    found
+}
+
+/// Re-reads the runs that contain a touched path; a touched path outside every known run makes
+/// the searched directories be looked at again for new runs ([`scan::poll_tree`]).
 fn rescan_touched(
     root: &Path,
     known: &[(String, PathBuf, Arc<RunView>)],
     touched: HashSet<PathBuf>,
-) -> (Vec<(String, PathBuf, RunView)>, Vec<String>) {
+    tree: &mut scan::Tree,
+) -> Found {
     let mut hit: BTreeMap<String, (PathBuf, Option<Arc<RunView>>)> = BTreeMap::new();
+    let mut outside = false;
     for path in touched {
         // The innermost known run containing the path.
-        if let Some((id, dir, view)) = known
+        match known
             .iter()
             .filter(|(_, d, _)| path.starts_with(d))
             .max_by_key(|(_, d, _)| d.as_os_str().len())
         {
-            hit.insert(id.clone(), (dir.clone(), Some(Arc::clone(view))));
-            continue;
-        }
-        // Not inside a known run: a run may have appeared at the path or above it.
-        let mut cur = if path.is_dir() {
-            Some(path.as_path())
-        } else {
-            path.parent()
-        };
-        while let Some(d) = cur {
-            if !d.starts_with(root) || d == root {
-                break;
+            Some((id, dir, view)) => {
+                hit.insert(id.clone(), (dir.clone(), Some(Arc::clone(view))));
             }
-            if let Ok(rd) = std::fs::read_dir(d) {
-                let mut files = Vec::new();
-                let mut dirs = Vec::new();
-                for e in rd.flatten() {
-                    let name = e.file_name().to_string_lossy().into_owned();
-                    match e.file_type() {
-                        Ok(t) if t.is_dir() => dirs.push(name),
-                        Ok(t) if t.is_file() => files.push(name),
-                        _ => {}
-                    }
-                }
-                let f: Vec<&str> = files.iter().map(String::as_str).collect();
-                let s: Vec<&str> = dirs.iter().map(String::as_str).collect();
-                if core::is_run_dir(&f, &s) {
-                    hit.insert(run_id(root, d), (d.to_path_buf(), None));
-                    break;
-                }
-                // A new directory tree (e.g. copied in): discover runs below it.
-                if path.is_dir() && d == path.as_path() {
-                    for r in scan::discover(d).runs {
-                        hit.insert(run_id(root, &r), (r, None));
-                    }
-                }
-            }
-            cur = d.parent();
+            None => outside = true,
         }
     }
-    let mut changed = Vec::new();
-    let mut gone = Vec::new();
+    if outside {
+        let dirs: HashSet<&Path> = known.iter().map(|(_, d, _)| d.as_path()).collect();
+        let (new_runs, _) = scan::poll_tree(root, tree, &|d| dirs.contains(d));
+        for d in new_runs {
+            hit.insert(run_id(root, &d), (d, None));
+        }
+    }
+    let mut found = Found::default();
     for (id, (dir, prev)) in hit {
-        match scan::read_run(&dir, prev.as_deref(), false) {
-            // Nothing moved: no re-evaluation, no event, no write.
-            Ok(v) if prev.as_deref() == Some(&v) => {}
-            Ok(v) => changed.push((id, dir, v)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => gone.push(id),
+        match scan::read_run(&dir, prev.as_deref()) {
+            Ok(r) => found.read.push((id, dir, r)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => found.gone.push(id),
             Err(_) => {} // unreadable now (permissions, racing delete): keep the last view
         }
     }
-    (changed, gone)
+    found
 }
 
-/// One poll cycle: re-reads the frontier of active runs (finished ones only every
-/// `FINISHED_EVERY` cycles) and looks for new runs. Returns the run dirs to recompute.
-async fn poll_cycle(
-    root: &Path,
-    runs: &BTreeMap<String, Run>,
-    cycle: u64,
-) -> (Vec<PathBuf>, Vec<PathBuf>) {
-    let active: Vec<PathBuf> = runs
-        .values()
-        .filter(|r| {
-            !matches!(r.status, RunStatus::Finished | RunStatus::Outdated)
-                || cycle.is_multiple_of(FINISHED_EVERY)
-        })
-        .map(|r| r.dir.clone())
-        .collect();
-    let known: HashSet<PathBuf> = runs.values().map(|r| r.dir.clone()).collect();
-    let root = root.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        let found = scan::discover_known(&root, &known);
-        let new: Vec<PathBuf> = found
-            .runs
-            .into_iter()
-            .filter(|d| !known.contains(d))
-            .collect();
-        (active, new)
-    })
-    .await
-    .unwrap_or_default()
-}
+/// Why inotify gave up on a root when the watch limit is reached.
+const INOTIFY_LIMIT: &str =
+    "the inotify watch limit is reached (raise fs.inotify.max_user_watches)";
 
-fn start_inotify(
-    root: &Path,
-    tx: tokio::sync::mpsc::Sender<PathBuf>,
-    overflow: Arc<std::sync::atomic::AtomicBool>,
-) -> Result<notify::RecommendedWatcher, String> {
-    use notify::Watcher;
-    let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
-        // Opens, reads and closes-without-write change nothing (and our own reads cause them).
-        Ok(ev) if matches!(ev.kind, notify::EventKind::Access(_)) => {}
-        Ok(ev) => {
-            for p in ev.paths {
-                if tx.try_send(p).is_err() {
-                    overflow.store(true, std::sync::atomic::Ordering::Relaxed);
-                }
-            }
-        }
-        Err(_) => overflow.store(true, std::sync::atomic::Ordering::Relaxed),
-    })
-    .map_err(|e| e.to_string())?;
-    w.watch(root, notify::RecursiveMode::Recursive)
-        .map_err(|e| match e.kind {
-            notify::ErrorKind::MaxFilesWatch => {
-                "the inotify watch limit is reached (raise fs.inotify.max_user_watches)".to_string()
-            }
-            _ => e.to_string(),
-        })?;
-    Ok(w)
+/// The `root.watch_fallback` warning: this root is polled instead of watched.
+fn fallback_event(root: &Path, cfg: &RootConfig, why: &str) -> NewEvent {
+    NewEvent::new(
+        "root.watch_fallback",
+        root.display().to_string(),
+        Severity::Warning,
+        format!(
+            "cannot watch {} with inotify ({why}); polling every {} instead",
+            root.display(),
+            humantime::format_duration(cfg.poll_interval)
+        ),
+    )
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -1173,27 +1673,178 @@ mod tests {
     }
 
     #[test]
-    fn a_process_belongs_to_a_run_by_its_dir_or_config_path_only() {
-        let p = |pid, cmd: &str| Proc {
-            node: "local".into(),
+    fn changes_are_published_run_by_run() {
+        let runs = Runs::restore(vec![
+            stored("a/1", RunStatus::Running),
+            stored("a/2", RunStatus::Failed),
+        ]);
+        let root = Path::new("/data/logs");
+        let (_, mut fresh) = stored("a/3", RunStatus::Running);
+        runs.publish_all(root, BTreeMap::from([("a/3".to_string(), fresh.clone())]));
+        assert_eq!(runs.count(), 1, "the first scan replaces the restored list");
+        fresh.status = RunStatus::Stuck;
+        let (_, other) = stored("a/4", RunStatus::Finished);
+        runs.publish_changes(root, vec![fresh, other], &[]);
+        assert_eq!(runs.get("a/3").unwrap().status, RunStatus::Stuck);
+        assert_eq!(runs.count(), 2);
+        runs.publish_changes(root, Vec::new(), &["a/3".to_string()]);
+        assert!(runs.get("a/3").is_none());
+        assert_eq!(runs.count(), 1);
+    }
+
+    fn p(node: &str, pid: u32, secs: i64, cmd: &str, gpus: &[&str]) -> Proc {
+        Proc {
+            node: node.into(),
             pid,
             user: "u".into(),
             cmd: cmd.into(),
-            start_time: None,
-        };
+            start_time: DateTime::from_timestamp(secs, 0),
+            gpus: gpus
+                .iter()
+                .map(|g| GpuUse {
+                    uuid: (*g).into(),
+                    used_memory_mib: Some(100),
+                })
+                .collect(),
+        }
+    }
+
+    fn matched(dirs: &[&str], procs: &[Proc]) -> HashMap<String, RunProcess> {
+        let index: HashMap<String, &str> =
+            dirs.iter().map(|d| (format!("/runs/{d}"), *d)).collect();
+        let gpu_index = HashMap::from([("GPU-a".to_string(), 0), ("GPU-b".to_string(), 1)]);
+        match_processes(Path::new("/runs"), &index, procs, &gpu_index)
+    }
+
+    #[test]
+    fn a_process_belongs_to_a_run_by_its_dir_or_config_path_only() {
         let procs = vec![
-            p(10, "python train.py --work-dir /runs/ab"),
-            p(11, "python train.py --config /runs/a/config.json"),
-            p(12, "python train.py --out /runs/a/"),
+            p("local", 10, 5, "python train.py --work-dir /runs/ab", &[]),
+            p(
+                "local",
+                11,
+                3,
+                "python train.py --config /runs/a/config.json",
+                &[],
+            ),
+            p("local", 12, 4, "python train.py --out /runs/a/", &[]),
+            p("local", 13, 1, "python train.py --out /runs/abc/x", &[]),
+            p(
+                "local",
+                14,
+                1,
+                "python eval.py '/runs/with space/config.json'",
+                &[],
+            ),
+            p("local", 15, 1, "vim /runs/notes.txt /runs", &[]),
         ];
+        let m = matched(&["a", "ab", "b", "with space"], &procs);
+        assert_eq!(m["a"].pid, 11, "the oldest process of the run");
+        assert_eq!(m["ab"].pid, 10);
+        assert_eq!(m["with space"].pid, 14);
+        assert!(!m.contains_key("b"));
+        assert_eq!(m.len(), 3, "{m:?}");
+    }
+
+    #[test]
+    fn gpu_processes_of_a_run_are_listed_with_its_process() {
+        let procs = vec![
+            // The launcher holds no GPU; its workers (same config) do, on two GPUs.
+            p(
+                "gpu1",
+                100,
+                1,
+                "torchrun train.py --config /runs/a/config.json",
+                &[],
+            ),
+            p(
+                "gpu1",
+                101,
+                2,
+                "python -u train.py --config /runs/a/config.json",
+                &["GPU-b"],
+            ),
+            p(
+                "gpu1",
+                102,
+                2,
+                "python -u train.py --config /runs/a/config.json",
+                &["GPU-a"],
+            ),
+            // Another node's process of the same run is not mixed in.
+            p(
+                "gpu2",
+                103,
+                9,
+                "python -u train.py --config /runs/a/config.json",
+                &["GPU-c"],
+            ),
+            p("gpu1", 104, 2, "python other.py", &["GPU-a"]),
+        ];
+        let m = matched(&["a"], &procs);
+        let a = &m["a"];
+        assert_eq!((a.node.as_str(), a.pid), ("gpu1", 100));
+        let gpus: Vec<(Option<u32>, u32)> = a.gpus.iter().map(|g| (g.index, g.pid)).collect();
+        assert_eq!(gpus, [(Some(0), 102), (Some(1), 101)]);
+        assert_eq!(a.gpus[0].uuid, "GPU-a");
+        assert_eq!(a.gpus[0].used_memory_mib, Some(100));
+    }
+
+    #[test]
+    fn the_batched_remote_listing_joins_gpu_processes_by_pid() {
+        let cmd = remote_command(Duration::from_secs(15));
+        assert!(cmd.starts_with(ugro_core::parse::PS_COMMAND), "{cmd}");
+        assert!(
+            cmd.contains("timeout -k 1 7 nvidia-smi --query-compute-apps=gpu_uuid,pid,used_memory"),
+            "{cmd}"
+        );
+        let out = format!(
+            "    1 root        900 /sbin/init\n 4242 alice       120 python train.py --config /runs/a/config.json\n\
+             {APPS_MARKER}\nGPU-4f1c, 4242, 10240\nGPU-9e2d, 4242, [N/A]\nGPU-4f1c, 777, 5\n"
+        );
+        let now = DateTime::from_timestamp(1_000_000, 0).unwrap();
+        let procs = remote_procs("gpu1", &out, now);
+        assert_eq!(procs.len(), 2, "{procs:?}");
+        let train = procs.iter().find(|p| p.pid == 4242).unwrap();
+        assert_eq!(train.node, "gpu1");
+        assert_eq!(train.user, "alice");
         assert_eq!(
-            process_of(Path::new("/runs/a"), &procs).map(|x| x.pid),
-            Some(11)
+            train.start_time,
+            DateTime::from_timestamp(1_000_000 - 120, 0)
         );
         assert_eq!(
-            process_of(Path::new("/runs/ab"), &procs).map(|x| x.pid),
-            Some(10)
+            train.gpus,
+            [
+                GpuUse {
+                    uuid: "GPU-4f1c".into(),
+                    used_memory_mib: Some(10240)
+                },
+                GpuUse {
+                    uuid: "GPU-9e2d".into(),
+                    used_memory_mib: None
+                }
+            ]
         );
-        assert!(process_of(Path::new("/runs/b"), &procs).is_none());
+        // Without nvidia-smi (or its output), the process list alone.
+        let bare = remote_procs("gpu1", &format!(" 5 bob 3 sleep 9\n{APPS_MARKER}\n"), now);
+        assert_eq!(bare.len(), 1);
+        assert!(bare[0].gpus.is_empty());
+    }
+
+    #[test]
+    fn local_processes_are_read_only_when_they_mention_the_root() {
+        let me = std::process::id();
+        let all = local_processes(&[String::new()]);
+        assert!(
+            all.iter().any(|p| p.pid == me),
+            "an empty needle matches all"
+        );
+        let mine = all.iter().find(|p| p.pid == me).unwrap();
+        assert!(mine.start_time.is_some());
+        let none = local_processes(&["/no/such/root/anywhere-ugro".to_string()]);
+        assert!(
+            none.iter()
+                .all(|p| p.cmd.contains("/no/such/root/anywhere-ugro"))
+        );
     }
 }

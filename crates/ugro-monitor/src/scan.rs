@@ -1,13 +1,18 @@
-//! Reading experiment trees from the filesystem into `ugro_core::runs::RunView`s: discovery of
-//! run directories under a root (symlinks never followed, unreadable directories reported and
-//! skipped, non-UTF-8 names kept as paths), the stat of a run's files, bounded reads of the
-//! JSON files that decide progress (re-used while size and mtime are unchanged), and the
-//! bounded tail of a log. Everything here is blocking I/O: callers run it off the async runtime.
+//! Reading experiment trees from the filesystem into `ugro_core::runs::RunView`s: the parallel
+//! first scan of a root (discovery and reading in one pass, symlinks never followed, unreadable
+//! directories reported and skipped, non-UTF-8 names kept as paths), `read_run` (re-uses the
+//! summary of complete epochs and unchanged JSON, reads only the frontier), the cheap frontier
+//! check of poll mode (a few `stat`s per run), new-run discovery by directory change stamps,
+//! bounded JSON reads and the bounded tail of a log. Everything here is blocking I/O: callers run
+//! it off the async runtime.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
 use ugro_core::runs::{self as core, EpochView, FileInfo, JsonRead, RunView};
@@ -19,14 +24,73 @@ pub const LOG_TAIL_BYTES: u64 = 64 * 1024;
 /// Directories deeper than this below a root are not searched for runs.
 pub const MAX_DEPTH: usize = 12;
 /// JSON files read at the top of a run directory.
-const RUN_JSON: [&str; 3] = ["config.json", "progress.json", core::EVALUATOR_SCORES];
+const RUN_JSON: [&str; 3] = [
+    core::CONFIG_JSON,
+    core::PROGRESS_JSON,
+    core::EVALUATOR_SCORES,
+];
+/// A directory whose mtime is this close to the moment it was stamped may change again within
+/// the same timestamp tick (coarse network-filesystem clocks): its stamp is not trusted.
+const RACY: Duration = Duration::from_secs(2);
 
-/// Run directories found under a root, and what could not be read.
-#[derive(Debug, Default)]
-pub struct Discovery {
-    pub runs: Vec<PathBuf>,
-    pub problems: Vec<String>,
+// ---------------------------------------------------------------------------------------------
+// Directory stamps
+
+/// A directory's change stamp: creating, removing or renaming an entry changes its mtime and
+/// ctime; replacing the directory changes its inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    ino: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+    /// Modified within [`RACY`] of being stamped: a later change may keep the same times.
+    racy: bool,
 }
+
+impl Stamp {
+    fn of(meta: &fs::Metadata, now: SystemTime) -> Stamp {
+        // Entry changes set the mtime; a recent (or future) one may be followed by another in
+        // the same tick.
+        let racy = meta.modified().map_or(true, |t| {
+            now.duration_since(t).map_or(true, |age| age < RACY)
+        });
+        Stamp {
+            ino: meta.ino(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+            racy,
+        }
+    }
+
+    /// `lstat` of `dir` now; `None` when it is gone or not a directory.
+    pub fn take(dir: &Path) -> Option<Stamp> {
+        let meta = fs::symlink_metadata(dir).ok()?;
+        meta.is_dir().then(|| Stamp::of(&meta, SystemTime::now()))
+    }
+
+    /// Whether nothing can have changed between this stamp and `now` (a later stamp).
+    pub fn unchanged(&self, now: &Stamp) -> bool {
+        !self.racy && self.ino == now.ino && self.mtime == now.mtime && self.ctime == now.ctime
+    }
+}
+
+/// What the frontier check of a run compares: the run dir's stamp and, when the next epoch dir
+/// exists, its index and stamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamps {
+    pub dir: Stamp,
+    pub epoch: Option<(u32, Stamp)>,
+}
+
+/// A run directory as read: its view and the stamps its frontier check compares.
+#[derive(Debug, Clone)]
+pub struct ReadRun {
+    pub view: RunView,
+    pub stamps: Stamps,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Listing
 
 fn mtime_of(meta: &fs::Metadata) -> DateTime<Utc> {
     meta.modified()
@@ -34,186 +98,538 @@ fn mtime_of(meta: &fs::Metadata) -> DateTime<Utc> {
         .unwrap_or_default()
 }
 
-/// Lists a directory: regular files with their size and mtime, and sub-directory names.
-/// Entries that vanish mid-listing are skipped; symlinks are neither files nor dirs here.
-fn list(dir: &Path) -> std::io::Result<(BTreeMap<String, FileInfo>, Vec<String>)> {
-    let mut files = BTreeMap::new();
-    let mut dirs = Vec::new();
+fn file_info(meta: &fs::Metadata) -> FileInfo {
+    FileInfo {
+        size: meta.len(),
+        mtime: mtime_of(meta),
+    }
+}
+
+/// One directory's entries (with their names, lossily decoded), split into regular files and
+/// directories by their `d_type` (symlinks and other kinds are neither). Entries that vanish
+/// mid-listing are skipped.
+struct Listing {
+    files: Vec<(String, fs::DirEntry)>,
+    dirs: Vec<(String, fs::DirEntry)>,
+}
+
+fn list(dir: &Path) -> std::io::Result<Listing> {
+    let mut out = Listing {
+        files: Vec::new(),
+        dirs: Vec::new(),
+    };
     for entry in fs::read_dir(dir)? {
         let Ok(entry) = entry else { continue };
         let Ok(ft) = entry.file_type() else { continue };
         let name = entry.file_name().to_string_lossy().into_owned();
         if ft.is_dir() {
-            dirs.push(name);
+            out.dirs.push((name, entry));
         } else if ft.is_file() {
-            // Vanished between readdir and stat: skip it, the next scan sees the truth.
-            if let Ok(meta) = entry.metadata() {
-                files.insert(
-                    name,
-                    FileInfo {
-                        size: meta.len(),
-                        mtime: mtime_of(&meta),
-                    },
-                );
-            }
+            out.files.push((name, entry));
         }
     }
-    dirs.sort();
-    Ok((files, dirs))
+    Ok(out)
 }
 
-/// Finds every run directory under `root`. A run directory is not searched further (its
-/// `epoch_*` folders and other sub-directories are part of it).
-pub fn discover(root: &Path) -> Discovery {
-    discover_known(root, &std::collections::HashSet::new())
-}
-
-/// Like [`discover`], but directories in `known` are taken as runs without being listed
-/// (a poll cycle only looks for new runs between the known ones).
-pub fn discover_known(root: &Path, known: &std::collections::HashSet<PathBuf>) -> Discovery {
-    let mut out = Discovery::default();
-    let mut stack = vec![(root.to_path_buf(), 0usize)];
-    while let Some((dir, depth)) = stack.pop() {
-        if known.contains(&dir) {
-            out.runs.push(dir);
-            continue;
-        }
-        let (files, dirs) = match list(&dir) {
-            Ok(l) => l,
-            Err(e) => {
-                if dir == root || e.kind() != std::io::ErrorKind::NotFound {
-                    out.problems
-                        .push(format!("cannot read {}: {e}", dir.display()));
-                }
-                continue;
-            }
-        };
-        let names: Vec<&str> = files.keys().map(String::as_str).collect();
-        let subs: Vec<&str> = dirs.iter().map(String::as_str).collect();
-        if dir != root && core::is_run_dir(&names, &subs) {
-            out.runs.push(dir);
-            continue;
-        }
-        if depth >= MAX_DEPTH {
-            continue;
-        }
-        for d in dirs.iter().rev() {
-            stack.push((dir.join(d), depth + 1));
-        }
+impl Listing {
+    fn is_run_dir(&self) -> bool {
+        let f: Vec<&str> = self.files.iter().map(|(n, _)| n.as_str()).collect();
+        let d: Vec<&str> = self.dirs.iter().map(|(n, _)| n.as_str()).collect();
+        core::is_run_dir(&f, &d)
     }
-    out.runs.sort();
-    out
+
+    /// Regular files with size and mtime (one `statx` each, relative to the open directory).
+    /// A file that vanished since the listing is left out.
+    fn stat_files(&self) -> BTreeMap<String, FileInfo> {
+        self.files
+            .iter()
+            .filter_map(|(n, e)| Some((n.clone(), file_info(&e.metadata().ok()?))))
+            .collect()
+    }
 }
 
-/// Parses a JSON file unless `prev` already holds the result for the same size and mtime.
-fn read_json(path: &Path, info: &FileInfo, prev: Option<(&FileInfo, &JsonRead)>) -> JsonRead {
-    if let Some((pinfo, pread)) = prev
-        && pinfo == info
-    {
-        return pread.clone();
-    }
+// ---------------------------------------------------------------------------------------------
+// JSON
+
+/// Reads and parses a JSON file of known size, in one `read` when it did not grow; `keep` false
+/// only validates it ([`core::validate_json`]).
+fn read_json(path: &Path, info: &FileInfo, keep: bool, buf: &mut Vec<u8>) -> JsonRead {
     if info.size == 0 {
         return Err("empty".into());
     }
     if info.size > MAX_JSON_BYTES {
         return Err(format!("unreadable: larger than {MAX_JSON_BYTES} bytes"));
     }
-    match fs::read(path) {
-        Ok(bytes) if bytes.is_empty() => Err("empty".into()),
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| format!("invalid JSON: {e}")),
-        Err(e) => Err(format!("unreadable: {e}")),
+    // Exactly the size the stat saw (one `read` on a local filesystem): the view records that
+    // size, so a file that grows since is seen as changed and read again.
+    let result = (|| -> std::io::Result<()> {
+        let mut f = fs::File::open(path)?;
+        let want = usize::try_from(info.size).unwrap_or(0);
+        buf.clear();
+        buf.resize(want, 0);
+        let mut filled = 0;
+        while filled < want {
+            match f.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        buf.truncate(filled);
+        Ok(())
+    })();
+    if let Err(e) = result {
+        return Err(format!("unreadable: {e}"));
+    }
+    if keep {
+        core::read_json(buf)
+    } else {
+        core::validate_json(buf)
     }
 }
 
-/// Keeps only what progress needs of a parsed epoch file, so thousands of epochs stay small:
-/// validation scores as their flattened numeric leaves, other files as "parsed".
+/// The JSON files of a run dir, re-using `prev`'s parse of files whose size and mtime are
+/// unchanged.
+fn run_json(
+    dir: &Path,
+    files: &BTreeMap<String, FileInfo>,
+    prev: Option<&RunView>,
+    buf: &mut Vec<u8>,
+) -> BTreeMap<String, JsonRead> {
+    let mut json = BTreeMap::new();
+    for name in RUN_JSON {
+        let Some(info) = files.get(name) else {
+            continue;
+        };
+        let reused = prev
+            .filter(|p| p.files.get(name) == Some(info))
+            .and_then(|p| p.json.get(name));
+        let read = match reused {
+            Some(r) => r.clone(),
+            None => compact(name, read_json(&dir.join(name), info, true, buf)),
+        };
+        json.insert(name.to_owned(), read);
+    }
+    json
+}
+
+/// Keeps of a run's JSON file only what the rules read, so thousands of runs stay small:
+/// `config.json` only its `epochs`; `evaluation_scores.json` its numeric leaves, flattened
+/// (what the scores are made of); `progress.json` whole (generic runs report in it).
 fn compact(name: &str, read: JsonRead) -> JsonRead {
-    read.map(|v| {
-        if name == "validation_scores.json" {
-            let flat = core::flatten_scores(&v);
-            serde_json::Value::Object(
-                flat.into_iter()
-                    .filter_map(|(k, x)| {
-                        serde_json::Number::from_f64(x).map(|n| (k, serde_json::Value::Number(n)))
-                    })
-                    .collect(),
-            )
-        } else {
-            serde_json::Value::Null
+    use serde_json::Value;
+    read.map(|v| match (name, v) {
+        (core::CONFIG_JSON, Value::Object(mut m)) => {
+            let mut kept = serde_json::Map::new();
+            if let Some(e) = m.remove("epochs") {
+                kept.insert("epochs".to_owned(), e);
+            }
+            Value::Object(kept)
         }
+        (core::EVALUATOR_SCORES, v) => Value::Object(
+            core::flatten_scores(&v)
+                .into_iter()
+                .filter_map(|(k, x)| serde_json::Number::from_f64(x).map(|n| (k, Value::Number(n))))
+                .collect(),
+        ),
+        (_, v) => v,
     })
 }
 
-/// Reads one epoch directory (stat of its files, parse of its expected JSON files).
-fn read_epoch(dir: &Path, prev: Option<&EpochView>) -> std::io::Result<EpochView> {
-    let (files, _) = list(dir)?;
+// ---------------------------------------------------------------------------------------------
+// Runs
+
+/// Reads one epoch directory: its files' size and mtime, and its expected JSON files (scores
+/// kept, the optimizer buffer only validated), re-using `prev`'s reads of unchanged files.
+fn read_epoch(
+    dir: &Path,
+    prev: Option<&EpochView>,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<EpochView> {
+    let files = list(dir)?.stat_files();
     let mut json = BTreeMap::new();
     for name in core::TRAINER_EXPECTED
         .iter()
         .filter(|n| n.ends_with(".json"))
     {
-        if let Some(info) = files.get(*name) {
-            let p = prev.and_then(|e| Some((e.files.get(*name)?, e.json.get(*name)?)));
-            let read = match p {
-                Some((pi, pr)) if pi == info => pr.clone(),
-                _ => compact(name, read_json(&dir.join(name), info, None)),
-            };
-            json.insert((*name).to_string(), read);
-        }
+        let Some(info) = files.get(*name) else {
+            continue;
+        };
+        let reused = prev
+            .filter(|p| p.files.get(*name) == Some(info))
+            .and_then(|p| p.json.get(*name));
+        let read = match reused {
+            Some(r) => r.clone(),
+            None => read_json(&dir.join(name), info, *name == core::VALIDATION_SCORES, buf),
+        };
+        json.insert((*name).to_owned(), read);
     }
     Ok(EpochView { files, json })
 }
 
-/// Reads a run directory. With `prev` (the last view of the same run), epochs before the
-/// previous frontier whose files are unchanged are re-used, and only the frontier (the first
-/// incomplete epoch and what follows it) is read again — unless `full` asks for everything.
-pub fn read_run(dir: &Path, prev: Option<&RunView>, full: bool) -> std::io::Result<RunView> {
-    let (files, subdirs) = list(dir)?;
-    let mut json = BTreeMap::new();
-    for name in RUN_JSON {
-        if let Some(info) = files.get(name) {
-            let p = prev.and_then(|v| Some((v.files.get(name)?, v.json.get(name)?)));
-            json.insert(name.to_string(), read_json(&dir.join(name), info, p));
-        }
+/// Whether `prev`'s summary of complete epochs still applies: their dirs all still exist.
+fn summary_holds(prev: &RunView, epoch_dirs: &[u32]) -> bool {
+    let n = prev.completed.count() as usize;
+    n == 0 || (epoch_dirs.len() >= n && epoch_dirs[n - 1] as usize == n - 1)
+}
+
+/// Builds a run's view from its listing: the files' stat, the run JSON, the summary of
+/// complete epochs (re-used from `prev` while their dirs exist) and the frontier epoch.
+fn read_listed(
+    dir: &Path,
+    dir_stamp: Stamp,
+    listing: &Listing,
+    prev: Option<&RunView>,
+    buf: &mut Vec<u8>,
+) -> ReadRun {
+    let mut view = RunView {
+        files: listing.stat_files(),
+        ..RunView::default()
+    };
+    for (name, _) in &listing.dirs {
+        view.add_subdir(name);
     }
-    let mut indices: Vec<u32> = subdirs
-        .iter()
-        .filter_map(|d| core::epoch_dir_index(d))
-        .collect();
-    indices.sort_unstable();
-    let mut epochs = BTreeMap::new();
-    // Re-use the complete prefix of the previous view (frontier polling).
-    let mut next = 0u32;
-    if let (Some(p), false) = (prev, full) {
-        while let Some(e) = p.epochs.get(&next) {
-            if !core::epoch_complete(e) || !indices.contains(&next) {
-                break;
-            }
-            epochs.insert(next, e.clone());
-            next += 1;
-        }
+    view.json = run_json(dir, &view.files, prev, buf);
+    if let Some(p) = prev
+        && summary_holds(p, &view.epoch_dirs)
+    {
+        view.completed = p.completed.clone();
     }
-    // Read from the frontier on: consecutive epochs while complete, plus the first incomplete.
-    let mut i = next;
-    while indices.binary_search(&i).is_ok() {
+    view.epoch_dirs.shrink_to_fit();
+    let mut epoch_stamp = None;
+    let mut i = view.completed.count();
+    while view.epoch_dirs.binary_search(&i).is_ok() {
+        let path = dir.join(format!("epoch_{i}"));
         let prev_e = prev.and_then(|p| p.epochs.get(&i));
-        let e = match read_epoch(&dir.join(format!("epoch_{i}")), prev_e) {
-            Ok(e) => e,
-            Err(_) => break, // vanished or unreadable: the count stops here
+        let Ok(e) = read_epoch(&path, prev_e, buf) else {
+            break; // vanished or unreadable: the count stops here
         };
-        let complete = core::epoch_complete(&e);
-        epochs.insert(i, e);
-        if !complete {
-            break;
+        if view.completed.push(&e) {
+            i += 1;
+            continue;
         }
-        i += 1;
+        // The frontier; stamped after listing: a change in between leaves a racy stamp.
+        epoch_stamp = Stamp::take(&path).map(|s| (i, s));
+        view.epochs.insert(i, e);
+        break;
     }
-    Ok(RunView {
-        files,
-        subdirs,
-        epochs,
-        json,
-    })
+    view.completed.times.shrink_to_fit();
+    ReadRun {
+        view,
+        stamps: Stamps {
+            dir: dir_stamp,
+            epoch: epoch_stamp,
+        },
+    }
+}
+
+/// Reads a run directory. With `prev` (the last view of the same run), the summary of complete
+/// epochs is re-used while their dirs exist and unchanged JSON is not parsed again; only the
+/// frontier (the first incomplete epoch) is read.
+pub fn read_run(dir: &Path, prev: Option<&RunView>) -> std::io::Result<ReadRun> {
+    let meta = fs::symlink_metadata(dir)?;
+    if !meta.is_dir() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "not a directory",
+        ));
+    }
+    let stamp = Stamp::of(&meta, SystemTime::now());
+    let listing = list(dir)?;
+    let mut buf = Vec::new();
+    Ok(read_listed(dir, stamp, &listing, prev, &mut buf))
+}
+
+/// The frontier check of poll mode: `stat`s of the run dir, of its files and, when the next
+/// epoch dir exists, of that dir and its files. True when none changed since `stamps` and `view`
+/// were taken, so the run need not be read. Files whose names are not valid UTF-8 are not
+/// checked (their changes are seen when the directory changes).
+pub fn unchanged(dir: &Path, view: &RunView, stamps: &Stamps) -> bool {
+    let now = SystemTime::now();
+    let dir_same = |p: &Path, old: &Stamp| {
+        fs::symlink_metadata(p).is_ok_and(|m| m.is_dir() && old.unchanged(&Stamp::of(&m, now)))
+    };
+    let mut path = dir.to_path_buf();
+    let files_same = |path: &mut PathBuf, files: &BTreeMap<String, FileInfo>| {
+        files.iter().all(|(name, info)| {
+            if name.contains(char::REPLACEMENT_CHARACTER) {
+                return true;
+            }
+            path.push(name);
+            let same = fs::symlink_metadata(&*path).is_ok_and(|m| file_info(&m) == *info);
+            path.pop();
+            same
+        })
+    };
+    if !dir_same(&path, &stamps.dir) || !files_same(&mut path, &view.files) {
+        return false;
+    }
+    match stamps.epoch {
+        None => true,
+        Some((i, stamp)) => {
+            let Some(e) = view.epochs.get(&i) else {
+                return false;
+            };
+            path.push(format!("epoch_{i}"));
+            dir_same(&path, &stamp) && files_same(&mut path, &e.files)
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The first scan of a root, and new-run discovery
+
+/// The directories under a root that are not runs (the root included), with their stamps: a
+/// poll cycle re-lists only those whose stamp changed to find new runs.
+#[derive(Debug, Default)]
+pub struct Tree {
+    dirs: HashMap<PathBuf, (Stamp, usize)>,
+}
+
+impl Tree {
+    /// The searched directories.
+    pub fn dirs(&self) -> impl Iterator<Item = &Path> {
+        self.dirs.keys().map(PathBuf::as_path)
+    }
+
+    pub fn contains(&self, dir: &Path) -> bool {
+        self.dirs.contains_key(dir)
+    }
+
+    pub fn len(&self) -> usize {
+        self.dirs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.dirs.is_empty()
+    }
+}
+
+/// Everything the first scan of a root found.
+#[derive(Debug, Default)]
+pub struct RootScan {
+    pub runs: Vec<(PathBuf, ReadRun)>,
+    pub problems: Vec<String>,
+    pub tree: Tree,
+}
+
+/// The shared work list of a scan: directories to visit and how many are being visited.
+struct Work {
+    queue: Mutex<(Vec<(PathBuf, usize)>, usize)>,
+    more: Condvar,
+}
+
+impl Work {
+    /// The next directory to visit, waiting while others may still add some; None when done.
+    fn next(&self) -> Option<(PathBuf, usize)> {
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(item) = q.0.pop() {
+                q.1 += 1;
+                return Some(item);
+            }
+            if q.1 == 0 {
+                return None;
+            }
+            q = self.more.wait(q).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn done(&self, children: Vec<(PathBuf, usize)>) {
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        q.0.extend(children);
+        q.1 -= 1;
+        drop(q);
+        self.more.notify_all();
+    }
+}
+
+/// What one directory turned out to be.
+enum Visit {
+    Run(PathBuf, Box<ReadRun>),
+    Dir(PathBuf, Stamp, usize, Vec<(PathBuf, usize)>),
+    Problem(String),
+    Nothing,
+}
+
+fn visit(
+    root: &Path,
+    dir: PathBuf,
+    depth: usize,
+    prev: &(dyn Fn(&Path) -> Option<std::sync::Arc<RunView>> + Sync),
+    buf: &mut Vec<u8>,
+) -> Visit {
+    let problem = |e: std::io::Error| {
+        if dir == root || e.kind() != std::io::ErrorKind::NotFound {
+            Visit::Problem(format!("cannot read {}: {e}", dir.display()))
+        } else {
+            Visit::Nothing
+        }
+    };
+    let meta = match fs::symlink_metadata(&dir) {
+        Ok(m) if m.is_dir() => m,
+        Ok(_) => return Visit::Nothing,
+        Err(e) => return problem(e),
+    };
+    let stamp = Stamp::of(&meta, SystemTime::now());
+    let listing = match list(&dir) {
+        Ok(l) => l,
+        Err(e) => return problem(e),
+    };
+    if dir != root && listing.is_run_dir() {
+        let p = prev(&dir);
+        let read = read_listed(&dir, stamp, &listing, p.as_deref(), buf);
+        return Visit::Run(dir, Box::new(read));
+    }
+    let children = if depth < MAX_DEPTH {
+        listing
+            .dirs
+            .iter()
+            .map(|(_, d)| (d.path(), depth + 1))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Visit::Dir(dir, stamp, depth, children)
+}
+
+/// Discovers and reads every run under `root` on `threads` threads (discovery and reading in
+/// one pass over a shared work list). `prev` gives the last view of a run dir, whose complete
+/// epochs and unchanged JSON are re-used. A run directory is not searched further.
+pub fn scan_root(
+    root: &Path,
+    prev: &(dyn Fn(&Path) -> Option<std::sync::Arc<RunView>> + Sync),
+    threads: usize,
+) -> RootScan {
+    let work = Work {
+        queue: Mutex::new((vec![(root.to_path_buf(), 0)], 0)),
+        more: Condvar::new(),
+    };
+    let worker = || {
+        let mut out = RootScan::default();
+        let mut buf = Vec::new();
+        while let Some((dir, depth)) = work.next() {
+            let mut children = Vec::new();
+            match visit(root, dir, depth, prev, &mut buf) {
+                Visit::Run(d, r) => out.runs.push((d, *r)),
+                Visit::Dir(d, stamp, depth, c) => {
+                    out.tree.dirs.insert(d, (stamp, depth));
+                    children = c;
+                }
+                Visit::Problem(p) => out.problems.push(p),
+                Visit::Nothing => {}
+            }
+            work.done(children);
+        }
+        out
+    };
+    // `threads - 1` helpers and this thread (which alone does the work if none can start).
+    let results: Vec<RootScan> = std::thread::scope(|s| {
+        let helpers: Vec<_> = (1..threads.max(1))
+            .filter_map(|_| {
+                std::thread::Builder::new()
+                    .name("ugro-scan".into())
+                    .spawn_scoped(s, worker)
+                    .ok()
+            })
+            .collect();
+        let mut results = vec![worker()];
+        results.extend(helpers.into_iter().filter_map(|h| h.join().ok()));
+        results
+    });
+    let mut all = RootScan::default();
+    for r in results {
+        all.runs.extend(r.runs);
+        all.problems.extend(r.problems);
+        all.tree.dirs.extend(r.tree.dirs);
+    }
+    all.runs.sort_by(|a, b| a.0.cmp(&b.0));
+    all
+}
+
+/// Finds runs that appeared under the directories of `tree` since it was taken: `stat`s every
+/// known non-run directory and re-lists only those whose stamp changed (or was racy). New
+/// sub-directories are searched like in the first scan; directories that are gone are dropped.
+/// `is_known` tells the run dirs already tracked. Returns the new run dirs and the problems.
+pub fn poll_tree(
+    root: &Path,
+    tree: &mut Tree,
+    is_known: &dyn Fn(&Path) -> bool,
+) -> (Vec<PathBuf>, Vec<String>) {
+    let now = SystemTime::now();
+    let mut changed = Vec::new();
+    let mut gone = Vec::new();
+    for (dir, (stamp, depth)) in &tree.dirs {
+        match fs::symlink_metadata(dir) {
+            Ok(m) if m.is_dir() => {
+                let new = Stamp::of(&m, now);
+                if !stamp.unchanged(&new) {
+                    changed.push((dir.clone(), new, *depth));
+                }
+            }
+            _ => gone.push(dir.clone()),
+        }
+    }
+    for d in gone {
+        tree.dirs.remove(&d);
+    }
+    // The root is searched again as long as it is missing (it may appear later).
+    if !tree.dirs.contains_key(root) && Stamp::take(root).is_some() {
+        changed.push((root.to_path_buf(), racy_stamp(root), 0));
+    }
+    let mut new_runs = Vec::new();
+    let mut problems = Vec::new();
+    let mut stack: Vec<(PathBuf, Option<Stamp>, usize)> = changed
+        .into_iter()
+        .map(|(d, s, depth)| (d, Some(s), depth))
+        .collect();
+    while let Some((dir, stamp, depth)) = stack.pop() {
+        let Some(stamp) = stamp.or_else(|| Stamp::take(&dir)) else {
+            continue;
+        };
+        let listing = match list(&dir) {
+            Ok(l) => l,
+            Err(e) => {
+                if dir == root || e.kind() != std::io::ErrorKind::NotFound {
+                    problems.push(format!("cannot read {}: {e}", dir.display()));
+                }
+                tree.dirs.remove(&dir);
+                continue;
+            }
+        };
+        if dir != root && listing.is_run_dir() {
+            // A searched directory that became a run.
+            tree.dirs.remove(&dir);
+            if !is_known(&dir) {
+                new_runs.push(dir);
+            }
+            continue;
+        }
+        tree.dirs.insert(dir, (stamp, depth));
+        if depth >= MAX_DEPTH {
+            continue;
+        }
+        for (_, d) in &listing.dirs {
+            let p = d.path();
+            if !tree.dirs.contains_key(&p) && !is_known(&p) {
+                stack.push((p, None, depth + 1));
+            }
+        }
+    }
+    new_runs.sort();
+    (new_runs, problems)
+}
+
+/// A stamp of `root` that is never trusted, so the next look lists it.
+fn racy_stamp(root: &Path) -> Stamp {
+    let s = Stamp::take(root).unwrap_or(Stamp {
+        ino: 0,
+        mtime: (0, 0),
+        ctime: (0, 0),
+        racy: true,
+    });
+    Stamp { racy: true, ..s }
 }
 
 /// The last `LOG_TAIL_BYTES` of a file, lossily decoded, starting at a line boundary.
@@ -234,13 +650,23 @@ pub fn log_tail(path: &Path) -> std::io::Result<String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+    use std::sync::Arc;
 
     fn touch(p: &Path, text: &str) {
         fs::create_dir_all(p.parent().unwrap()).unwrap();
         fs::write(p, text).unwrap();
+    }
+
+    /// Sets a file's or directory's mtime `secs` seconds into the past.
+    fn age(p: &Path, secs: u64) {
+        let t = SystemTime::now() - Duration::from_secs(secs);
+        let f = fs::File::open(p).unwrap();
+        f.set_times(fs::FileTimes::new().set_modified(t).set_accessed(t))
+            .unwrap();
     }
 
     fn epoch(run: &Path, i: u32) {
@@ -253,11 +679,30 @@ mod tests {
         );
     }
 
+    /// Ages every entry of a run (files and dirs) so its stamps are not racy.
+    fn settle(run: &Path) {
+        for e in fs::read_dir(run).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                settle(&e.path());
+            } else {
+                age(&e.path(), 60);
+            }
+        }
+        age(run, 60);
+    }
+
+    fn ids(root: &Path, runs: &[PathBuf]) -> Vec<String> {
+        runs.iter()
+            .map(|p| p.strip_prefix(root).unwrap().display().to_string())
+            .collect()
+    }
+
     #[test]
     fn discovery_finds_nested_runs_not_epoch_dirs_and_survives_bad_dirs() {
         let root = tempfile::tempdir().unwrap();
         let r = root.path();
         epoch(&r.join("exp1/run_a"), 0);
+        touch(&r.join("exp1/run_a/sub/run_x/config.json"), "{}"); // inside a run: not a run
         touch(&r.join("exp1/run_b/evaluation_scores.json"), "{}");
         touch(&r.join("exp2/deep/run_c/train_val_1.log"), "x");
         touch(&r.join("exp2/notes/readme.txt"), "not a run");
@@ -266,23 +711,77 @@ mod tests {
         fs::create_dir_all(locked.join("run_d")).unwrap();
         touch(&locked.join("run_d/config.json"), "{}");
         fs::set_permissions(&locked, fs::Permissions::from_mode(0o000)).unwrap();
-        let d = discover(r);
+        // Discovery alone (a tree not seen before) and the first scan.
+        let (found, problems) = poll_tree(r, &mut Tree::default(), &|_| false);
+        let scanned = scan_root(r, &|_| None, 3);
         fs::set_permissions(&locked, fs::Permissions::from_mode(0o755)).unwrap();
-        let ids: Vec<String> = d
+        // Root may read 0o000 dirs; as another user the locked dir is a reported problem.
+        let mut expected = vec!["exp1/run_a", "exp1/run_b", "exp2/deep/run_c"];
+        if ids(r, &found).len() == 4 {
+            expected.push("locked/run_d");
+        } else {
+            assert!(
+                problems.iter().any(|p| p.contains("locked")),
+                "{problems:?}"
+            );
+        }
+        assert_eq!(ids(r, &found), expected);
+        let scanned_ids: Vec<String> = ids(
+            r,
+            &scanned
+                .runs
+                .iter()
+                .map(|(p, _)| p.clone())
+                .collect::<Vec<_>>(),
+        );
+        assert_eq!(
+            scanned_ids, expected,
+            "the parallel scan finds the same runs"
+        );
+        // The searched directories are remembered for polling; runs and epoch dirs are not.
+        assert!(scanned.tree.dirs.contains_key(r));
+        assert!(scanned.tree.dirs.contains_key(&r.join("exp2/notes")));
+        assert!(!scanned.tree.dirs.contains_key(&r.join("exp1/run_a")));
+        assert!(!scanned.tree.dirs.contains_key(&r.join("exp2/loop")));
+    }
+
+    #[test]
+    fn the_first_scan_reads_every_run_like_read_run() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        for g in 0..4 {
+            for k in 0..5 {
+                let run = r.join(format!("g{g}/run_{k}"));
+                touch(&run.join("config.json"), "{\"epochs\": 9}");
+                for i in 0..k {
+                    epoch(&run, i);
+                }
+            }
+        }
+        touch(&r.join("g0/run_4/epoch_4/training_losses.pt"), "x"); // a frontier epoch
+        let scanned = scan_root(r, &|_| None, 2);
+        assert_eq!(scanned.runs.len(), 20);
+        for (dir, read) in &scanned.runs {
+            let alone = read_run(dir, None).unwrap();
+            assert_eq!(read.view, alone.view, "{}", dir.display());
+            let k: u32 = dir
+                .to_string_lossy()
+                .rsplit('_')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert_eq!(read.view.completed.count(), k, "{}", dir.display());
+            assert!(read.view.epochs.keys().all(|i| *i >= k));
+        }
+        let frontier = &scanned
             .runs
             .iter()
-            .map(|p| p.strip_prefix(r).unwrap().display().to_string())
-            .collect();
-        // Root may read 0o000 dirs; as another user the locked dir is a reported problem.
-        let expected_min = ["exp1/run_a", "exp1/run_b", "exp2/deep/run_c"];
-        for e in expected_min {
-            assert!(ids.contains(&e.to_string()), "{ids:?}");
-        }
-        assert!(
-            !ids.iter()
-                .any(|i| i.contains("epoch_") || i.contains("loop")),
-            "{ids:?}"
-        );
+            .find(|(d, _)| d.ends_with("g0/run_4"))
+            .unwrap()
+            .1;
+        assert_eq!(frontier.view.epochs.keys().collect::<Vec<_>>(), [&4]);
+        assert_eq!(frontier.stamps.epoch.map(|(i, _)| i), Some(4));
     }
 
     #[test]
@@ -292,17 +791,38 @@ mod tests {
         for i in 0..3 {
             epoch(&run, i);
         }
-        let v1 = read_run(&run, None, false).unwrap();
+        let v1 = read_run(&run, None).unwrap().view;
         assert_eq!(core::completed_epochs(&v1), 3);
+        assert!(
+            v1.epochs.is_empty(),
+            "complete epochs are summarised, not kept"
+        );
         epoch(&run, 3);
-        let v2 = read_run(&run, Some(&v1), false).unwrap();
+        let v2 = read_run(&run, Some(&v1)).unwrap().view;
         assert_eq!(core::completed_epochs(&v2), 4);
+        // The summary is re-used, not re-read: a fake summary survives while its dirs exist.
+        let mut fake = v2.clone();
+        fake.completed.latest = core::Scores::from([("fake".into(), 1.0)]);
+        let v3 = read_run(&run, Some(&fake)).unwrap().view;
+        assert_eq!(v3.completed.latest, fake.completed.latest);
         // A corrupt file in the next epoch stops the count there.
         touch(&run.join("epoch_4/training_losses.pt"), "x");
         touch(&run.join("epoch_4/optimizer_buffer.json"), "{not json");
         touch(&run.join("epoch_4/validation_scores.json"), "{}");
-        let v3 = read_run(&run, Some(&v2), false).unwrap();
-        assert_eq!(core::completed_epochs(&v3), 4);
+        let v4 = read_run(&run, Some(&v2)).unwrap().view;
+        assert_eq!(core::completed_epochs(&v4), 4);
+        assert!(
+            v4.epochs[&4].json["optimizer_buffer.json"]
+                .as_ref()
+                .unwrap_err()
+                .starts_with("invalid JSON"),
+            "{v4:?}"
+        );
+        // A summarised epoch dir that disappears makes the run be read from scratch.
+        fs::remove_dir_all(run.join("epoch_1")).unwrap();
+        let v5 = read_run(&run, Some(&fake)).unwrap().view;
+        assert_eq!(core::completed_epochs(&v5), 1);
+        assert_ne!(v5.completed.latest, fake.completed.latest);
     }
 
     #[test]
@@ -310,17 +830,202 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let run = root.path().join("run");
         touch(&run.join("config.json"), "{\"epochs\": 5}");
-        let v1 = read_run(&run, None, false).unwrap();
+        let v1 = read_run(&run, None).unwrap().view;
         assert_eq!(v1.json["config.json"].as_ref().unwrap()["epochs"], 5);
         let mut fake = v1.clone();
         fake.json
             .insert("config.json".into(), Ok(serde_json::json!({"epochs": 7})));
-        let v2 = read_run(&run, Some(&fake), false).unwrap();
+        let v2 = read_run(&run, Some(&fake)).unwrap().view;
         assert_eq!(
             v2.json["config.json"].as_ref().unwrap()["epochs"],
             7,
             "re-used"
         );
+        touch(&run.join("config.json"), "{\"epochs\": 50}");
+        let v3 = read_run(&run, Some(&fake)).unwrap().view;
+        assert_eq!(v3.json["config.json"].as_ref().unwrap()["epochs"], 50);
+    }
+
+    #[test]
+    fn json_reads_are_bounded_and_report_why() {
+        let root = tempfile::tempdir().unwrap();
+        let p = root.path().join("x.json");
+        let mut buf = Vec::new();
+        let info = |size| FileInfo {
+            size,
+            mtime: Utc::now(),
+        };
+        fs::write(&p, "{\"a\": [1, 2]}").unwrap();
+        assert_eq!(
+            read_json(&p, &info(13), true, &mut buf),
+            Ok(serde_json::json!({"a": [1, 2]}))
+        );
+        assert_eq!(
+            read_json(&p, &info(13), false, &mut buf),
+            Ok(serde_json::Value::Null)
+        );
+        assert_eq!(read_json(&p, &info(0), true, &mut buf), Err("empty".into()));
+        let big = read_json(&p, &info(MAX_JSON_BYTES + 1), true, &mut buf).unwrap_err();
+        assert!(big.contains("larger than"), "{big}");
+        // Only the size the stat saw is read: the rest is seen as a change next time.
+        assert!(read_json(&p, &info(6), true, &mut buf).is_err());
+        let gone = read_json(&root.path().join("nope.json"), &info(5), true, &mut buf);
+        assert!(gone.unwrap_err().starts_with("unreadable"));
+    }
+
+    #[test]
+    fn the_frontier_check_sees_every_change_that_matters() {
+        let root = tempfile::tempdir().unwrap();
+        let run = root.path().join("run");
+        touch(&run.join("config.json"), "{\"epochs\": 5}");
+        touch(&run.join("train_val.log"), "epoch 0\n");
+        for i in 0..2 {
+            epoch(&run, i);
+        }
+        touch(&run.join("epoch_2/training_losses.pt"), "x");
+        settle(&run);
+        let fresh = |what: &str| {
+            let r = read_run(&run, None).unwrap();
+            assert!(
+                unchanged(&run, &r.view, &r.stamps),
+                "{what}: just read, settled: unchanged"
+            );
+            r
+        };
+        let check = |what: &str, r: &ReadRun, change: &dyn Fn()| {
+            change();
+            assert!(!unchanged(&run, &r.view, &r.stamps), "{what} is a change");
+            settle(&run);
+        };
+        let r = fresh("start");
+        assert_eq!(r.stamps.epoch.map(|(i, _)| i), Some(2));
+        check("a log written", &r, &|| {
+            fs::write(run.join("train_val.log"), "epoch 0\nepoch 1\n").unwrap()
+        });
+        let r = fresh("after the log");
+        check("a file written in the frontier epoch", &r, &|| {
+            fs::write(run.join("epoch_2/training_losses.pt"), "xy").unwrap()
+        });
+        let r = fresh("after the frontier file");
+        check("a new file in the frontier epoch", &r, &|| {
+            touch(&run.join("epoch_2/optimizer_buffer.json"), "{}")
+        });
+        let r = fresh("after the new frontier file");
+        check("a new log", &r, &|| {
+            touch(&run.join("train_val_2.log"), "x")
+        });
+        let r = fresh("after the new log");
+        check("progress.json rewritten in place", &r, &|| {
+            touch(&run.join("config.json"), "{\"epochs\": 6}")
+        });
+        let r = fresh("after config");
+        fs::remove_dir_all(&run).unwrap();
+        assert!(!unchanged(&run, &r.view, &r.stamps), "the run dir removed");
+        // A change inside a summarised epoch is not looked at (complete epochs do not change).
+        touch(&run.join("config.json"), "{}");
+        epoch(&run, 0);
+        epoch(&run, 1);
+        settle(&run);
+        let r = fresh("rebuilt");
+        assert_eq!(r.stamps.epoch, None, "no next epoch dir");
+        fs::write(run.join("epoch_0/validation_scores.json"), "{\"b\": 2}").unwrap();
+        assert!(unchanged(&run, &r.view, &r.stamps));
+        // The next epoch dir appearing changes the run dir.
+        fs::create_dir(run.join("epoch_2")).unwrap();
+        assert!(!unchanged(&run, &r.view, &r.stamps));
+    }
+
+    #[test]
+    fn a_recently_changed_dir_is_not_trusted() {
+        let root = tempfile::tempdir().unwrap();
+        let run = root.path().join("run");
+        touch(&run.join("config.json"), "{}");
+        // Just written: the stamp is racy, so the check says "look again" even without change.
+        let r = read_run(&run, None).unwrap();
+        assert!(!unchanged(&run, &r.view, &r.stamps));
+        settle(&run);
+        let r = read_run(&run, None).unwrap();
+        assert!(unchanged(&run, &r.view, &r.stamps));
+    }
+
+    #[test]
+    fn polling_the_tree_finds_new_runs_only_where_dirs_changed() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        touch(&r.join("g1/run_a/config.json"), "{}");
+        touch(&r.join("g2/sweep/run_b/config.json"), "{}");
+        fs::create_dir_all(r.join("g3/empty")).unwrap();
+        for d in [
+            "g1/run_a",
+            "g1",
+            "g2/sweep/run_b",
+            "g2/sweep",
+            "g2",
+            "g3/empty",
+            "g3",
+        ] {
+            age(&r.join(d), 60);
+        }
+        age(r, 60);
+        let mut scanned = scan_root(r, &|_| None, 2);
+        let known: std::cell::RefCell<std::collections::HashSet<PathBuf>> =
+            std::cell::RefCell::new(scanned.runs.iter().map(|(d, _)| d.clone()).collect());
+        let is_known = |d: &Path| known.borrow().contains(d);
+        assert_eq!(
+            poll_tree(r, &mut scanned.tree, &is_known),
+            (Vec::new(), Vec::new())
+        );
+        // New runs: in a new sweep dir, in a known empty dir, and a dir that became a run.
+        touch(&r.join("g2/sweep2/run_c/train_val.log"), "x");
+        touch(&r.join("g3/empty/run_d/progress.json"), "{}");
+        touch(&r.join("g1/later/eval_1.log"), "x");
+        let (new, problems) = poll_tree(r, &mut scanned.tree, &is_known);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(
+            ids(r, &new),
+            ["g1/later", "g2/sweep2/run_c", "g3/empty/run_d"]
+        );
+        known.borrow_mut().extend(new);
+        let (new, _) = poll_tree(r, &mut scanned.tree, &is_known);
+        assert!(new.is_empty(), "found once: {new:?}");
+        // A removed directory is forgotten.
+        fs::remove_dir_all(r.join("g3")).unwrap();
+        let (new, _) = poll_tree(r, &mut scanned.tree, &is_known);
+        assert!(new.is_empty());
+        assert!(
+            !scanned
+                .tree
+                .dirs
+                .keys()
+                .any(|d| d.starts_with(r.join("g3")))
+        );
+        // A root that does not exist yet is looked for again each time.
+        let missing = r.join("later-root");
+        let mut tree = Tree::default();
+        assert_eq!(
+            poll_tree(&missing, &mut tree, &|_| false).0,
+            Vec::<PathBuf>::new()
+        );
+        touch(&missing.join("x/run/config.json"), "{}");
+        assert_eq!(
+            ids(&missing, &poll_tree(&missing, &mut tree, &|_| false).0),
+            ["x/run"]
+        );
+    }
+
+    #[test]
+    fn previous_views_are_reused_by_the_full_rescan() {
+        let root = tempfile::tempdir().unwrap();
+        let run = root.path().join("g/run");
+        for i in 0..3 {
+            epoch(&run, i);
+        }
+        let first = scan_root(root.path(), &|_| None, 2);
+        let mut fake = first.runs[0].1.view.clone();
+        fake.completed.best = core::Scores::from([("fake".into(), 2.0)]);
+        let fake = Arc::new(fake);
+        let again = scan_root(root.path(), &|d| (d == run).then(|| Arc::clone(&fake)), 2);
+        assert_eq!(again.runs[0].1.view.completed.best, fake.completed.best);
     }
 
     #[test]
