@@ -45,7 +45,11 @@ fn day_of_samples(day_start: DateTime<Utc>) -> (Vec<GpuSample>, Vec<NodeSample>)
         for n in 0..NODES {
             let node = format!("gpu{n:02}");
             for g in 0..GPUS {
-                let base = if (n + g as usize).is_multiple_of(7) { 2.0 } else { 70.0 };
+                let base = if (n + g as usize).is_multiple_of(7) {
+                    2.0
+                } else {
+                    70.0
+                };
                 gpus.push(GpuSample {
                     node: node.clone(),
                     at,
