@@ -506,6 +506,17 @@ fn date_of(s: &str) -> NaiveDate {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap_or_default()
 }
 
+/// `SELECT <every column of a summary row> FROM summaries <tail>`, as one static string.
+macro_rules! select_summaries {
+    ($tail:literal) => {
+        concat!(
+            "SELECT id, date, scheduled, made_ms, window_start_ms, window_end_ms, snapshot_id, \
+             subject, markdown, html, chart_png FROM summaries ",
+            $tail
+        )
+    };
+}
+
 fn summary_row(r: &sqlx::sqlite::SqliteRow) -> SummaryRow {
     SummaryRow {
         id: r.get("id"),
@@ -525,10 +536,9 @@ fn summary_row(r: &sqlx::sqlite::SqliteRow) -> SummaryRow {
 impl Store {
     /// The newest scheduled summary (whose end starts the next window).
     pub async fn last_scheduled_summary(&self) -> Result<Option<SummaryRow>, StoreError> {
-        let r = sqlx::query(
-            "SELECT id, date, scheduled, made_ms, window_start_ms, window_end_ms, snapshot_id, subject, markdown, html, chart_png \
-             FROM summaries WHERE scheduled = 1 ORDER BY window_end_ms DESC, id DESC LIMIT 1",
-        )
+        let r = sqlx::query(select_summaries!(
+            "WHERE scheduled = 1 ORDER BY window_end_ms DESC, id DESC LIMIT 1"
+        ))
         .fetch_optional(self.pool())
         .await
         .map_err(self.err("select last summary"))?;
@@ -549,23 +559,19 @@ impl Store {
         &self,
         date: NaiveDate,
     ) -> Result<Option<SummaryRow>, StoreError> {
-        let r = sqlx::query(
-            "SELECT id, date, scheduled, made_ms, window_start_ms, window_end_ms, snapshot_id, subject, markdown, html, chart_png \
-             FROM summaries WHERE scheduled = 1 AND date = ?1",
-        )
-        .bind(date.format("%Y-%m-%d").to_string())
-        .fetch_optional(self.pool())
-        .await
-        .map_err(self.err("select summary"))?;
+        let r = sqlx::query(select_summaries!("WHERE scheduled = 1 AND date = ?1"))
+            .bind(date.format("%Y-%m-%d").to_string())
+            .fetch_optional(self.pool())
+            .await
+            .map_err(self.err("select summary"))?;
         Ok(r.as_ref().map(summary_row))
     }
 
     /// The summary of `date`: the nightly one if there is one, else the newest requested one.
     pub async fn summary_by_date(&self, date: NaiveDate) -> Result<Option<SummaryRow>, StoreError> {
-        let r = sqlx::query(
-            "SELECT id, date, scheduled, made_ms, window_start_ms, window_end_ms, snapshot_id, subject, markdown, html, chart_png \
-             FROM summaries WHERE date = ?1 ORDER BY scheduled DESC, made_ms DESC, id DESC LIMIT 1",
-        )
+        let r = sqlx::query(select_summaries!(
+            "WHERE date = ?1 ORDER BY scheduled DESC, made_ms DESC, id DESC LIMIT 1"
+        ))
         .bind(date.format("%Y-%m-%d").to_string())
         .fetch_optional(self.pool())
         .await
@@ -574,14 +580,11 @@ impl Store {
     }
 
     pub async fn summary_by_id(&self, id: i64) -> Result<Option<SummaryRow>, StoreError> {
-        let r = sqlx::query(
-            "SELECT id, date, scheduled, made_ms, window_start_ms, window_end_ms, snapshot_id, subject, markdown, html, chart_png \
-             FROM summaries WHERE id = ?1",
-        )
-        .bind(id)
-        .fetch_optional(self.pool())
-        .await
-        .map_err(self.err("select summary"))?;
+        let r = sqlx::query(select_summaries!("WHERE id = ?1"))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(self.err("select summary"))?;
         Ok(r.as_ref().map(summary_row))
     }
 
