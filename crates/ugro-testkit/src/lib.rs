@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod bench;
 pub mod gpu;
 pub mod proxy;
 pub mod smtp;
@@ -122,6 +123,36 @@ impl NotifySocket {
     /// Everything received so far.
     pub fn seen(&self) -> &[String] {
         &self.seen
+    }
+}
+
+/// Waits until the server just spawned into `child` listens on `port`: `Err` when it exits first
+/// (with the part of its log at `log_path` written since `log_start`) or after `timeout`.
+pub(crate) fn wait_listening(
+    child: &mut Option<Child>,
+    port: u16,
+    name: &str,
+    log_path: &Path,
+    log_start: u64,
+    timeout: Duration,
+) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            *child = None;
+            let text = std::fs::read_to_string(log_path).unwrap_or_default();
+            let tail = text.get(log_start as usize..).unwrap_or(&text);
+            return Err(format!("{name} exited with {status}: {}", tail.trim()));
+        }
+        if sshd::is_listening(port) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "{name} not listening on port {port} within {timeout:?}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

@@ -289,20 +289,28 @@ impl SmtpServer {
             .collect()
     }
 
+    /// The messages when at least `n` arrived; panics once `timeout` has passed since `start`.
+    fn enough_messages(&self, n: usize, start: Instant, timeout: Duration) -> Option<Vec<Vec<u8>>> {
+        let m = self.messages();
+        if m.len() >= n {
+            return Some(m);
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {n} message(s), have {}\naiosmtpd log:\n{}",
+            m.len(),
+            self.log()
+        );
+        None
+    }
+
     /// Waits until at least `n` messages arrived; panics after `timeout` with the server log.
     pub fn wait_for_messages(&self, n: usize, timeout: Duration) -> Vec<Vec<u8>> {
         let start = Instant::now();
         loop {
-            let m = self.messages();
-            if m.len() >= n {
+            if let Some(m) = self.enough_messages(n, start, timeout) {
                 return m;
             }
-            assert!(
-                start.elapsed() < timeout,
-                "timed out after {timeout:?} waiting for {n} message(s), have {}\naiosmtpd log:\n{}",
-                m.len(),
-                self.log()
-            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -311,16 +319,9 @@ impl SmtpServer {
     pub async fn wait_for_messages_async(&self, n: usize, timeout: Duration) -> Vec<Vec<u8>> {
         let start = Instant::now();
         loop {
-            let m = self.messages();
-            if m.len() >= n {
+            if let Some(m) = self.enough_messages(n, start, timeout) {
                 return m;
             }
-            assert!(
-                start.elapsed() < timeout,
-                "timed out after {timeout:?} waiting for {n} message(s), have {}\naiosmtpd log:\n{}",
-                m.len(),
-                self.log()
-            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -335,7 +336,7 @@ impl SmtpServer {
         let deadline = Instant::now() + STOP_TIMEOUT;
         loop {
             let exited = child.try_wait().ok().flatten().is_some();
-            if exited && !is_listening(self.port) {
+            if exited && !crate::sshd::is_listening(self.port) {
                 break;
             }
             if Instant::now() >= deadline {
@@ -480,30 +481,15 @@ loop.run_forever()
                 format!("cannot run {PYTHON}: {e} (apt-get install -y python3-aiosmtpd)")
             })?;
         self.child = Some(child);
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                self.child = None;
-                let text = self.log();
-                let tail = text.get(log_start as usize..).unwrap_or(&text).to_string();
-                return Err(format!("aiosmtpd exited with {status}: {}", tail.trim()));
-            }
-            if is_listening(self.port) {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                self.stop();
-                return Err(format!(
-                    "not listening on 127.0.0.1:{} within {START_TIMEOUT:?}",
-                    self.port
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        crate::wait_listening(
+            &mut self.child,
+            self.port,
+            "aiosmtpd",
+            &self.log_path,
+            log_start,
+            START_TIMEOUT,
+        )
+        .inspect_err(|_| self.stop())
     }
 }
 
@@ -511,22 +497,6 @@ impl Drop for SmtpServer {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// Whether some socket listens on 127.0.0.1:`port` (from /proc/net/tcp; no connection is made,
-/// so the server sees no half-opened SMTP or TLS session).
-fn is_listening(port: u16) -> bool {
-    let Ok(text) = fs::read_to_string("/proc/net/tcp") else {
-        return false;
-    };
-    // Column 2 is "ADDR:PORT" in hex (address in host byte order), column 4 the state.
-    let want = format!("0100007F:{port:04X}");
-    text.lines().skip(1).any(|line| {
-        let mut cols = line.split_whitespace();
-        let local = cols.nth(1);
-        let state = cols.nth(1);
-        local == Some(want.as_str()) && state == Some("0A")
-    })
 }
 
 #[cfg(test)]

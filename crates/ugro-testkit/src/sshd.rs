@@ -370,27 +370,15 @@ impl Sshd {
             .spawn()
             .map_err(|e| format!("cannot run {SSHD}: {e} (apt-get install openssh-server)"))?;
         self.child = Some(child);
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                self.child = None;
-                let text = self.log();
-                let tail = text.get(log_start as usize..).unwrap_or(&text).to_string();
-                return Err(format!("sshd exited with {status}: {}", tail.trim()));
-            }
-            if is_listening(self.port) {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                self.stop();
-                return Err(format!("not listening on port {} within 10 s", self.port));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        crate::wait_listening(
+            &mut self.child,
+            self.port,
+            "sshd",
+            &self.log_path,
+            log_start,
+            START_TIMEOUT,
+        )
+        .inspect_err(|_| self.stop())
     }
 }
 
@@ -458,7 +446,7 @@ fn parse_proc_net_tcp(text: &str) -> Vec<TcpEntry> {
 }
 
 /// Whether something in our network namespace listens on TCP `port` on 127.0.0.1 or any.
-fn is_listening(port: u16) -> bool {
+pub(crate) fn is_listening(port: u16) -> bool {
     ["tcp", "tcp6"]
         .iter()
         .filter_map(|f| fs::read_to_string(format!("/proc/self/net/{f}")).ok())
