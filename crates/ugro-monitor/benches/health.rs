@@ -15,32 +15,12 @@ use std::time::{Duration, Instant};
 
 use ugro_monitor::config::RemoteHost;
 use ugro_monitor::ssh::{Exec, NodeSession};
+use ugro_testkit::bench::{SshFleet, cpu_ticks, median, ticks_per_sec};
 use ugro_testkit::gpu::{FakeGpu, install_fake_nvidia_smi};
-use ugro_testkit::proxy::DelayProxy;
 use ugro_testkit::sshd::{Sshd, SshdOptions};
 use ugro_testkit::{Daemon, DaemonOptions, wait_for};
 
 const NODES: usize = 50;
-
-fn cpu_ticks(pid: i32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = after.split_whitespace().collect();
-    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
-}
-
-fn ticks_per_sec() -> f64 {
-    // SAFETY-free: sysconf via nix.
-    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .unwrap_or(100) as f64
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
 
 fn main() {
     let bin = tempfile::tempdir().unwrap();
@@ -49,29 +29,10 @@ fn main() {
         path_prepend: Some(bin.path().to_path_buf()),
         ..Default::default()
     });
-    let target = format!("127.0.0.1:{}", sshd.port()).parse().unwrap();
-    let proxies: Vec<DelayProxy> = (0..NODES)
-        .map(|_| DelayProxy::start(target, Duration::ZERO))
-        .collect();
-    let kh = tempfile::NamedTempFile::new().unwrap();
-    let entries: Vec<String> = proxies
-        .iter()
-        .map(|p| sshd.known_hosts_entry(p.port()))
-        .collect();
-    std::fs::write(kh.path(), entries.join("\n") + "\n").unwrap();
-
-    let mut nodes = String::from(
+    let fleet = SshFleet::start(&sshd, NODES);
+    let nodes = String::from(
         "[health]\ninterval = \"5m\"\nmin_interval = \"5m\"\nmax_interval = \"5m\"\nprobe_timeout = \"15s\"\n\n",
-    );
-    for (i, p) in proxies.iter().enumerate() {
-        nodes.push_str(&format!(
-            "[[nodes]]\nname = \"gpu{i:02}\"\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{}\"\nidentity_file = \"{}\"\nknown_hosts = \"{}\"\ngpus = 8\n\n",
-            p.port(),
-            sshd.user(),
-            sshd.client_key().display(),
-            kh.path().display()
-        ));
-    }
+    ) + &fleet.nodes_toml(&sshd);
     let ticks = ticks_per_sec();
     println!(
         "machine: {} cores; {NODES} nodes, each: ssh no-op, 5 latency pings, batched disk/memory/load probe, nvidia-smi (8 GPUs)",
@@ -164,7 +125,7 @@ fn main() {
         walls.iter().cloned().fold(0.0, f64::max),
         median(cpus)
     );
-    let conns: usize = proxies.iter().map(|p| p.connections()).sum();
+    let conns: usize = fleet.proxies.iter().map(|p| p.connections()).sum();
     println!("connections held by the daemon: {conns} for {NODES} nodes");
     drop(d);
 

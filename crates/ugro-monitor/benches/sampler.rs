@@ -21,8 +21,8 @@ use chrono::Utc;
 use ugro_monitor::config::RemoteHost;
 use ugro_monitor::sampler::{sample_local, sample_remote};
 use ugro_monitor::ssh::NodeSession;
+use ugro_testkit::bench::{SshFleet, cpu_ticks, median, ticks_per_sec};
 use ugro_testkit::gpu::{FakeGpu, install_fake_nvidia_smi};
-use ugro_testkit::proxy::DelayProxy;
 use ugro_testkit::sshd::{Sshd, SshdOptions};
 use ugro_testkit::{Daemon, DaemonOptions};
 
@@ -33,25 +33,6 @@ const DAEMON_NODES: usize = 20;
 /// user + system CPU time of this process (clock-tick resolution: many runs are averaged).
 fn self_cpu() -> Duration {
     Duration::from_secs_f64(cpu_ticks(std::process::id() as i32) as f64 / ticks_per_sec())
-}
-
-fn cpu_ticks(pid: i32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = after.split_whitespace().collect();
-    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
-}
-
-fn ticks_per_sec() -> f64 {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .unwrap_or(100) as f64
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
 }
 
 fn ms(d: Duration) -> f64 {
@@ -272,28 +253,10 @@ fn live() {
 
     // 3. The daemon: 20 remote nodes (proxies in front of the one sshd) sampled every 10 s.
     // Health sweeps every 5 min: after the first sweep they stay out of the measurement.
-    let target = format!("127.0.0.1:{}", sshd.port()).parse().unwrap();
-    let proxies: Vec<DelayProxy> = (0..DAEMON_NODES)
-        .map(|_| DelayProxy::start(target, Duration::ZERO))
-        .collect();
-    let kh = tempfile::NamedTempFile::new().unwrap();
-    let entries: Vec<String> = proxies
-        .iter()
-        .map(|p| sshd.known_hosts_entry(p.port()))
-        .collect();
-    std::fs::write(kh.path(), entries.join("\n") + "\n").unwrap();
-    let mut config = String::from(
+    let fleet = SshFleet::start(&sshd, DAEMON_NODES);
+    let config = String::from(
         "[health]\ninterval = \"5m\"\nmin_interval = \"5m\"\nmax_interval = \"5m\"\n\n[summary]\nmetrics_interval = \"10s\"\n\n",
-    );
-    for (i, p) in proxies.iter().enumerate() {
-        config.push_str(&format!(
-            "[[nodes]]\nname = \"gpu{i:02}\"\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{}\"\nidentity_file = \"{}\"\nknown_hosts = \"{}\"\ngpus = 8\n\n",
-            p.port(),
-            sshd.user(),
-            sshd.client_key().display(),
-            kh.path().display()
-        ));
-    }
+    ) + &fleet.nodes_toml(&sshd);
     let d = Daemon::start(&DaemonOptions {
         extra_config: config,
         ..Default::default()
