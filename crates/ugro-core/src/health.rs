@@ -23,6 +23,15 @@ pub const CONFIRMATIONS: u32 = 2;
 /// The shortest interval [`Cadence::jittered`] ever returns, whatever the policy.
 pub const MIN_JITTERED: Duration = Duration::from_millis(100);
 
+/// Default load per core above which a node is overloaded (`[health] load_per_core_max`): the
+/// load check fails when both the 5- and the 15-minute load averages exceed this many runnable
+/// tasks per core (netdata's default alarm warns at twice the core count over 15 minutes).
+pub const DEFAULT_LOAD_PER_CORE_MAX: f64 = 2.0;
+
+/// Load per core above which a node is busy: more runnable tasks than cores over 15 minutes.
+/// A busy node's load check fails only as a warning ([`CheckResult::warning`]).
+pub const LOAD_BUSY_PER_CORE: f64 = 1.0;
+
 /// One kind of health check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -134,8 +143,8 @@ impl fmt::Display for Outcome {
 /// The result of one check in one sweep.
 ///
 /// JSON shape (DESIGN.md, `health` → `checks`): `{"name", "passed": bool|null, "status":
-/// "pass|fail|skipped|hung", "value", "threshold", "message", "duration_ms"}`. `passed` is
-/// derived from the outcome. When reading, `status` wins; without it the outcome is derived
+/// "pass|fail|skipped|hung", "value", "threshold", "message", "duration_ms"}`, plus
+/// `"warning": true` on a failure that is only a warning. `passed` is derived from the outcome. When reading, `status` wins; without it the outcome is derived
 /// from `passed` (true → pass, false → fail, null → skipped). A `status` that contradicts
 /// `passed` is an error.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -150,6 +159,11 @@ pub struct CheckResult {
     /// One short human line, e.g. "median 180 ms > 100 ms".
     pub message: String,
     pub duration_ms: u64,
+    /// A failure that is only a warning (a busy, not overloaded, node's load): it lowers the
+    /// score by half the check's weight but counts as passed for the state ([`verdict`]), raises
+    /// no alert and does not keep the sweep interval short. Always false unless `outcome` is
+    /// [`Outcome::Fail`].
+    pub warning: bool,
 }
 
 impl CheckResult {
@@ -161,7 +175,20 @@ impl CheckResult {
             threshold: None,
             message: message.into(),
             duration_ms: 0,
+            warning: false,
         }
+    }
+
+    /// A failure that is only a warning (see [`CheckResult::warning`]).
+    pub fn warn(name: CheckName, message: impl Into<String>) -> Self {
+        let mut r = Self::new(name, Outcome::Fail, message);
+        r.warning = true;
+        r
+    }
+
+    /// Failed or hung, and not only a warning: what makes a sweep not clean.
+    pub fn is_failure(&self) -> bool {
+        self.outcome.is_bad() && !self.is_warning()
     }
 
     pub fn pass(name: CheckName, message: impl Into<String>) -> Self {
@@ -212,9 +239,19 @@ impl CheckResult {
         self.outcome.passed()
     }
 
-    /// "name: message", the line used in reasons and alerts.
+    /// "name: message", the line used in reasons and alerts ("name (warning): message" for a
+    /// warning).
     pub fn reason(&self) -> String {
-        format!("{}: {}", self.name, self.message)
+        if self.is_warning() {
+            format!("{} (warning): {}", self.name, self.message)
+        } else {
+            format!("{}: {}", self.name, self.message)
+        }
+    }
+
+    /// A failure that is only a warning.
+    pub fn is_warning(&self) -> bool {
+        self.warning && self.outcome == Outcome::Fail
     }
 }
 
@@ -233,16 +270,20 @@ struct CheckResultWire {
     message: String,
     #[serde(default)]
     duration_ms: u64,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    warning: bool,
 }
 
 impl From<CheckResult> for CheckResultWire {
     fn from(r: CheckResult) -> Self {
+        let warning = r.is_warning();
         CheckResultWire {
             name: r.name,
             passed: r.outcome.passed(),
             status: Some(r.outcome),
             value: r.value,
             threshold: r.threshold,
+            warning,
             message: r.message,
             duration_ms: r.duration_ms,
         }
@@ -272,6 +313,7 @@ impl TryFrom<CheckResultWire> for CheckResult {
             outcome,
             value: w.value,
             threshold: w.threshold,
+            warning: w.warning && outcome == Outcome::Fail,
             message: w.message,
             duration_ms: w.duration_ms,
         })
@@ -340,20 +382,31 @@ pub struct Verdict {
 
 /// Judges one sweep.
 ///
-/// Skipped checks are not applicable; hung checks are applicable and not passed. State, first
-/// rule that applies: ssh failed or hung → unreachable; another critical check (gpu) failed or
-/// hung → unhealthy; pass rate ≥ `pass_rate_min` → healthy; pass rate < 0.5 → unhealthy; else
+/// Skipped checks are not applicable; hung checks are applicable and not passed. A warning
+/// ([`CheckResult::warning`]) counts as passed for the pass rate and as half passed for the
+/// score, so a busy node keeps its state and shows it in its score. State, first rule that
+/// applies: ssh failed or hung → unreachable; another critical check (gpu) failed or hung →
+/// unhealthy; pass rate ≥ `pass_rate_min` → healthy; pass rate < 0.5 → unhealthy; else
 /// degraded. No applicable check at all → score 0, unknown.
 pub fn verdict(results: &[CheckResult], pass_rate_min: f64) -> Verdict {
+    // In half weights, so a warning's half credit stays an integer.
     let mut applicable: u64 = 0;
     let mut passed: u64 = 0;
+    let mut scored: u64 = 0;
     for r in results {
+        let w = 2 * u64::from(r.name.weight());
         match r.outcome.passed() {
             Some(true) => {
-                applicable += u64::from(r.name.weight());
-                passed += u64::from(r.name.weight());
+                applicable += w;
+                passed += w;
+                scored += w;
             }
-            Some(false) => applicable += u64::from(r.name.weight()),
+            Some(false) if r.is_warning() => {
+                applicable += w;
+                passed += w;
+                scored += w / 2;
+            }
+            Some(false) => applicable += w,
             None => {}
         }
     }
@@ -371,16 +424,16 @@ pub fn verdict(results: &[CheckResult], pass_rate_min: f64) -> Verdict {
         };
     }
     let pass_rate = passed as f64 / applicable as f64;
-    // Integer rounding, half up: round(100 × passed / applicable).
-    let score = ((200 * passed + applicable) / (2 * applicable)).min(100);
+    // Integer rounding, half up: round(100 × scored / applicable).
+    let score = ((200 * scored + applicable) / (2 * applicable)).min(100);
     let score = u8::try_from(score).unwrap_or(100);
 
-    let bad = |name: CheckName| results.iter().any(|r| r.name == name && r.outcome.is_bad());
+    let bad = |name: CheckName| results.iter().any(|r| r.name == name && r.is_failure());
     let state = if bad(CheckName::Ssh) {
         NodeState::Unreachable
     } else if results
         .iter()
-        .any(|r| r.name.is_critical() && r.outcome.is_bad())
+        .any(|r| r.name.is_critical() && r.is_failure())
     {
         NodeState::Unhealthy
     } else if pass_rate + 1e-9 >= pass_rate_min {
@@ -486,14 +539,14 @@ impl Cadence {
         }
     }
 
-    /// Whether a sweep counts as stable healthy: no failing or hung check, no state change, and
-    /// the confirmed state is healthy.
+    /// Whether a sweep counts as stable healthy: no failing or hung check (warnings aside), no
+    /// state change, and the confirmed state is healthy.
     pub fn is_stable_healthy(
         results: &[CheckResult],
         transition: Option<&Transition>,
         state: NodeState,
     ) -> bool {
-        transition.is_none() && state.is_healthy() && !results.iter().any(|r| r.outcome.is_bad())
+        transition.is_none() && state.is_healthy() && !results.iter().any(CheckResult::is_failure)
     }
 
     /// Adapts to the sweep just done and returns the new (un-jittered) interval.
@@ -574,11 +627,12 @@ pub struct Alert {
 }
 
 /// The alerts one sweep raises: one per failing or hung check (critical for critical checks,
-/// else warning; the check's message), plus one warning per GPU hotter than `gpu_temp_max` °C.
+/// else warning; the check's message; none for a check that only warns), plus one warning per
+/// GPU hotter than `gpu_temp_max` °C.
 pub fn alerts(results: &[CheckResult], gpus: &[GpuReading], gpu_temp_max: f64) -> Vec<Alert> {
     let mut out: Vec<Alert> = results
         .iter()
-        .filter(|r| r.outcome.is_bad())
+        .filter(|r| r.is_failure())
         .map(|r| Alert {
             key: r.name.as_str().to_owned(),
             severity: if r.name.is_critical() {
@@ -768,6 +822,78 @@ mod tests {
         assert_eq!(v.score, 86);
         assert_eq!(v.state, NodeState::Degraded);
         assert_eq!(v.reasons.len(), 1);
+    }
+
+    /// The quick start's node: this machine, no SSH, no GPUs, no python.
+    fn local_node(load: CheckResult) -> Vec<CheckResult> {
+        vec![
+            CheckResult::skipped(CheckName::Ssh, "local"),
+            CheckResult::skipped(CheckName::Latency, "local"),
+            CheckResult::skipped(CheckName::Gpu, "no GPUs"),
+            CheckResult::skipped(CheckName::Pytorch, "no python"),
+            CheckResult::pass(CheckName::Disk, "ok"),
+            CheckResult::pass(CheckName::Memory, "ok"),
+            load,
+        ]
+    }
+
+    #[test]
+    fn busy_two_core_machine_stays_healthy_with_a_lower_score() {
+        use crate::parse::load_check;
+        // Load 3.5 on 2 cores, sustained: busy, not overloaded.
+        let load = load_check((3.5, 3.5, 3.5), 2, DEFAULT_LOAD_PER_CORE_MAX);
+        assert!(load.is_warning(), "{load:?}");
+        let rs = local_node(load);
+        let v = verdict(&rs, DEFAULT_PASS_RATE);
+        assert_eq!(v.state, NodeState::Healthy);
+        // disk 2 + memory 1 pass, load 1 warns (half): 3.5 of 4.
+        assert_eq!(v.score, 88);
+        assert_eq!(v.pass_rate, 1.0);
+        assert_eq!(v.reasons.len(), 1);
+        assert!(v.reasons[0].starts_with("load (warning): busy: "), "{v:?}");
+        // No alert, and the sweep counts as clean for the adaptive interval.
+        assert!(alerts(&rs, &[], DEFAULT_GPU_TEMP_MAX).is_empty());
+        assert!(Cadence::is_stable_healthy(&rs, None, v.state));
+
+        // Idle: 100.
+        let v = verdict(
+            &local_node(load_check((0.2, 0.3, 0.4), 2, DEFAULT_LOAD_PER_CORE_MAX)),
+            DEFAULT_PASS_RATE,
+        );
+        assert_eq!((v.state, v.score), (NodeState::Healthy, 100));
+    }
+
+    #[test]
+    fn overloaded_machine_is_degraded_and_alerts() {
+        use crate::parse::load_check;
+        let rs = local_node(load_check((6.0, 5.0, 4.5), 2, DEFAULT_LOAD_PER_CORE_MAX));
+        let v = verdict(&rs, DEFAULT_PASS_RATE);
+        // 3 of 4.
+        assert_eq!((v.state, v.score), (NodeState::Degraded, 75));
+        let a = alerts(&rs, &[], DEFAULT_GPU_TEMP_MAX);
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].severity, Severity::Warning);
+        assert!(!Cadence::is_stable_healthy(&rs, None, NodeState::Healthy));
+    }
+
+    #[test]
+    fn warning_json_round_trips_and_only_on_failures() {
+        let r = CheckResult::warn(CheckName::Load, "busy").with_duration(1);
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            v,
+            json!({"name": "load", "passed": false, "status": "fail", "warning": true,
+                   "value": null, "threshold": null, "message": "busy", "duration_ms": 1})
+        );
+        assert_eq!(serde_json::from_value::<CheckResult>(v).unwrap(), r);
+        // A "warning" on a pass means nothing.
+        let r: CheckResult = serde_json::from_value(
+            json!({"name": "load", "passed": true, "status": "pass", "warning": true}),
+        )
+        .unwrap();
+        assert!(!r.warning && !r.is_warning());
+        assert!(!CheckResult::pass(CheckName::Load, "").is_failure());
+        assert!(CheckResult::hung(CheckName::Load, Duration::from_secs(1)).is_failure());
     }
 
     #[test]

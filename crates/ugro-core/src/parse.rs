@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::health::{CheckName, CheckResult, fmt_num};
+use crate::health::{CheckName, CheckResult, LOAD_BUSY_PER_CORE, fmt_num};
 
 /// Default fraction of memory that must stay available (the memory check's threshold).
 pub const DEFAULT_MIN_AVAILABLE_FRACTION: f64 = 0.05;
@@ -454,27 +454,57 @@ pub fn meminfo(text: &str) -> Result<(u64, u64), ParseError> {
     Ok((total, available))
 }
 
-/// The load check: fails when the 5-minute load average exceeds the core count (a saturated node
-/// is degraded, not dead: the check weighs little). Value: `{"load1", "load5"}`; threshold:
-/// `cores`. Skipped when the core count is unknown (0).
-pub fn load_check(load1: f64, load5: f64, cores: u32) -> CheckResult {
+/// The load check, on the load per core. Overloaded — both the 5- and the 15-minute averages
+/// above `per_core_max` runnable tasks per core (sustained, and still so) — fails. Busy — the
+/// 15-minute average above [`LOAD_BUSY_PER_CORE`] (or `per_core_max` when lower), or only the
+/// 5-minute one above `per_core_max` — fails as a warning only ([`CheckResult::warn`]): the
+/// score drops, the state holds. Value: `{"load1", "load5", "load15"}`; threshold: the
+/// overloaded load (`cores × per_core_max`). Skipped when the core count is unknown (0).
+pub fn load_check(
+    (load1, load5, load15): (f64, f64, f64),
+    cores: u32,
+    per_core_max: f64,
+) -> CheckResult {
     if cores == 0 {
         return CheckResult::skipped(CheckName::Load, "core count unknown");
     }
-    let value = json!({"load1": load1, "load5": load5});
+    let value = json!({"load1": load1, "load5": load5, "load15": load15});
+    let n = f64::from(cores);
     let plural = if cores == 1 { "" } else { "s" };
-    let result = if load5 > f64::from(cores) {
+    let busy_per_core = LOAD_BUSY_PER_CORE.min(per_core_max);
+    let (per5, per15) = (load5 / n, load15 / n);
+    let what = format!("load {load15:.2} (15 min), {load5:.2} (5 min) on {cores} core{plural}");
+    let result = if per5 > per_core_max && per15 > per_core_max {
         CheckResult::fail(
             CheckName::Load,
-            format!("load {load5:.2} (5 min) > {cores} core{plural}"),
+            format!(
+                "overloaded: {what}, {per15:.2} per core > {}",
+                fmt_num(per_core_max)
+            ),
+        )
+    } else if per15 > busy_per_core {
+        CheckResult::warn(
+            CheckName::Load,
+            format!(
+                "busy: {what}, {per15:.2} per core > {} over 15 min; overloaded above {} per core",
+                fmt_num(busy_per_core),
+                fmt_num(per_core_max)
+            ),
+        )
+    } else if per5 > per_core_max {
+        CheckResult::warn(
+            CheckName::Load,
+            format!(
+                "busy: {what}, {per5:.2} per core > {} over 5 min; overloaded when the 15-minute average is above it too",
+                fmt_num(per_core_max)
+            ),
         )
     } else {
-        CheckResult::pass(
-            CheckName::Load,
-            format!("load {load5:.2} (5 min) ≤ {cores} core{plural}"),
-        )
+        CheckResult::pass(CheckName::Load, format!("{what}, {per15:.2} per core"))
     };
-    result.with_value(value).with_threshold(json!(cores))
+    result
+        .with_value(value)
+        .with_threshold(json!(n * per_core_max))
 }
 
 /// The memory check: fails when available memory < `min_available_fraction` × total (the daemon
@@ -882,16 +912,41 @@ DirectMap1G:    51380224 kB
 
     #[test]
     fn load_and_memory_checks() {
-        let r = load_check(0.52, 0.58, 8);
+        let r = load_check((0.52, 0.58, 0.59), 8, 2.0);
         assert_eq!(r.outcome, Outcome::Pass);
-        assert_eq!(r.message, "load 0.58 (5 min) ≤ 8 cores");
-        assert_eq!(r.threshold, Some(json!(8)));
-        assert_eq!(r.value, Some(json!({"load1": 0.52, "load5": 0.58})));
-        let r = load_check(20.0, 12.4, 8);
+        assert_eq!(
+            r.message,
+            "load 0.59 (15 min), 0.58 (5 min) on 8 cores, 0.07 per core"
+        );
+        assert_eq!(r.threshold, Some(json!(16.0)));
+        assert_eq!(
+            r.value,
+            Some(json!({"load1": 0.52, "load5": 0.58, "load15": 0.59}))
+        );
+        // Exactly one runnable task per core is not busy yet.
+        assert_eq!(load_check((9.0, 8.0, 8.0), 8, 2.0).outcome, Outcome::Pass);
+        assert_eq!(
+            load_check((1.0, 1.0, 1.0), 0, 2.0).outcome,
+            Outcome::Skipped
+        );
+        // Overloaded: both averages above 2 per core.
+        let r = load_check((20.0, 17.0, 16.5), 8, 2.0);
         assert_eq!(r.outcome, Outcome::Fail);
-        assert_eq!(r.message, "load 12.40 (5 min) > 8 cores");
-        assert_eq!(load_check(9.0, 8.0, 8).outcome, Outcome::Pass);
-        assert_eq!(load_check(1.0, 1.0, 0).outcome, Outcome::Skipped);
+        assert!(!r.warning);
+        assert_eq!(
+            r.message,
+            "overloaded: load 16.50 (15 min), 17.00 (5 min) on 8 cores, 2.06 per core > 2"
+        );
+        // The 15-minute average has come down: still busy, not overloaded.
+        let r = load_check((3.0, 5.0, 3.9), 2, 2.0);
+        assert!(r.is_warning(), "{r:?}");
+        assert!(r.message.starts_with("busy: "), "{}", r.message);
+        // A burst: only the 5-minute average above the limit.
+        let r = load_check((12.0, 9.0, 3.0), 4, 2.0);
+        assert!(r.is_warning(), "{r:?}");
+        assert!(r.message.contains("over 5 min"), "{}", r.message);
+        // A limit below 1 per core lowers the busy line with it.
+        assert!(load_check((0.0, 0.0, 1.8), 2, 0.8).is_warning());
 
         let (total, avail) = meminfo(MEMINFO).unwrap();
         let r = memory_check(total, avail, DEFAULT_MIN_AVAILABLE_FRACTION);

@@ -110,6 +110,9 @@ pub struct HealthConfig {
     pub latency_max: Duration,
     pub pytorch_interval: Duration,
     pub gpu_temp_max: f64,
+    /// Load per core (5- and 15-minute averages) above which the load check fails; above one
+    /// per core it only warns.
+    pub load_per_core_max: f64,
     /// Deadline of each probe (SSH no-op, batch, nvidia-smi, latency); past it a probe is hung.
     pub probe_timeout: Duration,
     /// Deadline of the PyTorch probe.
@@ -223,6 +226,7 @@ struct RawHealth {
     latency_max: S<DurationValue>,
     pytorch_interval: S<DurationValue>,
     gpu_temp_max: S<f64>,
+    load_per_core_max: S<f64>,
     probe_timeout: S<DurationValue>,
     pytorch_timeout: S<DurationValue>,
 }
@@ -699,6 +703,8 @@ fn resolve(
         latency_max: dur(&h.latency_max, Duration::from_millis(100)),
         pytorch_interval: dur(&h.pytorch_interval, Duration::from_secs(30 * 60)),
         gpu_temp_max: val(&h.gpu_temp_max).unwrap_or(85.0),
+        load_per_core_max: val(&h.load_per_core_max)
+            .unwrap_or(ugro_core::health::DEFAULT_LOAD_PER_CORE_MAX),
         probe_timeout: dur(&h.probe_timeout, Duration::from_secs(15)),
         pytorch_timeout: dur(&h.pytorch_timeout, Duration::from_secs(60)),
     };
@@ -762,6 +768,15 @@ fn resolve(
             format!(
                 "gpu_temp_max {} is not a plausible °C threshold (0-150)",
                 health.gpu_temp_max
+            ),
+        );
+    }
+    if !(health.load_per_core_max > 0.0 && health.load_per_core_max <= 100.0) {
+        p.push(
+            span_or(&h.load_per_core_max, &top),
+            format!(
+                "load_per_core_max {} must be in (0, 100] (runnable tasks per core)",
+                health.load_per_core_max
             ),
         );
     }

@@ -644,7 +644,7 @@ fn from_batch(stdout: &str, h: &HealthConfig) -> (CheckResult, CheckResult, Chec
         parse::loadavg(text("loadavg")),
         text("nproc").trim().parse::<u32>(),
     ) {
-        (Ok((l1, l5, _)), Ok(cores)) => parse::load_check(l1, l5, cores),
+        (Ok(loads), Ok(cores)) => parse::load_check(loads, cores, h.load_per_core_max),
         (Err(e), _) => CheckResult::fail(Load, e.to_string()),
         (_, Err(_)) => CheckResult::fail(
             Load,
@@ -746,9 +746,9 @@ async fn sweep_local(rt: &NodeRuntime, h: &HealthConfig) -> (Vec<CheckResult>, V
         let t = Instant::now();
         let r = match tokio::fs::read_to_string("/proc/loadavg").await {
             Ok(text) => match parse::loadavg(&text) {
-                Ok((l1, l5, _)) => {
+                Ok(loads) => {
                     let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
-                    parse::load_check(l1, l5, cores)
+                    parse::load_check(loads, cores, h.load_per_core_max)
                 }
                 Err(e) => CheckResult::fail(Load, e.to_string()),
             },
