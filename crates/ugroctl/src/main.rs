@@ -13,18 +13,21 @@ use ugro_api::{
     Client, ClientError, Events, NodeHealth, Nodes, ReloadResult, RunInfo, Runs, Status,
 };
 
+/// The heading of the options every command takes, kept apart from each command's own.
+const GLOBAL: &str = "Global options";
+
 /// Ask the ugro-monitor daemon about nodes, runs and events.
 #[derive(Debug, Parser)]
 #[command(version, about, propagate_version = true)]
 struct Cli {
     /// Control socket [default: $UGRO_SOCKET, then /run/ugro/ugro.sock, then $XDG_RUNTIME_DIR/ugro/ugro.sock]
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(long, global = true, value_name = "PATH", help_heading = GLOBAL)]
     socket: Option<PathBuf>,
     /// Print the daemon's JSON instead of tables.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     json: bool,
     /// Give up on the daemon after this long.
-    #[arg(long, global = true, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, global = true, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration, help_heading = GLOBAL)]
     timeout: std::time::Duration,
     #[command(subcommand)]
     command: Command,
@@ -41,7 +44,10 @@ enum Command {
         node: Option<String>,
     },
     /// Run a health sweep of NODE now and print it. Exit 1 if the node is not healthy.
-    Check { node: String },
+    Check {
+        /// The node's name, as configured (`[[nodes]] name`; "local" for this machine by default).
+        node: String,
+    },
     /// Runs under the log roots: progress, status, ETA. Exit 1 if any shown run failed or is stuck.
     Runs {
         /// Only runs with this status (running, finished, stuck, failed, outdated, unknown).
@@ -51,8 +57,11 @@ enum Command {
         #[arg(long)]
         root: Option<String>,
     },
-    /// One run in detail: progress, scores, process, error and diagnostic.
-    Run { id: String },
+    /// One run in detail: progress, scores, epoch times, process, error and diagnostic.
+    Run {
+        /// The run's id, as the RUN column of `ugroctl runs` shows it (its path under its root).
+        id: String,
+    },
     /// Recent events (daemon, config, nodes, runs), oldest first.
     Events {
         /// How far back: a duration ("24h", "7d") or an RFC 3339 time.
@@ -88,6 +97,7 @@ enum Command {
     Reload,
     /// Print a shell completion script.
     Completions {
+        /// The shell to write the completion script for.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
@@ -95,7 +105,9 @@ enum Command {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum SummaryFormat {
+    /// Markdown, as on disk and in the email's text part.
     Md,
+    /// HTML, as in the email.
     Html,
 }
 
@@ -352,5 +364,40 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// Every positional and option of every command says what it is, and the global options
+    /// sit under their own heading in each command's help.
+    #[test]
+    fn every_argument_is_described_and_globals_are_grouped() {
+        let mut cli = Cli::command();
+        cli.build();
+        let mut undescribed = Vec::new();
+        for cmd in std::iter::once(&cli).chain(cli.get_subcommands()) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                if arg.get_help().is_none() {
+                    undescribed.push(format!("{} {id}", cmd.get_name()));
+                }
+                if matches!(id, "socket" | "json" | "timeout") {
+                    assert_eq!(arg.get_help_heading(), Some(GLOBAL), "{id}");
+                } else {
+                    assert_eq!(arg.get_help_heading(), None, "{} {id}", cmd.get_name());
+                }
+            }
+        }
+        assert!(undescribed.is_empty(), "undescribed: {undescribed:?}");
+        let help = Cli::command()
+            .try_get_matches_from(["ugroctl", "run", "--help"])
+            .unwrap_err()
+            .render()
+            .to_string();
+        assert!(help.contains("The run's id"), "{help}");
+        let own = help.find("Options:").unwrap();
+        let global = help.find("Global options:").unwrap();
+        assert!(own < global, "{help}");
     }
 }

@@ -77,6 +77,39 @@ fn span(seconds: u64) -> String {
         .to_string()
 }
 
+/// A duration as a duration, at any scale: "4 ms", "0.3 s", "12.5 s", "4 min 10 s", "3 h 12 min".
+fn duration(d: std::time::Duration) -> String {
+    let secs = d.as_secs_f64();
+    if d < std::time::Duration::from_millis(100) {
+        format!("{} ms", d.as_millis())
+    } else if secs < 59.95 {
+        format!("{secs:.1} s")
+    } else {
+        span(d.as_secs())
+    }
+}
+
+/// A rate in the unit that reads best: "2.50 epochs/h", "12.0 epochs/min", "250 epochs/s".
+fn rate(per_hour: f64, unit: &str) -> String {
+    if !per_hour.is_finite() {
+        return "-".into();
+    }
+    let (x, per) = if per_hour >= 3600.0 {
+        (per_hour / 3600.0, "s")
+    } else if per_hour >= 60.0 {
+        (per_hour / 60.0, "min")
+    } else {
+        (per_hour, "h")
+    };
+    if x >= 100.0 {
+        format!("{x:.0} {unit}/{per}")
+    } else if per == "h" {
+        format!("{x:.2} {unit}/{per}")
+    } else {
+        format!("{x:.1} {unit}/{per}")
+    }
+}
+
 fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
     t.load_style(presets::NOTHING);
@@ -169,7 +202,7 @@ fn when(t: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
     t.map_or_else(|| "never".into(), |t| ago(t, now))
 }
 
-/// One line per failing or hung check: "latency: median 180 ms > 100 ms".
+/// One line per failing, hung or warning check: "latency: median 180 ms > 100 ms".
 fn failing(n: &NodeHealth) -> Vec<String> {
     n.checks
         .iter()
@@ -177,6 +210,8 @@ fn failing(n: &NodeHealth) -> Vec<String> {
         .map(|c| {
             let tag = if c.outcome == Outcome::Hung {
                 " (hung)"
+            } else if c.is_warning() {
+                " (warning)"
             } else {
                 ""
             };
@@ -255,7 +290,11 @@ pub fn node(n: &NodeHealth, now: DateTime<Utc>) -> String {
     for c in &n.checks {
         t.add_row(vec![
             c.name.as_str().to_string(),
-            c.outcome.as_str().to_string(),
+            if c.is_warning() {
+                "warn".to_string()
+            } else {
+                c.outcome.as_str().to_string()
+            },
             if c.outcome == Outcome::Skipped {
                 "-".into()
             } else {
@@ -266,6 +305,7 @@ pub fn node(n: &NodeHealth, now: DateTime<Utc>) -> String {
         styles.push(match c.outcome {
             Outcome::Pass => None,
             Outcome::Skipped => Some(DIM),
+            Outcome::Fail if c.is_warning() => Some(YELLOW),
             Outcome::Fail | Outcome::Hung => Some(RED),
         });
     }
@@ -324,8 +364,23 @@ fn run_style(s: RunStatus) -> Option<Style> {
     }
 }
 
-fn eta(seconds: Option<u64>) -> String {
-    seconds.map_or_else(|| "-".into(), |s| if s == 0 { "-".into() } else { span(s) })
+/// The time left, shown for running runs only ("-" otherwise, and when unknown): under a
+/// minute reads "< 1 min", not "0 s".
+fn eta(status: RunStatus, seconds: Option<u64>) -> String {
+    match (status, seconds) {
+        (RunStatus::Running, Some(s)) if s < 60 => "< 1 min".into(),
+        (RunStatus::Running, Some(s)) => span(s),
+        _ => "-".into(),
+    }
+}
+
+/// What a run counts: epochs (trainer), evaluations, or a generic run's own units.
+fn unit(runner: ugro_api::RunnerKind) -> &'static str {
+    match runner {
+        ugro_api::RunnerKind::Trainer => "epochs",
+        ugro_api::RunnerKind::Evaluator => "evaluations",
+        _ => "steps",
+    }
 }
 
 /// `ugroctl runs`.
@@ -353,7 +408,7 @@ pub fn runs(r: &Runs, now: DateTime<Utc>) -> String {
             run.status.as_str().to_string(),
             format!("{} {:>3.0}%", bar(p.percentage), p.percentage),
             epochs,
-            eta(p.eta_seconds),
+            eta(run.status, p.eta_seconds),
             updated.map_or_else(|| "-".into(), |u| ago(u, now)),
         ]);
         styles.push(run_style(run.status));
@@ -393,11 +448,12 @@ pub fn run(r: &RunInfo, now: DateTime<Utc>) -> String {
         ));
     }
     t.add_row(vec!["progress".to_string(), progress]);
-    if let Some(rate) = p.rate_per_hour {
-        t.add_row(vec![
-            "rate".to_string(),
-            format!("{rate:.2} epochs/h, ETA {}", eta(p.eta_seconds)),
-        ]);
+    if let Some(per_hour) = p.rate_per_hour {
+        let mut line = rate(per_hour, unit(r.runner));
+        if r.status == RunStatus::Running {
+            line.push_str(&format!(", ETA {}", eta(r.status, p.eta_seconds)));
+        }
+        t.add_row(vec!["rate".to_string(), line]);
     }
     let scores = |s: &Option<std::collections::BTreeMap<String, f64>>| {
         s.as_ref().map(|m| {
@@ -450,7 +506,7 @@ pub fn run(r: &RunInfo, now: DateTime<Utc>) -> String {
         for x in &r.epochs[shown..] {
             let took = prev
                 .and_then(|p| (x.completed_at - p).to_std().ok())
-                .map_or_else(|| "-".into(), |d| span(d.as_secs()));
+                .map_or_else(|| "-".into(), duration);
             e.add_row(vec![x.epoch.to_string(), ago(x.completed_at, now), took]);
             prev = Some(x.completed_at);
         }
@@ -586,6 +642,56 @@ mod tests {
         assert_eq!(ago(now, now), "just now");
         assert_eq!(ago(now + chrono::Duration::seconds(120), now), "in 2 min");
         assert_eq!(span(3 * 3600 + 12 * 60 + 5), "3 h 12 min");
+    }
+
+    #[test]
+    fn durations_rates_and_etas_read_as_such() {
+        use std::time::Duration as D;
+        assert_eq!(duration(D::from_millis(4)), "4 ms");
+        assert_eq!(duration(D::from_millis(300)), "0.3 s");
+        assert_eq!(duration(D::from_millis(12_500)), "12.5 s");
+        assert_eq!(duration(D::from_secs(250)), "4 min 10 s");
+        assert_eq!(duration(D::from_secs(3 * 3600 + 12 * 60)), "3 h 12 min");
+        // Epochs of 4 ms: 900 000 epochs/h is 250 epochs/s.
+        assert_eq!(rate(900_000.0, "epochs"), "250 epochs/s");
+        assert_eq!(rate(720.0, "epochs"), "12.0 epochs/min");
+        assert_eq!(rate(2.5, "epochs"), "2.50 epochs/h");
+        assert_eq!(rate(f64::INFINITY, "epochs"), "-");
+        assert_eq!(eta(RunStatus::Running, Some(0)), "< 1 min");
+        assert_eq!(
+            eta(RunStatus::Running, Some(3 * 3600 + 12 * 60)),
+            "3 h 12 min"
+        );
+        assert_eq!(eta(RunStatus::Running, None), "-");
+        for s in [RunStatus::Finished, RunStatus::Failed, RunStatus::Stuck] {
+            assert_eq!(eta(s, Some(600)), "-", "{s:?}");
+        }
+    }
+
+    #[test]
+    fn run_detail_shows_epoch_times_as_durations() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap();
+        let t0 = now - chrono::Duration::seconds(10);
+        let r: RunInfo = serde_json::from_value(serde_json::json!({
+            "id": "exp/run_1", "root": "/logs", "work_dir": "/logs/exp/run_1",
+            "runner": "trainer", "status": "running",
+            "progress": {"completed_epochs": 3, "total_epochs": 1000, "percentage": 0.3,
+                "early_stopped": false, "early_stopped_at_epoch": null, "best_score": null,
+                "latest_score": null, "rate_per_hour": 900000.0, "eta_seconds": 4},
+            "last_log_update": now, "last_artifact_update": now, "process": null,
+            "error": null, "diagnostic": null,
+            "epochs": [
+                {"epoch": 0, "completed_at": t0},
+                {"epoch": 1, "completed_at": t0 + chrono::Duration::milliseconds(4)},
+                {"epoch": 2, "completed_at": t0 + chrono::Duration::milliseconds(300)},
+            ],
+        }))
+        .unwrap();
+        let text = anstream::adapter::strip_str(&run(&r, now)).to_string();
+        assert!(text.contains("250 epochs/s, ETA < 1 min"), "{text}");
+        assert!(text.contains("4 ms") && text.contains("0.3 s"), "{text}");
+        let epochs = text.split("TOOK").nth(1).unwrap();
+        assert!(!epochs.contains("just now"), "{text}");
     }
 
     #[test]
