@@ -23,6 +23,7 @@
 //! - The fourth DESIGN.md bottleneck ("planned experiments waiting while no GPU is idle") needs a
 //!   queue of planned experiments, which ugro-monitor does not have; it is not reported.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::{self, Write as _};
 use std::time::Duration;
@@ -1229,7 +1230,32 @@ pub fn render_markdown(s: &Summary) -> String {
     let mut out = String::new();
     // Writing into a String cannot fail.
     let _ = write_markdown(&mut out, s);
-    out
+    // Text from logs (failure reasons, event messages) may carry terminal escapes: the file,
+    // the email's text part and the HTML made from this never hold a raw control character.
+    match neutralise_controls(&out) {
+        Cow::Borrowed(_) => out,
+        Cow::Owned(clean) => clean,
+    }
+}
+
+/// Replaces every control character but newline and tab (C0, DEL, C1: ESC, BEL, CR, the CSI
+/// byte, …) by a visible Rust-style escape, `\u{1b}` for ESC, so that text from logs cannot
+/// move a terminal's cursor, change its colours or ring its bell when a summary is read with
+/// `cat`, in a mail reader or a pager. Borrowed when there is nothing to replace.
+pub fn neutralise_controls(s: &str) -> Cow<'_, str> {
+    let bad = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !s.chars().any(bad) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        if bad(c) {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
 }
 
 fn write_markdown(out: &mut String, s: &Summary) -> fmt::Result {
@@ -2722,6 +2748,40 @@ mod tests {
             })
             .collect();
         assert!(text.contains("1. exp/*star*_[x](y)<b> (01:00)"), "{text}");
+    }
+
+    #[test]
+    fn control_characters_from_logs_are_neutralised_in_markdown_and_html() {
+        let mut red = run("exp/\u{1b}]0;title\u{7}red", RunStatus::Failed, 5, 20);
+        red.error = Some("\u{1b}[31mred\u{7} alert\u{9b}2J\r done\u{7f}".to_owned());
+        red.last_update = Some(t("2026-11-22T18:45:00Z"));
+        let mut fx = Fx::new(vec![red]).previous(vec![run("exp/x", RunStatus::Running, 4, 20)]);
+        fx.events.push(event(
+            "2026-11-22T18:46:00Z",
+            "run.failed",
+            "exp/red",
+            Severity::Warning,
+            "failed: \u{1b}[2Jcleared",
+        ));
+        let s = fx.build();
+        let md = render_markdown(&s);
+        let html = render_html(&s, None);
+        for (what, text) in [("markdown", &md), ("html", &html)] {
+            let raw: Vec<char> = text
+                .chars()
+                .filter(|c| c.is_control() && *c != '\n' && *c != '\t')
+                .collect();
+            assert!(raw.is_empty(), "{what} holds raw controls {raw:?}:\n{text}");
+        }
+        assert!(md.contains("\\u{1b}\\[31mred\\u{7} alert\\u{9b}2J"), "{md}");
+        assert!(md.contains("\\u{1b}\\[2Jcleared"), "{md}");
+        assert!(html.contains("\\u{1b}[31mred\\u{7} alert"), "{html}");
+        assert_eq!(
+            neutralise_controls("tab\tand\nnewline"),
+            "tab\tand\nnewline"
+        );
+        assert!(matches!(neutralise_controls("plain"), Cow::Borrowed(_)));
+        assert_eq!(neutralise_controls("a\u{0}b\u{1b}"), "a\\u{0}b\\u{1b}");
     }
 
     #[test]
