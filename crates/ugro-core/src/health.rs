@@ -25,11 +25,13 @@ pub const MIN_JITTERED: Duration = Duration::from_millis(100);
 
 /// Default load per core above which a node is overloaded (`[health] load_per_core_max`): the
 /// load check fails when both the 5- and the 15-minute load averages exceed this many runnable
-/// tasks per core (netdata's default alarm warns at twice the core count over 15 minutes).
-pub const DEFAULT_LOAD_PER_CORE_MAX: f64 = 2.0;
+/// tasks per core. Glances and the Linuxfabrik load check call a 15-minute load above 5 per
+/// core critical; netdata's 2× is only a warning, which is what busy is here.
+pub const DEFAULT_LOAD_PER_CORE_MAX: f64 = 5.0;
 
-/// Load per core above which a node is busy: more runnable tasks than cores over 15 minutes.
-/// A busy node's load check fails only as a warning ([`CheckResult::warning`]).
+/// Load per core above which a node is busy: more runnable tasks than cores over 15 minutes
+/// (Glances' warning level). A busy node's load check fails only as a warning
+/// ([`CheckResult::warning`]).
 pub const LOAD_BUSY_PER_CORE: f64 = 1.0;
 
 /// One kind of health check.
@@ -840,7 +842,8 @@ mod tests {
     #[test]
     fn busy_two_core_machine_stays_healthy_with_a_lower_score() {
         use crate::parse::load_check;
-        // Load 3.5 on 2 cores, sustained: busy, not overloaded.
+        // Load 3.5 on 2 cores, sustained: busy, not overloaded; so is 8.
+        assert!(load_check((8.0, 8.0, 8.0), 2, DEFAULT_LOAD_PER_CORE_MAX).is_warning());
         let load = load_check((3.5, 3.5, 3.5), 2, DEFAULT_LOAD_PER_CORE_MAX);
         assert!(load.is_warning(), "{load:?}");
         let rs = local_node(load);
@@ -866,7 +869,8 @@ mod tests {
     #[test]
     fn overloaded_machine_is_degraded_and_alerts() {
         use crate::parse::load_check;
-        let rs = local_node(load_check((6.0, 5.0, 4.5), 2, DEFAULT_LOAD_PER_CORE_MAX));
+        // Load 11 on 2 cores for a quarter of an hour.
+        let rs = local_node(load_check((12.0, 11.0, 10.5), 2, DEFAULT_LOAD_PER_CORE_MAX));
         let v = verdict(&rs, DEFAULT_PASS_RATE);
         // 3 of 4.
         assert_eq!((v.state, v.score), (NodeState::Degraded, 75));
