@@ -13,6 +13,9 @@ use tokio::net::UnixStream;
 
 use crate::{ErrorBody, PROTOCOL_HEADER, PROTOCOL_VERSION};
 
+/// How a transport error starts when the daemon closed the connection before answering.
+const CLOSED_EARLY: &str = "connection closed before an answer";
+
 /// Largest response body the client reads.
 const MAX_RESPONSE_BODY: usize = 64 * 1024 * 1024;
 
@@ -160,7 +163,29 @@ impl Client {
         body: Option<serde_json::Value>,
     ) -> Result<(StatusCode, Option<u32>, Bytes), ClientError> {
         let timeout = self.request_timeout;
-        let fut = self.raw_inner(method.clone(), uri, body);
+        // A daemon serving too many connections answers 503 with Retry-After at once: try again
+        // (within the same deadline) rather than fail the caller.
+        let fut = async {
+            let mut pause = Duration::from_millis(100);
+            loop {
+                let r = self.raw_inner(method.clone(), uri, body.clone()).await;
+                let idempotent = matches!(method, Method::GET | Method::HEAD);
+                match &r {
+                    Ok((StatusCode::SERVICE_UNAVAILABLE, _, bytes)) if is_refusal(bytes) => {
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_secs(1));
+                    }
+                    // A busy daemon may close a connection unanswered; a read can be sent again.
+                    Err(ClientError::Transport { message, .. })
+                        if idempotent && message.starts_with(CLOSED_EARLY) =>
+                    {
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_secs(1));
+                    }
+                    _ => return r,
+                }
+            }
+        };
         match tokio::time::timeout(timeout, fut).await {
             Ok(r) => r,
             Err(_) => Err(ClientError::Timeout {
@@ -225,10 +250,13 @@ impl Client {
         let req = req
             .body(Full::new(body_bytes))
             .map_err(|e| transport(e.to_string()))?;
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| transport(e.to_string()))?;
+        let resp = sender.send_request(req).await.map_err(|e| {
+            if e.is_canceled() || e.is_incomplete_message() {
+                transport(format!("{CLOSED_EARLY}: {e}"))
+            } else {
+                transport(e.to_string())
+            }
+        })?;
         let status = resp.status();
         let protocol = resp
             .headers()
@@ -243,6 +271,11 @@ impl Client {
         conn_task.abort();
         Ok((status, protocol, bytes))
     }
+}
+
+/// Is this 503 body the daemon's "too many connections" refusal (worth retrying)?
+fn is_refusal(bytes: &[u8]) -> bool {
+    serde_json::from_slice::<ErrorBody>(bytes).is_ok_and(|e| e.error.code == "too_many_connections")
 }
 
 #[cfg(test)]
