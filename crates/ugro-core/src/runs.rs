@@ -819,6 +819,8 @@ pub fn evaluate(view: &RunView, root_epochs: Option<u32>) -> Evaluation {
             }
             if let Some(gap) = trainer_gap_note(view, done) {
                 diags.push(gap);
+            } else if let Some(note) = unreadable_frontier_note(view, done) {
+                diags.push(note);
             }
             if let Some(p) = view.json_obj(PROGRESS_JSON)
                 && p.get("early_stopped").and_then(Value::as_bool) == Some(true)
@@ -970,6 +972,21 @@ pub fn evaluate(view: &RunView, root_epochs: Option<u32>) -> Evaluation {
         newest_artifact,
         median_epoch,
     }
+}
+
+/// Epoch `done` (the frontier, with no later epoch dir) holds an expected JSON file the caller
+/// could not read (too large, no permission): unlike a file still being written, that does not
+/// fix itself, so the count stops here for a reason worth saying.
+fn unreadable_frontier_note(view: &RunView, done: u32) -> Option<String> {
+    let e = view.epochs.get(&done)?;
+    let (name, reason) = e.json.iter().find_map(|(name, r)| match r {
+        Err(reason) if reason.starts_with("unreadable") => Some((name, reason)),
+        _ => None,
+    })?;
+    Some(format!(
+        "epoch_{done}/{name} {}; epochs from {done} on are not counted",
+        truncate_chars(reason, 160)
+    ))
 }
 
 /// A real gap: epoch `done` is incomplete or absent while a later epoch dir exists.
@@ -1575,6 +1592,46 @@ mod tests {
             stall_after: Duration::from_secs(30 * 60),
             outdated_after: Duration::from_secs(30 * 86_400),
         }
+    }
+
+    #[test]
+    fn an_unreadable_frontier_file_is_the_diagnostic() {
+        let mut big = plain_epoch(4 * H);
+        big.files
+            .insert(VALIDATION_SCORES.into(), fi(500 << 20, 4 * H));
+        big.json.insert(
+            VALIDATION_SCORES.into(),
+            Err("unreadable: 500 MiB, over the 16 MiB read limit".into()),
+        );
+        let e = evaluate(&trainer(3, 10).epoch(3, big.clone()).build(), None);
+        assert_eq!(e.progress.completed_epochs, 3);
+        assert_eq!(
+            e.diagnostic.as_deref(),
+            Some(
+                "epoch_3/validation_scores.json unreadable: 500 MiB, over the 16 MiB read limit; \
+                 epochs from 3 on are not counted"
+            )
+        );
+        // A file still being written says nothing; a later epoch makes it the gap note.
+        let mut partial = plain_epoch(4 * H);
+        partial.json.insert(
+            VALIDATION_SCORES.into(),
+            Err("invalid JSON at line 1 column 3: EOF".into()),
+        );
+        let e = evaluate(&trainer(3, 10).epoch(3, partial).build(), None);
+        assert_eq!(e.diagnostic, None);
+        let e = evaluate(
+            &trainer(3, 10)
+                .epoch(3, big)
+                .epoch(4, plain_epoch(5 * H))
+                .build(),
+            None,
+        );
+        let d = e.diagnostic.unwrap();
+        assert!(
+            d.contains("over the 16 MiB read limit") && d.contains("epoch_4 exists"),
+            "{d}"
+        );
     }
 
     // --- names and patterns ------------------------------------------------------------------

@@ -151,6 +151,22 @@ impl Listing {
 // ---------------------------------------------------------------------------------------------
 // JSON
 
+/// A size for messages: `512 B`, `3.5 KiB`, `16 MiB`, `1.2 GiB` (one decimal below 10).
+fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut x = bytes as f64;
+    let mut unit = 0;
+    while x >= 1024.0 && unit + 1 < UNITS.len() {
+        x /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 || x >= 10.0 || x.fract() == 0.0 {
+        format!("{x:.0} {}", UNITS[unit])
+    } else {
+        format!("{x:.1} {}", UNITS[unit])
+    }
+}
+
 /// Reads and parses a JSON file of known size, in one `read` when it did not grow; `keep` false
 /// only validates it ([`core::validate_json`]).
 fn read_json(path: &Path, info: &FileInfo, keep: bool, buf: &mut Vec<u8>) -> JsonRead {
@@ -158,7 +174,11 @@ fn read_json(path: &Path, info: &FileInfo, keep: bool, buf: &mut Vec<u8>) -> Jso
         return Err("empty".into());
     }
     if info.size > MAX_JSON_BYTES {
-        return Err(format!("unreadable: larger than {MAX_JSON_BYTES} bytes"));
+        return Err(format!(
+            "unreadable: {}, over the {} read limit",
+            human_size(info.size),
+            human_size(MAX_JSON_BYTES)
+        ));
     }
     // Exactly the size the stat saw (one `read` on a local filesystem): the view records that
     // size, so a file that grows since is seen as changed and read again.
@@ -865,12 +885,41 @@ mod tests {
             Ok(serde_json::Value::Null)
         );
         assert_eq!(read_json(&p, &info(0), true, &mut buf), Err("empty".into()));
-        let big = read_json(&p, &info(MAX_JSON_BYTES + 1), true, &mut buf).unwrap_err();
-        assert!(big.contains("larger than"), "{big}");
+        let big = read_json(&p, &info(500 * 1024 * 1024), true, &mut buf).unwrap_err();
+        assert_eq!(big, "unreadable: 500 MiB, over the 16 MiB read limit");
+        assert_eq!(human_size(1536), "1.5 KiB");
+        assert_eq!(human_size(512), "512 B");
         // Only the size the stat saw is read: the rest is seen as a change next time.
         assert!(read_json(&p, &info(6), true, &mut buf).is_err());
         let gone = read_json(&root.path().join("nope.json"), &info(5), true, &mut buf);
         assert!(gone.unwrap_err().starts_with("unreadable"));
+    }
+
+    #[test]
+    fn an_oversized_scores_file_is_named_in_the_diagnostic() {
+        let root = tempfile::tempdir().unwrap();
+        let run = root.path().join("run");
+        touch(&run.join("config.json"), "{\"epochs\": 10}");
+        for i in 0..3 {
+            epoch(&run, i);
+        }
+        epoch(&run, 3);
+        // 500 MiB, sparse: no disk used, and never read.
+        let big = fs::File::options()
+            .write(true)
+            .open(run.join("epoch_3/validation_scores.json"))
+            .unwrap();
+        big.set_len(500 * 1024 * 1024).unwrap();
+        let r = read_run(&run, None).unwrap();
+        let e = core::evaluate(&r.view, None);
+        assert_eq!(e.progress.completed_epochs, 3);
+        assert_eq!(
+            e.diagnostic.as_deref(),
+            Some(
+                "epoch_3/validation_scores.json unreadable: 500 MiB, over the 16 MiB read limit; \
+                 epochs from 3 on are not counted"
+            )
+        );
     }
 
     #[test]
