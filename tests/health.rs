@@ -427,19 +427,26 @@ fn metrics_parse_with_the_prometheus_parser_on_socket_and_tcp() {
     assert_eq!(protocol, Some(1));
     let socket_text = String::from_utf8(body.to_vec()).unwrap();
 
+    // Over TCP as Prometheus scrapes it (OpenMetrics); on the socket as curl and promtool get
+    // it (the classic text format).
     let tcp = std::process::Command::new("curl")
         .args([
             "-sf",
             "--max-time",
             "10",
+            "-H",
+            "Accept: application/openmetrics-text; version=1.0.0",
             &format!("http://127.0.0.1:{port}/metrics"),
         ])
         .output()
         .unwrap();
     assert!(tcp.status.success(), "GET /metrics over TCP");
 
-    for text in [socket_text, String::from_utf8(tcp.stdout).unwrap()] {
-        let parsed = parse_with_prometheus_client(&text);
+    for (text, openmetrics) in [
+        (socket_text, false),
+        (String::from_utf8(tcp.stdout).unwrap(), true),
+    ] {
+        let parsed = parse_with_prometheus_client(&text, openmetrics);
         for family in [
             "ugro_node_health_score",
             "ugro_node_state",
@@ -468,14 +475,20 @@ fn metrics_parse_with_the_prometheus_parser_on_socket_and_tcp() {
     }
 }
 
-/// Runs Debian's python3-prometheus-client OpenMetrics parser over `text`; returns the family
-/// names it found, one per line. Panics with the parser's error when the text is invalid.
-fn parse_with_prometheus_client(text: &str) -> String {
+/// Runs Debian's python3-prometheus-client parser (OpenMetrics, or the classic text format)
+/// over `text`; returns the family names it found, one per line. Panics with the parser's error
+/// when the text is invalid.
+fn parse_with_prometheus_client(text: &str, openmetrics: bool) -> String {
     use std::io::Write;
+    let module = if openmetrics {
+        "prometheus_client.openmetrics.parser"
+    } else {
+        "prometheus_client.parser"
+    };
     let mut child = std::process::Command::new("/usr/bin/python3")
         .args([
             "-c",
-            "import sys\nfrom prometheus_client.openmetrics.parser import text_string_to_metric_families as p\nfor f in p(sys.stdin.read()):\n    print(f.name)\n",
+            &format!("import sys\nfrom {module} import text_string_to_metric_families as p\nfor f in p(sys.stdin.read()):\n    print(f.name)\n"),
         ])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

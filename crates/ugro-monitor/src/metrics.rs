@@ -1,6 +1,8 @@
 //! Prometheus exposition (`GET /metrics`, on the control socket and on the optional TCP
 //! listener): a prometheus-client collector that renders the current node reports and counters
-//! at scrape time, so series of removed nodes disappear with them.
+//! at scrape time, so series of removed nodes disappear with them. OpenMetrics for scrapers
+//! that ask for it, the classic text format (every family with HELP and TYPE, as
+//! `promtool check metrics` wants) for everyone else.
 
 use std::sync::Arc;
 
@@ -255,17 +257,63 @@ pub fn render(shared: &Shared) -> Result<String, std::fmt::Error> {
     Ok(out)
 }
 
-/// `GET /metrics`.
-pub async fn handler(axum::extract::State(shared): axum::extract::State<Arc<Shared>>) -> Response {
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The classic Prometheus text format (0.0.4) of an OpenMetrics exposition: a counter family is
+/// named after its samples (`x_total`, where OpenMetrics names it `x`), and there is no `# EOF`.
+/// Without this, text-format parsers see each counter's samples as a family with no HELP.
+pub fn to_text_format(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len() + 16 * counters.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE ", "# UNIT "]
+            .into_iter()
+            .find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
+        match meta {
+            Some(("# UNIT ", _)) => continue,
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                if counters.contains(name) {
+                    out.push_str(&format!("{prefix}{name}_total {tail}"));
+                } else {
+                    out.push_str(line);
+                }
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Whether a scraper's `Accept` header asks for OpenMetrics (Prometheus does; curl and promtool
+/// do not).
+fn wants_openmetrics(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"))
+}
+
+/// `GET /metrics`: OpenMetrics when asked for, else the classic text format.
+pub async fn handler(
+    axum::extract::State(shared): axum::extract::State<Arc<Shared>>,
+    headers: axum::http::HeaderMap,
+) -> Response {
     match render(&shared) {
-        Ok(text) => (
-            [(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            text,
-        )
-            .into_response(),
+        Ok(text) if wants_openmetrics(&headers) => {
+            ([(header::CONTENT_TYPE, OPENMETRICS)], text).into_response()
+        }
+        Ok(text) => ([(header::CONTENT_TYPE, TEXT_FORMAT)], to_text_format(&text)).into_response(),
         Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics").into_response(),
     }
 }
@@ -289,5 +337,45 @@ pub async fn serve_tcp(
         .await
     {
         tracing::error!(error = %e, "metrics listener failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_format_names_counter_families_after_their_samples() {
+        let om = "# HELP ugro_node_health_score Health score.\n\
+                  # TYPE ugro_node_health_score gauge\n\
+                  ugro_node_health_score{node=\"local\"} 100\n\
+                  # HELP ugro_node_sweeps Health sweeps run.\n\
+                  # TYPE ugro_node_sweeps counter\n\
+                  ugro_node_sweeps_total{node=\"local\"} 3\n\
+                  # EOF\n";
+        assert_eq!(
+            to_text_format(om),
+            "# HELP ugro_node_health_score Health score.\n\
+             # TYPE ugro_node_health_score gauge\n\
+             ugro_node_health_score{node=\"local\"} 100\n\
+             # HELP ugro_node_sweeps_total Health sweeps run.\n\
+             # TYPE ugro_node_sweeps_total counter\n\
+             ugro_node_sweeps_total{node=\"local\"} 3\n"
+        );
+    }
+
+    #[test]
+    fn openmetrics_only_when_asked_for() {
+        let mut h = axum::http::HeaderMap::new();
+        assert!(!wants_openmetrics(&h));
+        h.insert(header::ACCEPT, "*/*".parse().unwrap());
+        assert!(!wants_openmetrics(&h));
+        h.insert(
+            header::ACCEPT,
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+                .parse()
+                .unwrap(),
+        );
+        assert!(wants_openmetrics(&h));
     }
 }
