@@ -74,13 +74,18 @@ fn main() -> ExitCode {
     }
 }
 
+/// The filter when neither `UGRO_LOG` nor `RUST_LOG` is set: the daemon's info lines, and only
+/// warnings from libraries that narrate their internals at info (the cron scheduler's
+/// "Uninited", "Job creator created", …).
+const DEFAULT_LOG_FILTER: &str = "info,tokio_cron_scheduler=warn";
+
 /// Logs to stderr; `UGRO_LOG` (or `RUST_LOG`) sets the filter. Under systemd (journal attached)
 /// timestamps are left to the journal.
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("UGRO_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+        .unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

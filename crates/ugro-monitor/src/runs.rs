@@ -977,9 +977,18 @@ async fn track_root(
         root_s.clone(),
         Severity::Info,
         format!(
-            "{} run(s) under {} ({counts}); watching with {}",
-            runs.len(),
+            "{} under {}{}; watching with {}",
+            match runs.len() {
+                0 => "no runs".to_owned(),
+                1 => "1 run".to_owned(),
+                n => format!("{n} runs"),
+            },
             root.display(),
+            if counts.is_empty() {
+                String::new()
+            } else {
+                format!(" ({counts})")
+            },
             match &mode {
                 Mode::Inotify(w) => format!(
                     "inotify ({} directories watched)",

@@ -130,6 +130,37 @@ impl RetentionReport {
             + self.outbox
             + self.files
     }
+
+    /// One line for the log: "retention deleted 12 events and 40 check results older than 30
+    /// days" ("nothing" when nothing was old enough).
+    pub fn sentence(&self, keep: Duration) -> String {
+        let parts: Vec<String> = [
+            (self.events, "event", "events"),
+            (self.check_results, "check result", "check results"),
+            (self.samples, "sample", "samples"),
+            (self.summaries, "summary", "summaries"),
+            (self.snapshots, "snapshot", "snapshots"),
+            (self.outbox, "finished email", "finished emails"),
+            (self.files, "file", "files"),
+        ]
+        .into_iter()
+        .filter(|(n, _, _)| *n > 0)
+        .map(|(n, one, many)| format!("{n} {}", if n == 1 { one } else { many }))
+        .collect();
+        let what = match parts.as_slice() {
+            [] => "nothing".to_owned(),
+            [one] => one.clone(),
+            [head @ .., last] => format!("{} and {last}", head.join(", ")),
+        };
+        let secs = keep.as_secs();
+        let age = match secs {
+            86_400 => "1 day".to_owned(),
+            s if s % 86_400 == 0 => format!("{} days", s / 86_400),
+            s if s % 3600 == 0 => format!("{} h", s / 3600),
+            _ => humantime::format_duration(keep).to_string(),
+        };
+        format!("retention deleted {what} older than {age}")
+    }
 }
 
 /// Deletes everything older than `keep` before `now`: events, check results and resolved
@@ -303,7 +334,7 @@ async fn run_retention(shared: &Arc<Shared>, clock: &dyn Clock) {
             if let Err(e) = shared.store.job_done(RETENTION_JOB, now).await {
                 tracing::warn!(error = %e, "could not record the retention run");
             }
-            tracing::info!(?r, "retention done");
+            tracing::info!("{}", r.sentence(cfg.summary.retention));
             if !r.file_errors.is_empty() {
                 shared
                     .event(NewEvent::new(
