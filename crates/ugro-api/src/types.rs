@@ -40,6 +40,45 @@ pub struct Status {
     /// Background tasks and whether each reported in time (what the systemd watchdog sees).
     #[serde(default)]
     pub tasks: Vec<TaskStatus>,
+    /// Whether the database takes the daemon's writes (an older daemon omits it: `ok`).
+    #[serde(default)]
+    pub store: StoreStatus,
+}
+
+/// How the database takes writes: `degraded` while writes fail (a full or read-only disk) or
+/// wait to be redone, or when the start-up integrity check found damage.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StoreStatus {
+    pub state: StoreState,
+    /// The newest write error while degraded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Since when writes fail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<DateTime<Utc>>,
+    /// Rows held in memory that are still to be stored (redone once the database takes them).
+    #[serde(default)]
+    pub pending_writes: u64,
+    /// What `PRAGMA quick_check` found at start, when it found damage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub integrity: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreState {
+    #[default]
+    Ok,
+    Degraded,
+}
+
+impl StoreState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Degraded => "degraded",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]

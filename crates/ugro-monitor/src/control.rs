@@ -170,6 +170,7 @@ async fn status(State(shared): State<Arc<Shared>>) -> Result<Json<Status>, ApiEr
             events_24h,
         },
         tasks: shared.heartbeats.status(),
+        store: shared.store.write_status(),
     }))
 }
 

@@ -21,6 +21,10 @@ use crate::systemd::{Heartbeats, Notifier};
 
 /// The whole stop (tasks, connections, final writes) must fit in this.
 pub const STOP_DEADLINE: Duration = Duration::from_secs(4);
+/// Of [`STOP_DEADLINE`]: the tasks get this long to stop, and the last writes end by
+/// [`STOP_WRITES`] (main's runtime shutdown takes at most 500 ms after).
+const STOP_TASKS: Duration = Duration::from_millis(2500);
+const STOP_WRITES: Duration = Duration::from_millis(3400);
 /// How often background loops report to the heartbeat registry.
 const BEAT_EVERY: Duration = Duration::from_secs(20);
 
@@ -377,6 +381,24 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<(), DaemonError> 
         });
     }
 
+    {
+        // Reads the whole file: in the background, so the start does not wait for it.
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let problems = shared.store.quick_check().await;
+            if !problems.is_empty() {
+                let message = crate::store::corrupt_message(shared.store.path(), &problems);
+                shared
+                    .event(NewEvent::new(
+                        "store.corrupt",
+                        "daemon",
+                        Severity::Critical,
+                        message,
+                    ))
+                    .await;
+            }
+        });
+    }
     notifier.ready(&shared.running_status());
     tracing::info!(socket = %cfg.daemon.socket.display(), database = %store.path().display(), "ready");
     drop(cfg);
@@ -408,7 +430,10 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<(), DaemonError> 
     notifier.stopping();
     tracing::info!(reason, "stopping");
     cancel.cancel();
-    let drained = tokio::time::timeout(STOP_DEADLINE - Duration::from_secs(1), async {
+    // The budget: tasks, then the last writes (a full or locked disk must not stretch them),
+    // then main's runtime shutdown (500 ms) — all within STOP_DEADLINE.
+    let stop_began = tokio::time::Instant::now();
+    let drained = tokio::time::timeout_at(stop_began + STOP_TASKS, async {
         while tasks.join_next().await.is_some() {}
     })
     .await;
@@ -416,22 +441,32 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<(), DaemonError> 
         tracing::warn!("some tasks did not stop in time; aborting them");
         tasks.abort_all();
     }
-    shared
-        .event(NewEvent::new(
-            "daemon.stopped",
-            "daemon",
-            if failure.is_some() {
-                Severity::Critical
-            } else {
-                Severity::Info
-            },
-            format!("ugro-monitor stopped ({reason})"),
-        ))
-        .await;
-    if let Err(e) = store.end_session(session, Utc::now()).await {
-        tracing::error!(error = %e, "could not record the clean stop");
+    let last_words = async {
+        shared
+            .event(NewEvent::new(
+                "daemon.stopped",
+                "daemon",
+                if failure.is_some() {
+                    Severity::Critical
+                } else {
+                    Severity::Info
+                },
+                format!("ugro-monitor stopped ({reason})"),
+            ))
+            .await;
+        if let Err(e) = store.end_session(session, Utc::now()).await {
+            tracing::error!(error = %e, "could not record the clean stop");
+        }
+        store.close().await;
+    };
+    if tokio::time::timeout_at(stop_began + STOP_WRITES, last_words)
+        .await
+        .is_err()
+    {
+        tracing::error!(
+            "the database did not take the last writes in time; stopping without them (the next start reports an unclean stop)"
+        );
     }
-    store.close().await;
     drop(state_lock);
     match failure {
         Some(e) => Err(e),

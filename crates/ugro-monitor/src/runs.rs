@@ -24,7 +24,7 @@ use crate::config::{NodeHost, RootConfig, WatchMode};
 use crate::daemon::Shared;
 use crate::scan::{self, ReadRun, Stamps};
 use crate::ssh::Exec;
-use crate::store::NewEvent;
+use crate::store::{NewEvent, StoreError};
 
 /// File events are gathered this long before the touched runs are recomputed.
 const DEBOUNCE: Duration = Duration::from_millis(20);
@@ -1390,6 +1390,8 @@ type EpochsToStore = (Arc<RunView>, u32, u32);
 enum Write {
     Runs(ToStore),
     Events(Vec<NewEvent>),
+    /// Time to try a failed store again (made by the writer itself).
+    Retry,
 }
 
 /// What to store for the changed runs (`infos`, as published) and the gone ones; the epochs
@@ -1412,49 +1414,186 @@ fn to_store(runs: &mut BTreeMap<String, Run>, infos: Vec<RunInfo>, gone: &[Strin
     out
 }
 
-/// Stores runs in transactions of at most about [`STORE_BATCH`] rows (the epoch rows are made
-/// one transaction at a time, so a first scan's 100 000 of them are never all in memory).
-async fn write_store(shared: &Shared, root: &str, s: ToStore) {
-    let mut gone = s.gone;
-    let mut pending = s.changed.into_iter().peekable();
-    while pending.peek().is_some() || !gone.is_empty() {
-        let mut changed = Vec::new();
-        let mut epochs = Vec::new();
-        while changed.len() + epochs.len() < STORE_BATCH
-            && let Some((info, todo)) = pending.next()
-        {
-            if let Some((view, from, to)) = todo {
-                let times = core::epoch_completion_times(&view, to);
-                for (e, t) in times.into_iter().enumerate().skip(from as usize) {
-                    epochs.push((info.id.clone(), e as u32, t));
+/// First wait before a failed store is tried again; it doubles up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(500);
+/// Longest wait between two tries of a failed store.
+const RETRY_MAX: Duration = Duration::from_secs(10);
+
+/// One run's pending write: delete its rows (it went; maybe it came back since), then store
+/// its newest state and the epochs not stored yet.
+#[derive(Debug, Default)]
+struct Pending {
+    delete: bool,
+    info: Option<RunInfo>,
+    epochs: Option<EpochsToStore>,
+}
+
+impl Pending {
+    /// Rows this writes (a batch holds about [`STORE_BATCH`]).
+    fn rows(&self) -> usize {
+        1 + self
+            .epochs
+            .as_ref()
+            .map_or(0, |(_, from, to)| to.saturating_sub(*from) as usize)
+    }
+}
+
+/// What a root's writer still has to store, one entry per run: a newer state replaces an older
+/// one, so a database that refuses writes for hours costs one entry per run, never a growing
+/// queue, and what lands once it takes writes again is the state held in memory.
+#[derive(Debug, Default)]
+struct Backlog(BTreeMap<String, Pending>);
+
+impl Backlog {
+    fn merge(&mut self, s: ToStore) {
+        for (info, epochs) in s.changed {
+            let p = self.0.entry(info.id.clone()).or_default();
+            p.epochs = match (p.epochs.take(), epochs) {
+                // The newest view, from the first epoch not stored yet.
+                (Some((_, old_from, _)), Some((view, from, to))) => {
+                    Some((view, old_from.min(from).min(to), to))
+                }
+                (old, new) => new.or(old),
+            };
+            p.info = Some(info);
+        }
+        for id in s.gone {
+            self.0.insert(
+                id,
+                Pending {
+                    delete: true,
+                    ..Pending::default()
+                },
+            );
+        }
+    }
+
+    fn rows(&self) -> usize {
+        self.0.values().map(Pending::rows).sum()
+    }
+
+    /// Stores the backlog in transactions of about [`STORE_BATCH`] rows (the epoch rows are
+    /// made one transaction at a time, so a first scan's 100 000 of them are never all in
+    /// memory). Stops at the first failure, keeping what did not land; `Err` then.
+    async fn flush(&mut self, shared: &Shared, root: &str) -> Result<(), StoreError> {
+        while !self.0.is_empty() {
+            let mut batch = Vec::new();
+            let mut rows = 0;
+            while rows < STORE_BATCH
+                && let Some((id, p)) = self.0.pop_first()
+            {
+                rows += p.rows();
+                batch.push((id, p));
+            }
+            let mut gone = Vec::new();
+            let mut changed = Vec::new();
+            let mut epochs = Vec::new();
+            for (id, p) in &batch {
+                if p.delete {
+                    gone.push(id.clone());
+                }
+                if let Some(info) = &p.info {
+                    changed.push(info.clone());
+                }
+                if let Some((view, from, to)) = &p.epochs {
+                    let times = core::epoch_completion_times(view, *to);
+                    for (e, t) in times.into_iter().enumerate().skip(*from as usize) {
+                        epochs.push((id.clone(), e as u32, t));
+                    }
                 }
             }
-            changed.push(info);
+            let started = std::time::Instant::now();
+            let result = shared
+                .store
+                .save_runs(root, &changed, &gone, &epochs, Utc::now())
+                .await;
+            tracing::debug!(
+                root,
+                rows = changed.len() + gone.len() + epochs.len(),
+                ms = started.elapsed().as_millis() as u64,
+                ok = result.is_ok(),
+                "stored runs"
+            );
+            if let Err(e) = result {
+                // Nothing was merged meanwhile (this task is the only one merging): put it back.
+                self.0.extend(batch);
+                return Err(e);
+            }
         }
-        let result = shared
-            .store
-            .save_runs(root, &changed, &gone, &epochs, Utc::now())
-            .await;
-        gone.clear();
-        if let Err(e) = result {
-            tracing::error!(root, error = %e, "could not store runs");
-        }
+        Ok(())
     }
 }
 
 /// The root's writer: stores runs and records events in the order they come, so the tracking
-/// loop never waits on the database (it waits only when this falls far behind).
+/// loop never waits on the database (it waits only when this falls far behind). A store that
+/// fails is kept in the backlog and tried again, waiting longer each time (up to
+/// [`RETRY_MAX`]); what comes meanwhile is merged into it.
 async fn writer(shared: Arc<Shared>, root: String, mut rx: tokio::sync::mpsc::Receiver<Write>) {
-    while let Some(w) = rx.recv().await {
-        match w {
-            Write::Runs(s) => write_store(&shared, &root, s).await,
-            Write::Events(events) => {
-                for e in events {
-                    shared.event(e).await;
-                }
+    let mut backlog = Backlog::default();
+    let mut reported = 0usize;
+    // Set while failing: when to try again, and the wait after that.
+    let mut retry: Option<(tokio::time::Instant, Duration)> = None;
+    let report = |backlog: &Backlog, reported: &mut usize| {
+        let rows = backlog.rows();
+        shared.store.add_pending(rows as i64 - *reported as i64);
+        *reported = rows;
+    };
+    loop {
+        let w = match retry {
+            Some((at, _)) if !backlog.0.is_empty() => tokio::select! {
+                w = rx.recv() => w,
+                _ = tokio::time::sleep_until(at) => Some(Write::Retry),
+            },
+            _ => rx.recv().await,
+        };
+        let Some(w) = w else { break };
+        let (flush, events) = match w {
+            Write::Runs(s) => {
+                backlog.merge(s);
+                report(&backlog, &mut reported);
+                (retry.is_none(), Vec::new())
             }
+            Write::Retry => (true, Vec::new()),
+            // The events follow the runs they are about: those go first (unless failing).
+            Write::Events(events) => (retry.is_none() && !backlog.0.is_empty(), events),
+        };
+        if flush {
+            let result = backlog.flush(&shared, &root).await;
+            report(&backlog, &mut reported);
+            retry = match result {
+                Ok(()) => {
+                    shared.store.write_landed();
+                    None
+                }
+                Err(e) => {
+                    let wait = retry.map_or(RETRY_FIRST, |(_, w)| w);
+                    tracing::warn!(
+                        root,
+                        error = %e,
+                        runs = backlog.0.len(),
+                        retry_in_ms = wait.as_millis() as u64,
+                        "could not store runs; kept to try again"
+                    );
+                    Some((
+                        tokio::time::Instant::now() + wait,
+                        (wait * 2).min(RETRY_MAX),
+                    ))
+                }
+            };
+        }
+        for e in events {
+            shared.event(e).await;
         }
     }
+    // The root is gone or the daemon stops: one last try.
+    if !backlog.0.is_empty() && backlog.flush(&shared, &root).await.is_err() {
+        tracing::warn!(
+            root,
+            runs = backlog.0.len(),
+            "runs not stored; the next start's first scan stores them"
+        );
+    }
+    shared.store.add_pending(-(reported as i64));
 }
 
 /// Reads the failure reason of a failed or stuck run from its newest log; clears it otherwise.

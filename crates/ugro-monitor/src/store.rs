@@ -1,14 +1,17 @@
-//! The SQLite state file: opening it (WAL, migrations embedded in the binary) and every query
-//! the daemon makes. Only this module talks SQL.
+//! The SQLite state file: opening it (WAL, migrations embedded in the binary, private file
+//! modes, the start-up integrity check), keeping the WAL small, how writes are faring (the
+//! `store` part of `/v1/status`) and every query the daemon makes. Only this module talks SQL.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
-use ugro_api::{Event, Severity};
+use sqlx::{Connection, Row, SqlitePool};
+use ugro_api::{Event, Severity, StoreState, StoreStatus};
 use ugro_core::health::{Alert as CoreAlert, CheckResult, NodeState};
 use ugro_core::parse::GpuReading;
 
@@ -17,6 +20,23 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations"
 
 /// Hard ceiling on events returned by one query.
 pub const MAX_EVENTS_PER_QUERY: u32 = 10_000;
+
+/// Mode of the database, its WAL and shared-memory file: the daemon's alone (readers go through
+/// the socket, which decides who may see what).
+pub const DB_FILE_MODE: u32 = 0o600;
+
+/// `PRAGMA journal_size_limit`: whenever the WAL starts over after a checkpoint, it is cut back
+/// to this size instead of keeping its high-water mark.
+pub const JOURNAL_SIZE_LIMIT: u64 = 16 << 20;
+
+/// A write that leaves the WAL larger than this checkpoints it at once (TRUNCATE), so a big
+/// discovery does not leave hundreds of MB behind.
+pub const CHECKPOINT_WAL_ABOVE: u64 = 32 << 20;
+
+/// How long a write waits for another connection's write transaction. Write transactions start
+/// with `BEGIN IMMEDIATE`, so this wait covers every lock conflict between the daemon's writers
+/// (a runs batch of 4000 rows holds the lock for well under a second).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -44,6 +64,13 @@ pub enum StoreError {
         op: &'static str,
         #[source]
         source: sqlx::Error,
+    },
+    #[error("database file {path}: {op}: {source}")]
+    File {
+        path: PathBuf,
+        op: &'static str,
+        #[source]
+        source: std::io::Error,
     },
 }
 
@@ -87,6 +114,28 @@ pub struct EventFilter {
 pub struct Store {
     pool: SqlitePool,
     path: PathBuf,
+    health: Arc<WriteHealth>,
+}
+
+/// How writes are faring: failing since when, and how many rows writers hold to redo.
+#[derive(Debug, Default)]
+struct WriteHealth {
+    failing: Mutex<Option<Failing>>,
+    /// Rows the writers hold in memory, not stored yet (see [`Store::add_pending`]).
+    pending: AtomicU64,
+    /// What the start-up `quick_check` found, when it found damage.
+    integrity: Mutex<Option<String>>,
+}
+
+#[derive(Debug, Clone)]
+struct Failing {
+    since: DateTime<Utc>,
+    last_error: String,
+    failures: u64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 pub(crate) fn to_ms(t: DateTime<Utc>) -> i64 {
@@ -108,6 +157,9 @@ impl Store {
                 source,
             })?;
         }
+        // Created (or narrowed) before SQLite sees it: SQLite gives the -wal and -shm files the
+        // database's mode, and the umask plays no part.
+        restrict_file(path, true)?;
         let opts = SqliteConnectOptions::from_str("sqlite://")
             .map_err(|source| StoreError::Open {
                 path: path.to_path_buf(),
@@ -118,17 +170,36 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
+            .pragma("journal_size_limit", JOURNAL_SIZE_LIMIT.to_string())
+            .busy_timeout(BUSY_TIMEOUT);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(10))
+            // A connection handed back inside a transaction (a COMMIT that failed on a full disk
+            // leaves sqlx counting one SQLite already rolled back) would run every later
+            // statement in a stale transaction: "database is locked" for good. Close it instead.
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    conn.ping().await?;
+                    let clean = !conn.is_in_transaction();
+                    if !clean {
+                        tracing::warn!("closing a database connection left inside a transaction");
+                    }
+                    Ok(clean)
+                })
+            })
             .connect_with(opts)
             .await
             .map_err(|source| StoreError::Open {
                 path: path.to_path_buf(),
                 source,
             })?;
+        for suffix in ["-wal", "-shm"] {
+            let mut p = path.as_os_str().to_owned();
+            p.push(suffix);
+            restrict_file(Path::new(&p), false)?;
+        }
         MIGRATOR
             .run(&pool)
             .await
@@ -139,7 +210,151 @@ impl Store {
         Ok(Self {
             pool,
             path: path.to_path_buf(),
+            health: Arc::default(),
         })
+    }
+
+    /// Runs `PRAGMA quick_check` (every page and index, without the slower cross-checks of
+    /// `integrity_check`). Returns the problems found (at most 10), none when the database is sound; a
+    /// database too damaged to check counts as one problem. Problems show in
+    /// [`Store::write_status`] until the next start.
+    pub async fn quick_check(&self) -> Vec<String> {
+        let problems = match sqlx::query("PRAGMA quick_check(10)")
+            .fetch_all(&self.pool)
+            .await
+        {
+            // One row per problem, or (newer SQLite) one row of lines under a
+            // "*** in database main ***" heading.
+            Ok(rows) => rows
+                .iter()
+                .filter_map(|r| r.try_get::<String, _>(0).ok())
+                .flat_map(|text| {
+                    text.lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty() && *l != "ok" && !l.starts_with("***"))
+                        .map(str::to_string)
+                        .collect::<Vec<_>>()
+                })
+                .take(10)
+                .collect(),
+            Err(e) => vec![format!("the check itself failed: {e}")],
+        };
+        if !problems.is_empty() {
+            *lock(&self.health.integrity) = Some(problems.join("; "));
+        }
+        problems
+    }
+
+    /// The `store` part of `/v1/status`.
+    pub fn write_status(&self) -> StoreStatus {
+        let failing = lock(&self.health.failing).clone();
+        let integrity = lock(&self.health.integrity).clone();
+        StoreStatus {
+            state: if failing.is_some() || integrity.is_some() {
+                StoreState::Degraded
+            } else {
+                StoreState::Ok
+            },
+            last_error: failing.as_ref().map(|f| f.last_error.clone()),
+            since: failing.as_ref().map(|f| f.since),
+            pending_writes: self.health.pending.load(Ordering::Relaxed),
+            integrity,
+        }
+    }
+
+    /// Writers that hold rows to store in memory (and redo them after a failure) count them
+    /// here: `delta` more (or fewer) rows pending. The store stays degraded while any are held
+    /// after a failure.
+    pub fn add_pending(&self, delta: i64) {
+        if delta >= 0 {
+            self.health
+                .pending
+                .fetch_add(delta.unsigned_abs(), Ordering::Relaxed);
+        } else {
+            let d = delta.unsigned_abs();
+            let _ = self
+                .health
+                .pending
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| {
+                    Some(p.saturating_sub(d))
+                });
+        }
+    }
+
+    /// Notes a failed write: degraded from now until writes land again with nothing pending.
+    pub fn write_failed(&self, e: &StoreError) {
+        let mut f = lock(&self.health.failing);
+        match f.as_mut() {
+            Some(f) => {
+                f.last_error = e.to_string();
+                f.failures += 1;
+            }
+            None => {
+                tracing::error!(error = %e, "database writes fail; the store is degraded, what the daemon holds in memory is stored again once writes land");
+                *f = Some(Failing {
+                    since: Utc::now(),
+                    last_error: e.to_string(),
+                    failures: 1,
+                });
+            }
+        }
+    }
+
+    /// Notes a write that landed: back to `ok` when nothing is pending any more, with an event
+    /// saying how long writes failed.
+    pub fn write_landed(&self) {
+        if self.health.pending.load(Ordering::Relaxed) > 0 {
+            return;
+        }
+        let Some(f) = lock(&self.health.failing).take() else {
+            return;
+        };
+        let now = Utc::now();
+        let secs = (now - f.since).num_seconds().max(0);
+        let message = format!(
+            "database writes failed for {secs} s from {} ({} failed write(s), the last: {}); \
+             everything held in memory has been stored again",
+            f.since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            f.failures,
+            f.last_error
+        );
+        tracing::warn!(kind = "store.recovered", "{message}");
+        let store = self.clone();
+        tokio::spawn(async move {
+            let e = NewEvent::new("store.recovered", "daemon", Severity::Warning, message);
+            if let Err(err) = store.record_event(now, &e).await {
+                tracing::error!(error = %err, kind = %e.kind, "could not record event");
+            }
+        });
+    }
+
+    /// Passes a write's result through, noting how it fared.
+    pub(crate) fn track<T>(&self, r: Result<T, StoreError>) -> Result<T, StoreError> {
+        match &r {
+            Ok(_) => self.write_landed(),
+            Err(e) => self.write_failed(e),
+        }
+        r
+    }
+
+    /// Checkpoints the WAL (TRUNCATE) when it has grown past [`CHECKPOINT_WAL_ABOVE`]; a
+    /// checkpoint that other connections keep from finishing is left to the next write.
+    pub async fn settle_wal(&self) {
+        let mut wal = self.path.as_os_str().to_owned();
+        wal.push("-wal");
+        let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        if size <= CHECKPOINT_WAL_ABOVE {
+            return;
+        }
+        match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(TRUNCATE)")
+            .fetch_one(&self.pool)
+            .await
+        {
+            Ok((busy, frames, done)) => {
+                tracing::debug!(size, busy, frames, done, "checkpointed the WAL")
+            }
+            Err(e) => tracing::warn!(size, error = %e, "could not checkpoint the WAL"),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -184,8 +399,8 @@ impl Store {
         .bind(&e.message)
         .fetch_one(&self.pool)
         .await
-        .map_err(self.err("insert event"))?;
-        Ok(row.get(0))
+        .map_err(self.err("insert event"));
+        Ok(self.track(row)?.get(0))
     }
 
     /// Events matching `f`, oldest first; at most `f.limit` (the newest ones) and a flag saying
@@ -255,7 +470,7 @@ impl Store {
         pid: u32,
         version: &str,
     ) -> Result<(i64, Option<DateTime<Utc>>), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(self.err("begin session"))?;
+        let mut tx = self.begin_write("begin session").await?;
         let unclean: Option<i64> = sqlx::query_scalar(
             "SELECT started_ms FROM daemon_sessions WHERE stopped_ms IS NULL ORDER BY id DESC LIMIT 1",
         )
@@ -280,13 +495,26 @@ impl Store {
     }
 
     pub async fn end_session(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
-        sqlx::query("UPDATE daemon_sessions SET stopped_ms = ? WHERE id = ?")
+        let r = sqlx::query("UPDATE daemon_sessions SET stopped_ms = ? WHERE id = ?")
             .bind(to_ms(at))
             .bind(id)
             .execute(&self.pool)
             .await
-            .map_err(self.err("end session"))?;
-        Ok(())
+            .map_err(self.err("end session"));
+        self.track(r).map(|_| ())
+    }
+
+    /// Starts a write transaction holding the write lock from the start (`BEGIN IMMEDIATE`): it
+    /// waits up to the busy timeout for another writer, and never fails halfway with
+    /// "database is locked" because another connection wrote since it read.
+    pub(crate) async fn begin_write(
+        &self,
+        op: &'static str,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(self.err(op))
     }
 
     /// Waits for in-flight writes, checkpoints the WAL and closes every connection.
@@ -327,7 +555,16 @@ impl Store {
         row: &NodeStatusRow,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(self.err("begin sweep"))?;
+        let r = self.save_sweep_tx(row, at).await;
+        self.track(r)
+    }
+
+    async fn save_sweep_tx(
+        &self,
+        row: &NodeStatusRow,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write("begin sweep").await?;
         for c in &row.checks {
             sqlx::query(
                 "INSERT INTO check_results (node, ts_ms, name, status, value_json, message, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -395,7 +632,17 @@ impl Store {
         at: DateTime<Utc>,
         current: &[CoreAlert],
     ) -> Result<AlertChanges, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(self.err("begin alerts"))?;
+        let r = self.sync_alerts_tx(node, at, current).await;
+        self.track(r)
+    }
+
+    async fn sync_alerts_tx(
+        &self,
+        node: &str,
+        at: DateTime<Utc>,
+        current: &[CoreAlert],
+    ) -> Result<AlertChanges, StoreError> {
+        let mut tx = self.begin_write("begin alerts").await?;
         let open: Vec<(String, String)> = sqlx::query_as(
             "SELECT key, message FROM alerts WHERE node = ? AND resolved_ms IS NULL",
         )
@@ -504,8 +751,9 @@ impl Store {
             .collect())
     }
 
-    /// Stores the given runs of a root (upsert), deletes the `gone` ones, and records epoch
-    /// completion times, in one transaction.
+    /// Deletes the `gone` runs of a root, stores the given ones (upsert; a run both gone and
+    /// changed comes back fresh) and records epoch completion times, in one transaction; then
+    /// checkpoints the WAL if the write left it large.
     pub async fn save_runs(
         &self,
         root: &str,
@@ -514,7 +762,37 @@ impl Store {
         epochs: &[(String, u32, DateTime<Utc>)],
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(self.err("begin runs"))?;
+        let r = self.save_runs_tx(root, changed, gone, epochs, at).await;
+        let r = self.track(r);
+        if r.is_ok() {
+            self.settle_wal().await;
+        }
+        r
+    }
+
+    async fn save_runs_tx(
+        &self,
+        root: &str,
+        changed: &[ugro_api::RunInfo],
+        gone: &[String],
+        epochs: &[(String, u32, DateTime<Utc>)],
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write("begin runs").await?;
+        for id in gone {
+            sqlx::query("DELETE FROM runs WHERE root = ? AND id = ?")
+                .bind(root)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(self.err("delete run"))?;
+            sqlx::query("DELETE FROM run_epochs WHERE root = ? AND id = ?")
+                .bind(root)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(self.err("delete run epochs"))?;
+        }
         for r in changed {
             let json = serde_json::to_string(r).unwrap_or_else(|_| "{}".into());
             sqlx::query(
@@ -529,20 +807,6 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(self.err("upsert run"))?;
-        }
-        for id in gone {
-            sqlx::query("DELETE FROM runs WHERE root = ? AND id = ?")
-                .bind(root)
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(self.err("delete run"))?;
-            sqlx::query("DELETE FROM run_epochs WHERE root = ? AND id = ?")
-                .bind(root)
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(self.err("delete run epochs"))?;
         }
         for (id, epoch, t) in epochs {
             sqlx::query("INSERT OR IGNORE INTO run_epochs (root, id, epoch, completed_ms) VALUES (?, ?, ?, ?)")
@@ -583,6 +847,53 @@ fn api_alert((severity, message, since): (String, String, i64)) -> ugro_api::Ale
         severity: Severity::parse(&severity).unwrap_or(Severity::Warning),
         message,
         since: from_ms(since),
+    }
+}
+
+/// The `store.corrupt` event's text: what the check found, and the way out.
+pub fn corrupt_message(path: &Path, problems: &[String]) -> String {
+    let p = path.display();
+    format!(
+        "PRAGMA quick_check found damage in {p}: {}. The daemon keeps running on it, but what sits \
+         on the damaged pages cannot be read and writes there fail. Stop the daemon and rebuild \
+         the file: `sqlite3 {p} .recover | sqlite3 {p}.recovered`, then move the recovered file \
+         in place of {p} (and delete {p}-wal, {p}-shm), or restore the last backup",
+        problems.join("; ")
+    )
+}
+
+/// Gives the database file at `path` mode [`DB_FILE_MODE`] whatever the umask: creates it
+/// empty with that mode when missing and `create` (SQLite fills an empty file), and narrows
+/// an existing one (a database from an older daemon, created 0644).
+fn restrict_file(path: &Path, create: bool) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let fail = |op| {
+        move |source| StoreError::File {
+            path: path.to_path_buf(),
+            op,
+            source,
+        }
+    };
+    match std::fs::metadata(path) {
+        Ok(m) if m.permissions().mode() & 0o777 != DB_FILE_MODE => {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(DB_FILE_MODE))
+                .map_err(fail("chmod 0600"))
+        }
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(DB_FILE_MODE)
+                .open(path)
+                .map_err(fail("create"))?;
+            // The umask may have narrowed the mode further (never widened it): set it exactly.
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(DB_FILE_MODE))
+                .map_err(fail("chmod 0600"))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(fail("stat")(e)),
     }
 }
 
@@ -682,6 +993,107 @@ mod tests {
         let (_, prev) = s.begin_session(t, 3, "0.1.0").await.unwrap();
         assert_eq!(prev, None, "a clean stop is not reported");
         assert!(second > first);
+    }
+
+    /// A small tmpfs of its own (we run as root in CI); unmounted on drop. `None` where mounting
+    /// is not allowed (the caller skips, saying so).
+    struct Tmpfs(tempfile::TempDir);
+
+    impl Tmpfs {
+        fn mount(size: &str) -> Option<Self> {
+            let dir = tempfile::tempdir().unwrap();
+            let ok = std::process::Command::new("mount")
+                .args([
+                    "-t",
+                    "tmpfs",
+                    "-o",
+                    &format!("size={size},mode=0755"),
+                    "tmpfs",
+                ])
+                .arg(dir.path())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            ok.then_some(Self(dir))
+        }
+
+        fn path(&self) -> &Path {
+            self.0.path()
+        }
+
+        /// Writes a filler file until the filesystem is full.
+        fn fill(&self) -> PathBuf {
+            use std::io::Write;
+            let p = self.path().join("filler");
+            let mut f = std::fs::File::create(&p).unwrap();
+            let chunk = vec![0u8; 4096];
+            while f.write_all(&chunk).is_ok() {}
+            p
+        }
+    }
+
+    impl Drop for Tmpfs {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(self.0.path())
+                .status();
+        }
+    }
+
+    fn epochs(run: &str, n: u32) -> Vec<(String, u32, DateTime<Utc>)> {
+        (0..n).map(|e| (run.to_string(), e, Utc::now())).collect()
+    }
+
+    #[tokio::test]
+    async fn writes_land_again_once_a_full_disk_has_room() {
+        let Some(fs) = Tmpfs::mount("4m") else {
+            eprintln!("skipped: cannot mount a tmpfs here");
+            return;
+        };
+        let s = Store::open(&fs.path().join("ugro.db")).await.unwrap();
+        s.save_runs("/r", &[], &[], &epochs("warm", 100), Utc::now())
+            .await
+            .unwrap();
+        let filler = fs.fill();
+        let mut failed = 0;
+        for i in 0..6 {
+            if s.save_runs(
+                "/r",
+                &[],
+                &[],
+                &epochs(&format!("big{i}"), 20_000),
+                Utc::now(),
+            )
+            .await
+            .is_err()
+            {
+                failed += 1;
+            }
+            let _ = s
+                .record_event(
+                    Utc::now(),
+                    &NewEvent::new("t.x", "t", Severity::Info, "x".repeat(100_000)),
+                )
+                .await;
+        }
+        assert!(failed > 0, "the full disk made writes fail");
+        std::fs::remove_file(filler).unwrap();
+        for i in 0..8 {
+            s.save_runs(
+                "/r",
+                &[],
+                &[],
+                &epochs(&format!("after{i}"), 2_000),
+                Utc::now(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("write {i} after space returned: {e}"));
+            s.record_event(Utc::now(), &NewEvent::new("t.y", "t", Severity::Info, "y"))
+                .await
+                .unwrap_or_else(|e| panic!("event {i} after space returned: {e}"));
+        }
+        s.close().await;
     }
 
     #[tokio::test]

@@ -135,6 +135,28 @@ fn lines(t: &Table, styles: &[Option<Style>]) -> String {
     out
 }
 
+/// `ok`, or why the store is degraded: writes failing since when (and the rows held to store
+/// again), and damage found at start.
+fn store_line(st: &ugro_api::StoreStatus) -> String {
+    let mut parts = Vec::new();
+    if let Some(since) = st.since {
+        parts.push(format!(
+            "writes failing since {} ({} rows held to store again): {}",
+            since.format("%Y-%m-%d %H:%M:%S UTC"),
+            st.pending_writes,
+            st.last_error.as_deref().unwrap_or("unknown error")
+        ));
+    }
+    if let Some(damage) = &st.integrity {
+        parts.push(format!("damaged ({damage})"));
+    }
+    if parts.is_empty() {
+        st.state.as_str().to_string()
+    } else {
+        format!("{}: {}", st.state.as_str(), parts.join("; "))
+    }
+}
+
 pub fn status(s: &Status) -> String {
     let now = Utc::now();
     let mut out = format!(
@@ -157,6 +179,7 @@ pub fn status(s: &Status) -> String {
         ),
     ]);
     t.add_row(vec!["database".to_string(), s.database_path.clone()]);
+    t.add_row(vec!["store".to_string(), store_line(&s.store)]);
     t.add_row(vec!["socket".to_string(), s.socket_path.clone()]);
     t.add_row(vec!["nodes".to_string(), s.counts.nodes.to_string()]);
     t.add_row(vec!["roots".to_string(), s.counts.roots.to_string()]);
