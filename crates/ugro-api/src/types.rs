@@ -1,4 +1,4 @@
-//! JSON bodies of the `/v1` control API (see DESIGN.md "Contracts"). Fields may be added;
+//! JSON bodies of the `/v1` control API (see docs/ARCHITECTURE.md "Contracts"). Fields may be added;
 //! renaming or removing one needs a [`crate::PROTOCOL_VERSION`] bump.
 
 use chrono::{DateTime, Utc};
@@ -183,7 +183,7 @@ pub struct Runs {
     pub runs: Vec<RunInfo>,
 }
 
-/// One run (DESIGN.md "Contracts" → `runs`).
+/// One run (docs/ARCHITECTURE.md "Contracts" → `runs`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RunInfo {
     /// Path of the run dir relative to its root.

@@ -144,7 +144,7 @@ impl fmt::Display for Outcome {
 
 /// The result of one check in one sweep.
 ///
-/// JSON shape (DESIGN.md, `health` → `checks`): `{"name", "passed": bool|null, "status":
+/// JSON shape (docs/ARCHITECTURE.md "Contracts", `health` → `checks`): `{"name", "passed": bool|null, "status":
 /// "pass|fail|skipped|hung", "value", "threshold", "message", "duration_ms"}`, plus
 /// `"warning": true` on a failure that is only a warning. `passed` is derived from the outcome. When reading, `status` wins; without it the outcome is derived
 /// from `passed` (true → pass, false → fail, null → skipped). A `status` that contradicts

@@ -3,7 +3,7 @@
 //!
 //! Everything here is pure. The caller lists a run directory, stats and reads the few files that
 //! matter, and passes the result as a [`RunView`]; status rules take `now` and whether a live
-//! process belongs to the run. The rules follow DESIGN.md ("Semantics" → run kinds, trainer
+//! process belongs to the run. The rules are documented in docs/run-layouts.md (run kinds, trainer
 //! progress, status).
 
 use std::collections::BTreeMap;
@@ -138,7 +138,7 @@ impl fmt::Display for RunnerKind {
     }
 }
 
-/// A run's status (DESIGN.md "Semantics" → status).
+/// A run's status (docs/run-layouts.md "Status").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RunStatus {

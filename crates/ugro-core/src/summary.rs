@@ -1,5 +1,5 @@
 //! The nightly summary: snapshots of runs and nodes, their diff, the window's events and
-//! samples, and the Markdown/HTML rendering (DESIGN.md "Summary").
+//! samples, and the Markdown/HTML rendering (docs/ARCHITECTURE.md "Contracts" → Semantics, summary).
 //!
 //! [`build`] is pure and linear-ish in its input (runs are looked up in a hash map, samples are
 //! grouped once per node and per sampling bucket); [`render_markdown`], [`render_html`] and
@@ -20,7 +20,7 @@
 //! - Epoch progress is reported for trainer and generic runs (evaluators have no epochs).
 //! - Durations are reported only when strictly longer than one hour ("more than one hour"), and
 //!   measured from the first to the last sample that met the condition.
-//! - The fourth DESIGN.md bottleneck ("planned experiments waiting while no GPU is idle") needs a
+//! - The fourth bottleneck first planned ("planned experiments waiting while no GPU is idle") needs a
 //!   queue of planned experiments, which ugro-monitor does not have; it is not reported.
 
 use std::borrow::Cow;
@@ -500,7 +500,7 @@ fn delta(d: Duration) -> TimeDelta {
 }
 
 /// The summary of one window: the current snapshot diffed against the previous one, the
-/// window's events and samples. See the module docs for the rules where DESIGN.md is silent.
+/// window's events and samples. See the module docs for the rules beyond the documented contract.
 pub fn build(input: &SummaryInput) -> Summary {
     let window = Window {
         start: input.window_start,
