@@ -15,6 +15,21 @@ const YELLOW: Style = AnsiColor::Yellow.on_default();
 const RED: Style = AnsiColor::Red.on_default().bold();
 const GREEN: Style = AnsiColor::Green.on_default();
 
+/// Text that came from a run's log or a remote host, made safe for a terminal: every control
+/// character but newline and tab (ESC, BEL, CR, CSI, …) becomes a visible `\u{1b}`-style escape,
+/// as in the summary, so a log line cannot move the cursor, recolour or clear the screen.
+fn clean(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() && c != '\n' && c != '\t' {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn paint(style: Style, text: &str) -> String {
     format!("{style}{text}{style:#}")
 }
@@ -238,7 +253,7 @@ fn failing(n: &NodeHealth) -> Vec<String> {
             } else {
                 ""
             };
-            format!("{}{tag}: {}", c.name, c.message)
+            format!("{}{tag}: {}", c.name, clean(&c.message))
         })
         .collect()
 }
@@ -323,7 +338,7 @@ pub fn node(n: &NodeHealth, now: DateTime<Utc>) -> String {
             } else {
                 format!("{} ms", c.duration_ms)
             },
-            c.message.clone(),
+            clean(&c.message),
         ]);
         styles.push(match c.outcome {
             Outcome::Pass => None,
@@ -512,7 +527,15 @@ pub fn run(r: &RunInfo, now: DateTime<Utc>) -> String {
         "process".to_string(),
         r.process.as_ref().map_or_else(
             || "none".to_string(),
-            |pr| format!("{} pid {} ({}) {}", pr.node, pr.pid, pr.user, pr.cmd),
+            |pr| {
+                format!(
+                    "{} pid {} ({}) {}",
+                    pr.node,
+                    pr.pid,
+                    pr.user,
+                    clean(&pr.cmd)
+                )
+            },
         ),
     ]);
     for line in t.lines() {
@@ -548,15 +571,15 @@ pub fn run(r: &RunInfo, now: DateTime<Utc>) -> String {
         ));
     }
     if let Some(e) = &r.error {
-        out.push_str(&paint(RED, &format!("error: {e}\n")));
+        out.push_str(&paint(RED, &format!("error: {}\n", clean(e))));
         if let Some(x) = &r.error_excerpt {
-            for l in x.lines() {
+            for l in clean(x).lines() {
                 out.push_str(&paint(DIM, &format!("  | {l}\n")));
             }
         }
     }
     if let Some(d) = &r.diagnostic {
-        out.push_str(&paint(YELLOW, &format!("diagnostic: {d}\n")));
+        out.push_str(&paint(YELLOW, &format!("diagnostic: {}\n", clean(d))));
     }
     out
 }
@@ -573,7 +596,7 @@ pub fn events(e: &Events, now: DateTime<Utc>) -> String {
             ev.severity.as_str().to_string(),
             ev.kind.clone(),
             ev.subject.clone(),
-            ev.message.clone(),
+            clean(&ev.message),
         ]);
         styles.push(match ev.severity {
             Severity::Info => None,
@@ -715,6 +738,21 @@ mod tests {
         assert!(text.contains("4 ms") && text.contains("0.3 s"), "{text}");
         let epochs = text.split("TOOK").nth(1).unwrap();
         assert!(!epochs.contains("just now"), "{text}");
+
+        // A log's escapes and bells reach the terminal as text, not as commands.
+        let mut failed = r.clone();
+        failed.status = RunStatus::Failed;
+        failed.error = Some("Python exception: \u{1b}[2J\u{7}boom".into());
+        failed.error_excerpt = Some("line 1\n\u{1b}[31mred\r".into());
+        let text = run(&failed, now);
+        let raw: Vec<char> = anstream::adapter::strip_str(&text)
+            .to_string()
+            .chars()
+            .filter(|c| c.is_control() && *c != '\n')
+            .collect();
+        assert!(raw.is_empty(), "{raw:?} in {text:?}");
+        assert!(text.contains("\\u{1b}[2J\\u{7}boom"), "{text}");
+        assert!(text.contains("\\u{1b}[31mred\\u{d}"), "{text}");
     }
 
     #[test]
