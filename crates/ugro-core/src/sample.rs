@@ -332,7 +332,9 @@ pub fn next_tick(after: DateTime<Utc>, interval: Duration) -> DateTime<Utc> {
         .max(1);
     let ms = after.timestamp_millis();
     let next = ms.div_euclid(step).saturating_add(1).saturating_mul(step);
-    DateTime::from_timestamp_millis(next).unwrap_or(after)
+    // No representable tick after `after`: the end of time, never `after` itself (a caller
+    // waiting for it would spin).
+    DateTime::from_timestamp_millis(next).unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 /// When the sample after the one at `last` is due, at `now`. Normally the next tick after
@@ -350,11 +352,9 @@ pub fn next_due(
     };
     let due = next_tick(last, interval);
     let half = chrono::Duration::from_std(interval / 2).unwrap_or(chrono::Duration::MAX);
-    if due + half < now || due > fresh {
-        fresh
-    } else {
-        due
-    }
+    // Checked: an interval too long to add means "not stalled".
+    let stalled = due.checked_add_signed(half).is_some_and(|t| t < now);
+    if stalled || due > fresh { fresh } else { due }
 }
 
 /// Whether a node can be sampled, kept across samples so that an outage is reported once when
@@ -742,6 +742,23 @@ Cached:         380124560 kB
             next_due(Some(t(10, 5, 0)), t(10, 5, 1), Duration::from_secs(60)),
             t(10, 6, 0)
         );
+    }
+
+    #[test]
+    fn an_interval_too_long_for_a_date_neither_panics_nor_spins() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap();
+        // "500000000y" applied by a reload used to panic here (`due + half` overflowed).
+        let huge = Duration::from_secs(500_000_000 * 31_557_600);
+        assert!(
+            next_tick(now, huge) > now,
+            "strictly after, even when unrepresentable"
+        );
+        let due = next_due(Some(now), now, huge);
+        assert!(
+            due > now,
+            "a due time in the past would make the sampler spin: {due}"
+        );
+        assert!(next_due(None, now, Duration::MAX) > now);
     }
 
     #[test]

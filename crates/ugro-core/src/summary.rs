@@ -841,7 +841,7 @@ struct Stretches {
 impl Stretches {
     fn new(interval: Duration, pick: fn(f64, f64) -> f64) -> Self {
         Stretches {
-            max_gap: delta(interval) * 2,
+            max_gap: delta(interval).checked_mul(2).unwrap_or(TimeDelta::MAX),
             min_len: delta(MIN_CONDITION),
             open: None,
             done: Vec::new(),

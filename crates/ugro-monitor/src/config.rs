@@ -20,6 +20,78 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/ugro/ugro.toml";
 /// Longest path a Unix socket address can hold (sun_path, minus the terminating NUL).
 const MAX_SOCKET_PATH: usize = 107;
 
+// ---------------------------------------------------------------------------------------------
+// Allowed ranges. Every duration and size key has one and a value outside it is a located
+// problem like any other, so nothing the daemon computes from its config (deadlines, cut-offs,
+// tick times) can overflow, whether at start or after a reload.
+
+const MINUTE: u64 = 60;
+const HOUR: u64 = 60 * MINUTE;
+const DAY: u64 = 24 * HOUR;
+
+/// An inclusive range a duration key must lie in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurationRange {
+    pub min: Duration,
+    pub max: Duration,
+}
+
+impl DurationRange {
+    const fn secs(min: u64, max: u64) -> Self {
+        Self {
+            min: Duration::from_secs(min),
+            max: Duration::from_secs(max),
+        }
+    }
+
+    pub fn contains(&self, d: Duration) -> bool {
+        self.min <= d && d <= self.max
+    }
+}
+
+/// `health.interval`, `health.min_interval` and `health.max_interval`: 1s to 1d.
+pub const HEALTH_INTERVAL_RANGE: DurationRange = DurationRange::secs(1, DAY);
+/// `health.latency_max`: 1ms to 10m.
+pub const LATENCY_MAX_RANGE: DurationRange = DurationRange {
+    min: Duration::from_millis(1),
+    max: Duration::from_secs(10 * MINUTE),
+};
+/// `health.pytorch_interval`: 1s to 7d.
+pub const PYTORCH_INTERVAL_RANGE: DurationRange = DurationRange::secs(1, 7 * DAY);
+/// `health.probe_timeout` and `health.pytorch_timeout`: 100ms to 10m.
+pub const PROBE_TIMEOUT_RANGE: DurationRange = DurationRange {
+    min: Duration::from_millis(100),
+    max: Duration::from_secs(10 * MINUTE),
+};
+/// `roots.poll_interval`: 1s to 1d.
+pub const POLL_INTERVAL_RANGE: DurationRange = DurationRange::secs(1, DAY);
+/// `roots.stall_after`: 1s to 365d.
+pub const STALL_AFTER_RANGE: DurationRange = DurationRange::secs(1, 365 * DAY);
+/// `roots.outdated_after`: 1s to 3650d (10 years).
+pub const OUTDATED_AFTER_RANGE: DurationRange = DurationRange::secs(1, 3650 * DAY);
+/// `summary.retention`: 1d to 3650d (10 years).
+pub const RETENTION_RANGE: DurationRange = DurationRange::secs(DAY, 3650 * DAY);
+/// `summary.metrics_interval`: 10s to 1d.
+pub const METRICS_INTERVAL_RANGE: DurationRange = DurationRange::secs(10, DAY);
+/// `summary.long_running`: 1m to 3650d (10 years).
+pub const LONG_RUNNING_RANGE: DurationRange = DurationRange::secs(MINUTE, 3650 * DAY);
+/// Largest `health.disk_free_min`: 1 PB (10¹⁵ bytes).
+pub const DISK_FREE_MIN_MAX: u64 = 1_000_000_000_000_000;
+
+/// A range bound the way the docs write it: "1d", "10m", "100ms".
+fn short(d: Duration) -> String {
+    let s = d.as_secs();
+    if s == 0 || d.subsec_nanos() != 0 {
+        return format!("{}ms", d.as_millis());
+    }
+    for (n, unit) in [(DAY, "d"), (HOUR, "h"), (MINUTE, "m")] {
+        if s.is_multiple_of(n) {
+            return format!("{}{unit}", s / n);
+        }
+    }
+    format!("{s}s")
+}
+
 /// One problem in a config file, located in the source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -450,6 +522,30 @@ impl Problems<'_> {
         self.spans.push((span, message.into()));
     }
 
+    /// The source text of `span` (a value, quotes included) or, when it is not one short line,
+    /// `fallback` quoted.
+    fn quoted(&self, span: &Range<usize>, fallback: impl fmt::Display) -> String {
+        snippet(self.text, span).map_or_else(|| format!("\"{fallback}\""), str::to_string)
+    }
+
+    /// Records a problem when the duration key `name` was given and lies outside `range`.
+    fn duration_in(&mut self, name: &str, v: &S<DurationValue>, range: DurationRange) {
+        let Some(s) = v else { return };
+        let d = s.get_ref().0;
+        if range.contains(d) {
+            return;
+        }
+        let found = self.quoted(&s.span(), humantime::format_duration(d));
+        self.push(
+            s.span(),
+            format!(
+                "{name} {found} is out of range: it must be from \"{}\" to \"{}\"",
+                short(range.min),
+                short(range.max)
+            ),
+        );
+    }
+
     fn toml_error(&mut self, e: toml::de::Error) {
         let span = e.span().unwrap_or(0..0);
         self.push(span, e.message().trim().to_string());
@@ -636,6 +732,23 @@ fn resolve_path(base: &Path, p: &str) -> PathBuf {
     out
 }
 
+/// "a regular file", "a symbolic link", … for a message about a path that is not a directory.
+fn file_kind(m: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = m.file_type();
+    if t.is_file() {
+        "a regular file"
+    } else if t.is_fifo() {
+        "a named pipe"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() || t.is_block_device() {
+        "a device"
+    } else {
+        "not a directory"
+    }
+}
+
 fn valid_name(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
@@ -708,31 +821,28 @@ fn resolve(
         probe_timeout: dur(&h.probe_timeout, Duration::from_secs(15)),
         pytorch_timeout: dur(&h.pytorch_timeout, Duration::from_secs(60)),
     };
-    for (v, name, value) in [
-        (&h.probe_timeout, "probe_timeout", health.probe_timeout),
+    for (name, v, range) in [
+        ("interval", &h.interval, HEALTH_INTERVAL_RANGE),
+        ("min_interval", &h.min_interval, HEALTH_INTERVAL_RANGE),
+        ("max_interval", &h.max_interval, HEALTH_INTERVAL_RANGE),
+        ("latency_max", &h.latency_max, LATENCY_MAX_RANGE),
         (
-            &h.pytorch_timeout,
-            "pytorch_timeout",
-            health.pytorch_timeout,
+            "pytorch_interval",
+            &h.pytorch_interval,
+            PYTORCH_INTERVAL_RANGE,
         ),
+        ("probe_timeout", &h.probe_timeout, PROBE_TIMEOUT_RANGE),
+        ("pytorch_timeout", &h.pytorch_timeout, PROBE_TIMEOUT_RANGE),
     ] {
-        if value < Duration::from_millis(100) || value > Duration::from_secs(600) {
-            p.push(
-                span_or(v, &top),
-                format!(
-                    "{name} \"{}\" must be between 100ms and 10m",
-                    humantime::format_duration(value)
-                ),
-            );
-        }
+        p.duration_in(name, v, range);
     }
-    if health.min_interval < Duration::from_secs(1) {
+    if let Some(s) = &h.disk_free_min
+        && s.get_ref().0 > DISK_FREE_MIN_MAX
+    {
+        let found = p.quoted(&s.span(), s.get_ref().0);
         p.push(
-            span_or(&h.min_interval, &top),
-            format!(
-                "health.min_interval \"{}\" is below the 1s floor",
-                humantime::format_duration(health.min_interval)
-            ),
+            s.span(),
+            format!("disk_free_min {found} is out of range: it must be from \"0B\" to \"1PB\""),
         );
     }
     if !(health.min_interval <= health.interval && health.interval <= health.max_interval) {
@@ -754,12 +864,6 @@ fn resolve(
         p.push(
             span_or(&h.pass_rate, &top),
             format!("pass_rate {} must be in (0, 1]", health.pass_rate),
-        );
-    }
-    if health.latency_max.is_zero() {
-        p.push(
-            span_or(&h.latency_max, &top),
-            "latency_max \"0s\" must be positive",
         );
     }
     if !(0.0..=150.0).contains(&health.gpu_temp_max) {
@@ -931,13 +1035,23 @@ fn resolve(
         if !root_paths.insert(path.clone()) {
             p.push(rp.span(), format!("duplicate root \"{}\"", rp.get_ref()));
         }
-        let poll_interval = dur(&r.poll_interval, Duration::from_secs(30));
-        if poll_interval < Duration::from_secs(1) {
-            p.push(
-                span_or(&r.poll_interval, span),
-                "poll_interval must be at least \"1s\"",
-            );
+        match std::fs::metadata(&path) {
+            Ok(m) if !m.is_dir() => p.push(
+                rp.span(),
+                format!(
+                    "root \"{}\" is not a directory: {} exists and is {}",
+                    rp.get_ref(),
+                    path.display(),
+                    file_kind(&m)
+                ),
+            ),
+            // A missing root is fine: it may be created after the daemon starts.
+            _ => {}
         }
+        p.duration_in("poll_interval", &r.poll_interval, POLL_INTERVAL_RANGE);
+        p.duration_in("stall_after", &r.stall_after, STALL_AFTER_RANGE);
+        p.duration_in("outdated_after", &r.outdated_after, OUTDATED_AFTER_RANGE);
+        let poll_interval = dur(&r.poll_interval, Duration::from_secs(30));
         if let Some(e) = &r.epochs
             && *e.get_ref() == 0
         {
@@ -947,12 +1061,6 @@ fn resolve(
             );
         }
         let stall_after = dur(&r.stall_after, Duration::from_secs(30 * 60));
-        if stall_after < Duration::from_secs(1) {
-            p.push(
-                span_or(&r.stall_after, span),
-                "stall_after must be at least \"1s\"",
-            );
-        }
         roots.push(RootConfig {
             path,
             watch: val(&r.watch).unwrap_or(WatchMode::Auto),
@@ -994,23 +1102,15 @@ fn resolve(
         );
         chrono_tz::UTC
     });
+    p.duration_in(
+        "metrics_interval",
+        &s.metrics_interval,
+        METRICS_INTERVAL_RANGE,
+    );
+    p.duration_in("retention", &s.retention, RETENTION_RANGE);
+    p.duration_in("long_running", &s.long_running, LONG_RUNNING_RANGE);
     let metrics_interval = dur(&s.metrics_interval, Duration::from_secs(300));
-    if metrics_interval < Duration::from_secs(10) {
-        p.push(
-            span_or(&s.metrics_interval, &top),
-            format!(
-                "metrics_interval \"{}\" is below the 10s floor",
-                humantime::format_duration(metrics_interval)
-            ),
-        );
-    }
     let retention = dur(&s.retention, Duration::from_secs(30 * 86400));
-    if retention < Duration::from_secs(86400) {
-        p.push(
-            span_or(&s.retention, &top),
-            "retention must be at least \"1d\"",
-        );
-    }
     let summary = SummaryConfig {
         schedule,
         timezone,
@@ -1230,5 +1330,403 @@ mod tests {
         assert_eq!(line_col("ab\ncdé", 0), (1, 1));
         assert_eq!(line_col("ab\ncdé", 3), (2, 1));
         assert_eq!(line_col("ab\nédx", 6), (2, 3));
+    }
+
+    /// Every duration key: its section (`roots` is an array of tables), its name, its allowed
+    /// range and where the resolved value is.
+    type DurationKey = (
+        &'static str,
+        &'static str,
+        DurationRange,
+        fn(&Config) -> Duration,
+    );
+    const DURATION_KEYS: &[DurationKey] = &[
+        ("health", "interval", HEALTH_INTERVAL_RANGE, |c| {
+            c.health.interval
+        }),
+        ("health", "min_interval", HEALTH_INTERVAL_RANGE, |c| {
+            c.health.min_interval
+        }),
+        ("health", "max_interval", HEALTH_INTERVAL_RANGE, |c| {
+            c.health.max_interval
+        }),
+        ("health", "latency_max", LATENCY_MAX_RANGE, |c| {
+            c.health.latency_max
+        }),
+        ("health", "pytorch_interval", PYTORCH_INTERVAL_RANGE, |c| {
+            c.health.pytorch_interval
+        }),
+        ("health", "probe_timeout", PROBE_TIMEOUT_RANGE, |c| {
+            c.health.probe_timeout
+        }),
+        ("health", "pytorch_timeout", PROBE_TIMEOUT_RANGE, |c| {
+            c.health.pytorch_timeout
+        }),
+        ("roots", "poll_interval", POLL_INTERVAL_RANGE, |c| {
+            c.roots[0].poll_interval
+        }),
+        ("roots", "stall_after", STALL_AFTER_RANGE, |c| {
+            c.roots[0].stall_after
+        }),
+        ("roots", "outdated_after", OUTDATED_AFTER_RANGE, |c| {
+            c.roots[0].outdated_after
+        }),
+        ("summary", "retention", RETENTION_RANGE, |c| {
+            c.summary.retention
+        }),
+        ("summary", "metrics_interval", METRICS_INTERVAL_RANGE, |c| {
+            c.summary.metrics_interval
+        }),
+        ("summary", "long_running", LONG_RUNNING_RANGE, |c| {
+            c.summary.long_running
+        }),
+    ];
+
+    /// A file with `key = value` as its line 2 (line 3 for a root, after its `path`).
+    fn with_key(section: &str, key: &str, value: &str) -> (String, usize) {
+        if section == "roots" {
+            let text = format!("[[roots]]\npath = \"/nonexistent/ugro-test\"\n{key} = {value}\n");
+            (text, 3)
+        } else {
+            (format!("[{section}]\n{key} = {value}\n"), 2)
+        }
+    }
+
+    #[test]
+    fn defaults_lie_in_their_ranges() {
+        let (text, _) = with_key("roots", "epochs", "1");
+        let c = parse_str(&text).unwrap();
+        for (section, key, range, get) in DURATION_KEYS {
+            assert!(range.contains(get(&c)), "default of {section}.{key}");
+        }
+        assert!(c.health.disk_free_min <= DISK_FREE_MIN_MAX);
+    }
+
+    #[test]
+    fn the_values_that_crashed_the_daemon_are_located_quoted_and_ranged() {
+        let lines = problems("[summary]\nretention = \"300000y\"\n");
+        assert_eq!(
+            lines,
+            [
+                "/etc/ugro/test.toml:2:13: summary.retention: retention \"300000y\" is out of range: it must be from \"1d\" to \"3650d\""
+            ]
+        );
+        let lines = problems("[summary]\nmetrics_interval = \"500000000y\"\n");
+        assert_eq!(
+            lines,
+            [
+                "/etc/ugro/test.toml:2:20: summary.metrics_interval: metrics_interval \"500000000y\" is out of range: it must be from \"10s\" to \"1d\""
+            ]
+        );
+    }
+
+    #[test]
+    fn every_duration_key_rejects_both_ends_and_accepts_its_bounds() {
+        for (section, key, range, get) in DURATION_KEYS {
+            for bound in [range.min, range.max] {
+                let (text, _) = with_key(section, key, &format!("\"{}\"", short(bound)));
+                // The health intervals are also ordered; keep the other two out of the way.
+                let text = if *section == "health"
+                    && key.ends_with("interval")
+                    && *key != "pytorch_interval"
+                {
+                    let others: String = ["interval", "min_interval", "max_interval"]
+                        .iter()
+                        .filter(|k| *k != key)
+                        .map(|k| format!("{k} = \"{}\"\n", short(bound)))
+                        .collect();
+                    text.replacen('\n', &format!("\n{others}"), 1)
+                } else {
+                    text
+                };
+                let c = parse_str(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+                assert_eq!(get(&c), bound, "{section}.{key}");
+            }
+            let below = range.min.checked_sub(Duration::from_millis(1));
+            for bad in below
+                .into_iter()
+                .chain([range.max + Duration::from_secs(1)])
+            {
+                let value = format!("\"{}ms\"", bad.as_millis());
+                let (text, line) = with_key(section, key, &value);
+                let lines = problems(&text);
+                assert!(
+                    lines
+                        .iter()
+                        .any(|l| l.starts_with(&format!("/etc/ugro/test.toml:{line}:"))
+                            && l.contains(section)
+                            && l.contains(key)
+                            && l.contains(&value)
+                            && l.contains(&format!("\"{}\"", short(range.max)))),
+                    "{section}.{key} = {value}: {lines:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn disk_free_min_is_at_most_a_petabyte() {
+        assert_eq!(
+            parse_str("[health]\ndisk_free_min = \"1PB\"\n")
+                .unwrap()
+                .health
+                .disk_free_min,
+            DISK_FREE_MIN_MAX
+        );
+        let lines = problems("[health]\ndisk_free_min = \"5EB\"\n");
+        assert_eq!(
+            lines,
+            [
+                "/etc/ugro/test.toml:2:17: health.disk_free_min: disk_free_min \"5EB\" is out of range: it must be from \"0B\" to \"1PB\""
+            ]
+        );
+    }
+
+    #[test]
+    fn a_root_that_is_a_file_is_an_error_a_missing_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "x").unwrap();
+        std::fs::create_dir(dir.path().join("logs")).unwrap();
+        let cfg = dir.path().join("ugro.toml");
+        let text = "[[roots]]\npath = \"notes.txt\"\n[[roots]]\npath = \"logs\"\n[[roots]]\npath = \"later\"\n";
+        let lines = match parse(&cfg, text) {
+            Ok(_) => panic!("a file root was accepted"),
+            Err(e) => e.lines(),
+        };
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].starts_with(&format!(
+                "{}:2:8: roots[0].path: root \"notes.txt\" is not a directory",
+                cfg.display()
+            )),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[0].ends_with("exists and is a regular file"),
+            "{}",
+            lines[0]
+        );
+        // Through the file system too.
+        std::fs::write(&cfg, text.replace("notes.txt", "logs2")).unwrap();
+        assert_eq!(load(&cfg).unwrap().roots.len(), 3);
+    }
+
+    /// Property tests of the resolver: whatever the text, `parse` returns a config whose every
+    /// duration and size lies in its range, or located problems; it never panics.
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn cfg() -> ProptestConfig {
+            ProptestConfig {
+                cases: 256,
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            }
+        }
+
+        /// Duration strings: humantime's units and some it does not know, numbers up to and past
+        /// u64, one to three parts.
+        fn duration_text() -> impl Strategy<Value = String> {
+            let number = prop_oneof![
+                (0u64..10_000).prop_map(|n| n.to_string()),
+                any::<u64>().prop_map(|n| n.to_string()),
+                "[0-9]{15,22}",
+                "-?[0-9]{0,3}(\\.[0-9]{0,3})?",
+            ];
+            let unit = prop_oneof![
+                Just(""),
+                Just("ns"),
+                Just("us"),
+                Just("ms"),
+                Just("s"),
+                Just("sec"),
+                Just("m"),
+                Just("min"),
+                Just("h"),
+                Just("hr"),
+                Just("d"),
+                Just("days"),
+                Just("w"),
+                Just("M"),
+                Just("month"),
+                Just("y"),
+                Just("years"),
+                Just("x"),
+                Just("µs"),
+            ];
+            prop::collection::vec((number, unit, prop_oneof![Just(""), Just(" ")]), 1..3).prop_map(
+                |parts| {
+                    parts
+                        .into_iter()
+                        .map(|(n, u, sep)| format!("{n}{sep}{u}"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                },
+            )
+        }
+
+        fn size_text() -> impl Strategy<Value = String> {
+            let number = prop_oneof![
+                (0u64..10_000).prop_map(|n| n.to_string()),
+                any::<u64>().prop_map(|n| n.to_string()),
+                "[0-9]{1,3}\\.[0-9]{1,3}",
+                "[0-9]e[0-9]{1,3}",
+                "-[0-9]{1,3}",
+            ];
+            let unit = prop_oneof![
+                Just(""),
+                Just("B"),
+                Just("KB"),
+                Just("KiB"),
+                Just("MB"),
+                Just("MiB"),
+                Just("GB"),
+                Just("GiB"),
+                Just("TB"),
+                Just("TiB"),
+                Just("PB"),
+                Just("PiB"),
+                Just("EB"),
+                Just("EiB"),
+                Just("k"),
+                Just("x"),
+            ];
+            (number, prop_oneof![Just(""), Just(" ")], unit)
+                .prop_map(|(n, s, u)| format!("{n}{s}{u}"))
+        }
+
+        /// A located problem: inside the file, and `value` quoted on `line` when given.
+        fn assert_located(e: &ConfigError, text: &str, want: Option<(usize, &str)>) {
+            let ConfigError::Invalid { problems, .. } = e else {
+                panic!("not a located error: {e}");
+            };
+            assert!(!problems.is_empty());
+            let lines = text.split('\n').count();
+            for p in problems {
+                assert!(p.line >= 1 && p.line <= lines, "{p} in {lines} lines");
+                assert!(p.column >= 1, "{p}");
+                assert!(!p.message.is_empty(), "{p}");
+            }
+            if let Some((line, value)) = want {
+                assert!(
+                    problems
+                        .iter()
+                        .any(|p| p.line == line && p.message.contains(value)),
+                    "no problem on line {line} quoting {value}: {e}"
+                );
+            }
+        }
+
+        proptest! {
+            #![proptest_config(cfg())]
+
+            #[test]
+            fn any_duration_in_any_key_is_in_range_or_located(
+                k in 0..DURATION_KEYS.len(),
+                d in duration_text(),
+            ) {
+                let (section, key, range, get) = DURATION_KEYS[k];
+                let value = format!("\"{d}\"");
+                let (text, line) = with_key(section, key, &value);
+                match parse_str(&text) {
+                    Ok(c) => prop_assert!(range.contains(get(&c)), "{section}.{key} = {value} accepted"),
+                    Err(e) => assert_located(&e, &text, Some((line, &value))),
+                }
+            }
+
+            #[test]
+            fn any_size_is_in_range_or_located(s in size_text()) {
+                let value = format!("\"{s}\"");
+                let (text, line) = with_key("health", "disk_free_min", &value);
+                match parse_str(&text) {
+                    Ok(c) => prop_assert!(c.health.disk_free_min <= DISK_FREE_MIN_MAX, "{value} accepted"),
+                    Err(e) => assert_located(&e, &text, Some((line, &value))),
+                }
+            }
+
+            #[test]
+            fn toml_ish_text_never_panics(lines in prop::collection::vec(toml_line(), 0..12)) {
+                let text = lines.join("\n");
+                if let Err(e) = parse_str(&text) {
+                    assert_located(&e, &text, None);
+                }
+            }
+
+            #[test]
+            fn arbitrary_text_never_panics(text in "(?s).{0,300}") {
+                // A read error cannot happen here; anything else is located.
+                if let Err(e @ ConfigError::Invalid { .. }) = parse_str(&text) {
+                    assert_located(&e, &text, None);
+                }
+            }
+        }
+
+        /// One line of a config-like file: a section header, a known key with a plausible or
+        /// hostile value, or noise.
+        fn toml_line() -> impl Strategy<Value = String> {
+            let header = prop_oneof![
+                Just("[daemon]"),
+                Just("[health]"),
+                Just("[[nodes]]"),
+                Just("[[roots]]"),
+                Just("[http]"),
+                Just("[summary]"),
+                Just("[email]"),
+                Just("[nodes]"),
+                Just("[x]"),
+            ]
+            .prop_map(str::to_string);
+            let key = prop_oneof![
+                prop::sample::select(DURATION_KEYS.iter().map(|k| k.1).collect::<Vec<_>>()),
+                prop::sample::select(vec![
+                    "state_dir",
+                    "socket",
+                    "control_group",
+                    "pass_rate",
+                    "disk_free_min",
+                    "gpu_temp_max",
+                    "name",
+                    "host",
+                    "port",
+                    "user",
+                    "identity_file",
+                    "known_hosts",
+                    "gpus",
+                    "python",
+                    "disk_paths",
+                    "path",
+                    "watch",
+                    "epochs",
+                    "listen",
+                    "schedule",
+                    "timezone",
+                    "dir",
+                    "enabled",
+                    "smtp_port",
+                    "tls",
+                    "from",
+                    "to",
+                ]),
+            ];
+            let value = prop_oneof![
+                duration_text().prop_map(|d| format!("\"{d}\"")),
+                size_text().prop_map(|s| format!("\"{s}\"")),
+                any::<i64>().prop_map(|n| n.to_string()),
+                any::<f64>().prop_map(|f| format!("{f:?}")),
+                Just("nan".to_string()),
+                Just("inf".to_string()),
+                Just("true".to_string()),
+                Just("[\"/\", \"rel\"]".to_string()),
+                "\"[ -~]{0,20}\"",
+                "[ -~]{0,12}",
+            ];
+            prop_oneof![
+                header,
+                (key, value).prop_map(|(k, v)| format!("{k} = {v}")),
+                "[ -~]{0,30}",
+            ]
+        }
     }
 }

@@ -283,7 +283,10 @@ pub async fn supervise(
 
 /// The longest a node task may stay silent: a whole sweep (the slowest probe) plus a beat gap.
 fn node_gap(h: &HealthConfig) -> Duration {
-    h.pytorch_timeout.max(h.probe_timeout) * 2 + Duration::from_secs(60)
+    h.pytorch_timeout
+        .max(h.probe_timeout)
+        .saturating_mul(2)
+        .saturating_add(Duration::from_secs(60))
 }
 
 async fn node_loop(
@@ -343,9 +346,15 @@ async fn node_loop(
         let stable = core::Cadence::is_stable_healthy(&results, transition.as_ref(), hyst.state);
         let interval = cadence.after_sweep(&policy_of(&h), stable);
         let wait = core::Cadence::jittered(interval, rand::random_range(-1.0..=1.0));
-        next = tokio::time::Instant::now() + wait;
+        let now_i = tokio::time::Instant::now();
+        next = now_i
+            .checked_add(wait)
+            .unwrap_or(now_i + Duration::from_secs(3600));
         let now = Utc::now();
-        let next_check = now + chrono::Duration::from_std(wait).unwrap_or_default();
+        let next_check = chrono::Duration::from_std(wait)
+            .ok()
+            .and_then(|d| now.checked_add_signed(d))
+            .unwrap_or(now);
 
         let name = rt.cfg.name.clone();
         let alerts = core::alerts(&results, &gpus, h.gpu_temp_max);

@@ -415,7 +415,10 @@ pub fn after_failure(created: DateTime<Utc>, attempts: u32, now: DateTime<Utc>) 
 
 /// When a message queued at `created` is given up.
 pub fn give_up_at(created: DateTime<Utc>) -> DateTime<Utc> {
-    created + chrono::Duration::from_std(GIVE_UP_AFTER).unwrap_or(chrono::Duration::days(1))
+    chrono::Duration::from_std(GIVE_UP_AFTER)
+        .ok()
+        .and_then(|d| created.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 /// Queues `message` (stored before anything is sent) and wakes the sender. Returns its id.

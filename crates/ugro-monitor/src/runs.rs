@@ -405,9 +405,11 @@ fn remote_procs(node: &str, stdout: &str, now: DateTime<Utc>) -> Vec<Proc> {
             pid: p.pid,
             user: p.user,
             cmd: p.args,
-            start_time: Some(
-                now - chrono::Duration::seconds(i64::try_from(p.elapsed_seconds).unwrap_or(0)),
-            ),
+            // `ps` output is input: an absurd elapsed time gives no start time, not a panic.
+            start_time: i64::try_from(p.elapsed_seconds)
+                .ok()
+                .and_then(chrono::Duration::try_seconds)
+                .and_then(|d| now.checked_sub_signed(d)),
             gpus: gpus.remove(&p.pid).unwrap_or_default(),
         })
         .collect()
@@ -1977,6 +1979,20 @@ mod tests {
         let bare = remote_procs("gpu1", &format!(" 5 bob 3 sleep 9\n{APPS_MARKER}\n"), now);
         assert_eq!(bare.len(), 1);
         assert!(bare[0].gpus.is_empty());
+    }
+
+    #[test]
+    fn an_absurd_elapsed_time_from_ps_gives_no_start_time_instead_of_a_panic() {
+        // `ps` output comes from the node: past what a date can hold (chrono used to panic
+        // on the first two), the process has no start time.
+        let now = DateTime::from_timestamp(1_000_000, 0).unwrap();
+        let out = format!(
+            " 6 eve 9223372036854776 sleep 9\n 7 eve 100000000000000 sleep 9\n\
+             8 eve 18446744073709551615 sleep 9\n{APPS_MARKER}\n"
+        );
+        let procs = remote_procs("gpu1", &out, now);
+        assert_eq!(procs.len(), 3, "{procs:?}");
+        assert!(procs.iter().all(|p| p.start_time.is_none()), "{procs:?}");
     }
 
     #[test]

@@ -174,7 +174,11 @@ pub async fn retention(
     now: DateTime<Utc>,
     keep: Duration,
 ) -> Result<RetentionReport, StoreError> {
-    let cutoff = now - TimeDelta::from_std(keep).unwrap_or(TimeDelta::days(30));
+    // Checked: a retention reaching before the earliest representable time keeps everything.
+    let cutoff = TimeDelta::from_std(keep)
+        .ok()
+        .and_then(|d| now.checked_sub_signed(d))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
     let mut r = RetentionReport {
         events: store.prune_events(cutoff).await?,
         check_results: store.prune_health(cutoff).await?,
@@ -223,7 +227,9 @@ fn prune_files(dir: &Path, tz: Tz, cutoff: DateTime<Utc>) -> (u64, Vec<String>) 
                 continue;
             };
             // A day's file is old once the whole day is before the cutoff.
-            let end_of_day = date.and_hms_opt(0, 0, 0).map(|t| t + TimeDelta::days(1));
+            let end_of_day = date
+                .and_hms_opt(0, 0, 0)
+                .and_then(|t| t.checked_add_signed(TimeDelta::days(1)));
             if end_of_day.is_some_and(|t| t <= local_cutoff) {
                 remove(&e.path());
             }
@@ -426,5 +432,24 @@ mod tests {
         assert_eq!(summary_file_date("2026-13-01_summary.md"), None);
         assert!(snapshot_file_time("2026-11-01_235500.json").is_some());
         assert_eq!(snapshot_file_time("2026-11-01.json"), None);
+    }
+
+    #[tokio::test]
+    async fn a_retention_reaching_past_the_earliest_date_keeps_everything() {
+        // "300000y" made the retention job panic at start ("DateTime - TimeDelta overflowed").
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("ugro.db")).await.unwrap();
+        let summaries = dir.path().join("summaries");
+        std::fs::create_dir_all(&summaries).unwrap();
+        std::fs::write(summaries.join("2026-11-01_summary.md"), "# kept\n").unwrap();
+        let now = Utc::now();
+        for keep in [Duration::from_secs(300_000 * 31_557_600), Duration::MAX] {
+            let r = retention(&store, &summaries, chrono_tz::UTC, now, keep)
+                .await
+                .unwrap();
+            assert_eq!(r.files, 0, "{r:?}");
+            assert!(r.file_errors.is_empty(), "{r:?}");
+        }
+        assert!(summaries.join("2026-11-01_summary.md").exists());
     }
 }
