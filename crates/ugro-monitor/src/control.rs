@@ -26,10 +26,32 @@ use ugro_api::{
 use crate::daemon::Shared;
 use crate::store::{EventFilter, MAX_EVENTS_PER_QUERY};
 
-/// Most connections served at once; further clients wait in the listen backlog.
-pub const MAX_CONNECTIONS: usize = 64;
-/// A client must send its request headers within this time.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most connections served at once; past it a connection is answered 503 at once.
+pub const MAX_CONNECTIONS: usize = 256;
+/// Of [`MAX_CONNECTIONS`], the places only root and the daemon's own uid may take.
+pub const RESERVED_CONNECTIONS: usize = 16;
+/// Most connections one peer uid may hold at once.
+pub const MAX_CONNECTIONS_PER_UID: usize = 32;
+/// A client must send its request headers within this time, from connect and between requests
+/// on a kept-alive connection.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// A request body must arrive whole within this time.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest request target answered (longer: 414 with the error envelope).
+pub const MAX_URI_LEN: usize = 8 * 1024;
+/// Most bytes of request headers answered (more: 431 with the error envelope).
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+/// Most header fields answered (more: 431 with the error envelope).
+pub const MAX_HEADER_COUNT: usize = 64;
+/// hyper's own read buffer: heads larger than this are cut off by hyper itself (bare 431).
+const MAX_HEAD_BUFFER: usize = 256 * 1024;
+/// How long a refused connection gets to take its 503.
+const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a refused connection's request head is waited for before the 503 is sent anyway.
+const REFUSAL_HEAD_TIMEOUT: Duration = Duration::from_millis(250);
+/// Most refusals being answered at once (each holds its connection up to
+/// [`REFUSAL_WRITE_TIMEOUT`]).
+const MAX_REFUSALS: usize = 256;
 /// Longest a request may take end to end.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long open connections get to finish when the daemon stops.
@@ -97,7 +119,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/summaries/{date}/send", post(send_summary))
         .route("/metrics", get(crate::metrics::handler))
         .fallback(not_found)
-        .with_state(shared)
+        .with_state(shared.clone())
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
@@ -105,6 +127,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             MAX_REQUEST_BODY,
         ))
+        .layer(axum::middleware::from_fn_with_state(shared, guard))
         // Outermost, so answers made by the layers above get the envelope and header too.
         .layer(axum::middleware::map_response(envelope))
 }
@@ -135,6 +158,105 @@ async fn envelope(mut resp: Response) -> Response {
     resp.headers_mut()
         .insert(PROTOCOL_HEADER, HeaderValue::from(PROTOCOL_VERSION));
     resp
+}
+
+/// Checks a request before any handler sees it: the size of its target and headers (414/431
+/// with the envelope, below hyper's own hard limits), and for every changing method the caller's
+/// right to change the daemon *before* its body is read, then the whole body within
+/// [`BODY_READ_TIMEOUT`]. A user who may not change the daemon can never hold a connection open
+/// by sending half a body.
+async fn guard(
+    State(shared): State<Arc<Shared>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let target_len = req
+        .uri()
+        .path_and_query()
+        .map_or(0, |p| p.as_str().len());
+    if target_len > MAX_URI_LEN {
+        return ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            format!("request target of {target_len} bytes; at most {MAX_URI_LEN} are read"),
+        )
+        .into_response();
+    }
+    let headers = req.headers();
+    let header_bytes: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.as_bytes().len() + 4)
+        .sum();
+    if headers.len() > MAX_HEADER_COUNT || header_bytes > MAX_HEADER_BYTES {
+        return ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            format!(
+                "{} header fields, {header_bytes} bytes; at most {MAX_HEADER_COUNT} fields and {MAX_HEADER_BYTES} bytes are read",
+                headers.len()
+            ),
+        )
+        .into_response();
+    }
+    if matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    ) {
+        return next.run(req).await;
+    }
+    let peer = req.extensions().get::<Peer>().copied();
+    if let Some(peer) = peer
+        && let Err(e) = authorize_control(&shared, peer).await
+    {
+        return e.into_response();
+    }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_REQUEST_BODY as u64) {
+        // Refused from its Content-Length, before any of it is read.
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("request body larger than {MAX_REQUEST_BODY} bytes"),
+        )
+        .into_response();
+    }
+    let (parts, body) = req.into_parts();
+    let read = tokio::time::timeout(
+        BODY_READ_TIMEOUT,
+        axum::body::to_bytes(body, MAX_REQUEST_BODY),
+    )
+    .await;
+    let bytes = match read {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("request body unreadable or larger than {MAX_REQUEST_BODY} bytes: {e}"),
+            )
+            .into_response();
+        }
+        Err(_) => {
+            return ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "timeout",
+                format!(
+                    "request body not received within {}s",
+                    BODY_READ_TIMEOUT.as_secs()
+                ),
+            )
+            .into_response();
+        }
+    };
+    next.run(axum::extract::Request::from_parts(
+        parts,
+        axum::body::Body::from(bytes),
+    ))
+    .await
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {
@@ -192,9 +314,44 @@ pub fn parse_since(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String>
     let d = humantime::parse_duration(s).map_err(|_| {
         format!("invalid since \"{s}\": expected a duration such as \"24h\" or an RFC 3339 time")
     })?;
-    let d = chrono::Duration::from_std(d).map_err(|_| format!("since \"{s}\" is too long ago"))?;
-    Ok(now - d)
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| now.checked_sub_signed(d))
+        .filter(|t| t.timestamp() >= 0)
+        .ok_or_else(|| format!("invalid since \"{s}\": reaches back before 1970"))
 }
+
+/// Checks an events query and turns it into the store's filter: every parameter parsed and
+/// range-checked here (a bad one is a 400, never a panic further down).
+fn events_filter(q: EventsQuery, now: DateTime<Utc>) -> Result<EventFilter, ApiError> {
+    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", m);
+    let since = q
+        .since
+        .as_deref()
+        .map(|s| parse_since(s, now))
+        .transpose()
+        .map_err(bad)?;
+    let limit = q.limit.unwrap_or(1000);
+    if limit == 0 || limit > MAX_EVENTS_PER_QUERY {
+        return Err(bad(format!(
+            "limit {limit} out of range 1..={MAX_EVENTS_PER_QUERY}"
+        )));
+    }
+    for (name, v) in [("kind", &q.kind), ("subject", &q.subject)] {
+        if v.as_ref().is_some_and(|v| v.len() > MAX_FILTER_LEN) {
+            return Err(bad(format!("{name} longer than {MAX_FILTER_LEN} bytes")));
+        }
+    }
+    Ok(EventFilter {
+        since,
+        kind: q.kind,
+        subject: q.subject,
+        limit,
+    })
+}
+
+/// Longest `kind` or `subject` filter accepted.
+const MAX_FILTER_LEN: usize = 1024;
 
 async fn events(
     State(shared): State<Arc<Shared>>,
@@ -202,28 +359,10 @@ async fn events(
 ) -> Result<Json<Events>, ApiError> {
     let Query(q) =
         query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
-    let since = q
-        .since
-        .as_deref()
-        .map(|s| parse_since(s, Utc::now()))
-        .transpose()
-        .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", m))?;
-    let limit = q.limit.unwrap_or(1000);
-    if limit == 0 || limit > MAX_EVENTS_PER_QUERY {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            format!("limit {limit} out of range 1..={MAX_EVENTS_PER_QUERY}"),
-        ));
-    }
+    let filter = events_filter(q, Utc::now())?;
     let (events, truncated) = shared
         .store
-        .events(&EventFilter {
-            since,
-            kind: q.kind,
-            subject: q.subject,
-            limit,
-        })
+        .events(&filter)
         .await
         .map_err(ApiError::internal)?;
     Ok(Json(Events { events, truncated }))
@@ -255,7 +394,7 @@ struct RunsQuery {
 async fn runs(
     State(shared): State<Arc<Shared>>,
     query: Result<Query<RunsQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<ugro_api::Runs>, ApiError> {
+) -> Result<Response, ApiError> {
     let Query(q) =
         query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
     if let Some(s) = &q.status
@@ -269,12 +408,76 @@ async fn runs(
             ),
         ));
     }
-    Ok(Json(ugro_api::Runs {
-        runs: shared.runs.list(
-            q.status.as_deref(),
-            q.root.as_deref().map(std::path::Path::new),
-        ),
-    }))
+    if let Some(root) = &q.root {
+        let config = shared.config();
+        if !config.roots.iter().any(|r| r.path == Path::new(root)) {
+            let known: Vec<String> = config
+                .roots
+                .iter()
+                .map(|r| r.path.display().to_string())
+                .collect();
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "unknown_root",
+                format!(
+                    "no root \"{root}\" is configured; configured: {}",
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            ));
+        }
+    }
+    let bytes = if q.status.is_none() && q.root.is_none() {
+        full_run_list(&shared).await?
+    } else {
+        // Filtered lists are built per request: a few at a time, so memory stays bounded
+        // however many readers ask at once.
+        let _turn = FILTERED_LISTS
+            .acquire()
+            .await
+            .map_err(ApiError::internal)?;
+        let shared = shared.clone();
+        tokio::task::spawn_blocking(move || {
+            shared
+                .runs
+                .to_json(q.status.as_deref(), q.root.as_deref().map(Path::new))
+        })
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?
+        .into()
+    };
+    Ok((
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        bytes,
+    )
+        .into_response())
+}
+
+/// Filtered run lists being serialised at once.
+static FILTERED_LISTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+
+/// The whole run list as JSON, serialised once per change of the list and shared by every
+/// reader until the next change (one copy in memory however many clients ask at once).
+async fn full_run_list(shared: &Arc<Shared>) -> Result<axum::body::Bytes, ApiError> {
+    let mut cache = shared.runs_json.lock().await;
+    let generation = shared.runs.generation();
+    if let Some((g, bytes)) = cache.as_ref()
+        && *g == generation
+    {
+        return Ok(bytes.clone());
+    }
+    let s = shared.clone();
+    let bytes: axum::body::Bytes = tokio::task::spawn_blocking(move || s.runs.to_json(None, None))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?
+        .into();
+    *cache = Some((generation, bytes.clone()));
+    Ok(bytes)
 }
 
 async fn run(
@@ -643,8 +846,110 @@ impl Drop for ControlSocket {
     }
 }
 
+/// Connections currently held per peer uid; a [`UidSlot`] gives its place back on drop.
+#[derive(Debug, Default)]
+struct PerUid(std::sync::Mutex<std::collections::HashMap<u32, usize>>);
+
+/// One connection's place in [`PerUid`].
+#[derive(Debug)]
+struct UidSlot {
+    table: Arc<PerUid>,
+    uid: u32,
+}
+
+impl PerUid {
+    /// Takes a place for `uid` unless it already holds `cap`.
+    fn take(self: &Arc<Self>, uid: u32, cap: usize) -> Option<UidSlot> {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.entry(uid).or_insert(0);
+        if *n >= cap {
+            return None;
+        }
+        *n += 1;
+        Some(UidSlot {
+            table: self.clone(),
+            uid,
+        })
+    }
+}
+
+impl Drop for UidSlot {
+    fn drop(&mut self) {
+        let mut map = self.table.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(&self.uid) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.uid);
+            }
+        }
+    }
+}
+
+/// Why a connection was turned away before it was served.
+fn refusal(uid: u32, why: &str) -> Vec<u8> {
+    let body = serde_json::to_vec(&ErrorBody {
+        error: ErrorDetail {
+            code: "too_many_connections".to_string(),
+            message: format!("uid {uid}: {why}; try again shortly"),
+            details: Vec::new(),
+        },
+    })
+    .unwrap_or_default();
+    let mut out = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\n{PROTOCOL_HEADER}: {PROTOCOL_VERSION}\r\nconnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Answers a refused connection with a 503 and closes it: reads what the client sends of its
+/// request head first (a client that is answered before it has sent its request sees a broken
+/// connection, not the answer), all bounded in time and size.
+/// At most [`MAX_REFUSALS`] are under way; past that a refused connection is simply closed.
+fn refuse(
+    refusals: &Arc<tokio::sync::Semaphore>,
+    mut stream: tokio::net::UnixStream,
+    uid: u32,
+    why: &'static str,
+) {
+    let Ok(permit) = refusals.clone().try_acquire_owned() else {
+        // Too many refusals under way: say it without waiting, if the socket takes it at once.
+        let _ = stream.try_write(&refusal(uid, why));
+        return;
+    };
+    tokio::spawn(async move {
+        let _permit = permit;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let answer = refusal(uid, why);
+        let _ = tokio::time::timeout(REFUSAL_HEAD_TIMEOUT, async {
+            let mut head = Vec::with_capacity(1024);
+            let mut buf = [0u8; 1024];
+            while head.len() < 8 * 1024 && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+        })
+        .await;
+        let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, async {
+            stream.write_all(&answer).await?;
+            stream.shutdown().await
+        })
+        .await;
+    });
+}
+
 /// Serves `router` on `socket` until `cancel` fires, then drains open connections briefly.
-/// Beats `heartbeat` while the accept loop runs.
+///
+/// The accept loop never blocks without beating `heartbeat`: a daemon nobody talks to is idle,
+/// not dead. Each connection is bounded: a header deadline (also between keep-alive requests),
+/// a body deadline (see [`read_body`]), at most [`MAX_CONNECTIONS_PER_UID`] per peer uid and
+/// [`MAX_CONNECTIONS`] in all, with [`RESERVED_CONNECTIONS`] of those kept for root and the
+/// daemon's own uid. A connection past a bound is answered 503 at once instead of waiting in the
+/// backlog, so one user's idle or half-sent connections never make another wait.
 pub async fn serve(
     socket: ControlSocket,
     router: Router,
@@ -653,26 +958,25 @@ pub async fn serve(
     beat_every: Duration,
 ) {
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let per_uid = Arc::new(PerUid::default());
+    let refusals = Arc::new(tokio::sync::Semaphore::new(MAX_REFUSALS));
+    let own_uid = nix::unistd::geteuid().as_raw();
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut beat = tokio::time::interval(beat_every);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let permit = tokio::select! {
-            _ = cancel.cancelled() => break,
-            _ = beat.tick() => { heartbeat.beat(); continue; }
-            p = permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
         let stream = tokio::select! {
             _ = cancel.cancelled() => break,
+            _ = beat.tick() => { heartbeat.beat(); continue; }
             r = socket.listener.accept() => match r {
                 Ok((s, _)) => s,
                 Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
+                    // EMFILE and friends: back off instead of spinning (still beating).
                     tracing::warn!(error = %e, "accept on control socket failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    }
                     continue;
                 }
             },
@@ -688,6 +992,22 @@ pub async fn serve(
                 continue;
             }
         };
+        let privileged = peer.uid == 0 || peer.uid == own_uid;
+        // Others may not take the last reserved places.
+        if !privileged && permits.available_permits() <= RESERVED_CONNECTIONS {
+            tracing::debug!(uid = peer.uid, "control connections exhausted; refusing");
+            refuse(&refusals, stream, peer.uid, "the daemon is serving too many connections");
+            continue;
+        }
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            refuse(&refusals, stream, peer.uid, "the daemon is serving too many connections");
+            continue;
+        };
+        let Some(slot) = per_uid.take(peer.uid, MAX_CONNECTIONS_PER_UID) else {
+            tracing::debug!(uid = peer.uid, "per-uid connection cap reached; refusing");
+            refuse(&refusals, stream, peer.uid, "too many open connections from this user");
+            continue;
+        };
         let svc = router
             .clone()
             .map_request(move |mut req: axum::extract::Request<_>| {
@@ -697,12 +1017,15 @@ pub async fn serve(
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_READ_TIMEOUT)
+            .max_buf_size(MAX_HEAD_BUFFER)
+            .max_headers(MAX_HEADER_COUNT * 4)
             .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "control connection ended with an error");
             }
+            drop(slot);
             drop(permit);
         });
     }
@@ -718,6 +1041,84 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-22T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    /// Runs a raw query string through the extractor and the checks, as a request would.
+    fn events_query(raw: &str) -> Result<EventFilter, ApiError> {
+        let uri: axum::http::Uri = format!("/v1/events?{raw}")
+            .parse()
+            .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", "bad uri"))?;
+        let Query(q) = Query::<EventsQuery>::try_from_uri(&uri)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
+        events_filter(q, now())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Any text as `since`: an answer or a message, never a panic; a time it gives is never
+        /// before 1970.
+        #[test]
+        fn since_never_panics(s in ".{0,40}") {
+            if let Ok(t) = parse_since(&s, now()) {
+                prop_assert!(t.timestamp() >= 0);
+            }
+        }
+
+        /// Durations of any size, in any unit humantime knows.
+        #[test]
+        fn huge_durations_are_refused_not_panicked_on(
+            n in any::<u64>(),
+            unit in prop::sample::select(vec!["ns", "us", "ms", "s", "m", "h", "d", "w", "M", "y"]),
+        ) {
+            let s = format!("{n}{unit}");
+            match parse_since(&s, now()) {
+                Ok(t) => prop_assert!(t <= now()),
+                Err(m) => prop_assert!(m.contains(&s)),
+            }
+        }
+
+        /// Whole query strings of parameter-ish junk: a filter or a 400, never a panic.
+        #[test]
+        fn events_queries_never_panic(
+            parts in prop::collection::vec(
+                (prop::sample::select(vec!["since", "limit", "kind", "subject", "colour", ""]),
+                 "[a-zA-Z0-9%+:._ -]{0,24}"),
+                0..5,
+            )
+        ) {
+            let raw: Vec<String> = parts.iter().map(|(k, v)| format!("{k}={}", v.replace(' ', "%20"))).collect();
+            match events_query(&raw.join("&")) {
+                Ok(f) => {
+                    prop_assert!((1..=MAX_EVENTS_PER_QUERY).contains(&f.limit));
+                    prop_assert!(f.since.is_none_or(|t| t.timestamp() >= 0));
+                }
+                Err(e) => prop_assert_eq!(e.status, StatusCode::BAD_REQUEST),
+            }
+        }
+    }
+
+    #[test]
+    fn the_reported_crashers_are_400s() {
+        for raw in [
+            "since=300000y",
+            "since=500000000y",
+            "since=18446744073709551615s",
+            "limit=4294967296",
+            "limit=0",
+            "limit=-1",
+        ] {
+            let e = events_query(raw).err().unwrap_or_else(|| panic!("{raw} accepted"));
+            assert_eq!(e.status, StatusCode::BAD_REQUEST, "{raw}");
+        }
+        assert!(events_query("since=24h&limit=5&kind=daemon.").is_ok());
+    }
 
     #[test]
     fn since_accepts_durations_and_times() {

@@ -70,6 +70,8 @@ pub struct Shared {
     /// The daemon's effective uid: callers with it may use mutating endpoints.
     pub uid: u32,
     reload_lock: tokio::sync::Mutex<()>,
+    /// The full run list as served by `/v1/runs`, with the `Runs` generation it was built at.
+    pub runs_json: tokio::sync::Mutex<Option<(u64, axum::body::Bytes)>>,
 }
 
 impl Shared {
@@ -276,6 +278,7 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<(), DaemonError> 
         pid,
         uid: nix::unistd::geteuid().as_raw(),
         reload_lock: tokio::sync::Mutex::new(()),
+        runs_json: tokio::sync::Mutex::new(None),
     });
 
     if let Some(prev) = unclean {

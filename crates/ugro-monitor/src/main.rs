@@ -92,6 +92,8 @@ fn init_tracing() {
     if std::env::var_os("JOURNAL_STREAM").is_some() {
         builder.without_time().with_ansi(false).init();
     } else {
-        builder.init();
+        // Colour only for a person at a terminal: never escape codes in a file or a pipe.
+        let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        builder.with_ansi(tty).init();
     }
 }
