@@ -1102,6 +1102,16 @@ fn resolve(
         );
         chrono_tz::UTC
     });
+    // A valid expression for a date that does not exist (30 February) would never make a
+    // summary, and costs a search of every year the cron library knows on each tick.
+    if let Ok(cron) = parse_schedule(&schedule)
+        && ugro_core::schedule::next_fire(&cron, timezone, chrono::Utc::now()).is_none()
+    {
+        p.push(
+            span_or(&s.schedule, &top),
+            format!("cron schedule \"{schedule}\" never fires (a date that does not exist, such as 30 February): no summary would ever be made"),
+        );
+    }
     p.duration_in(
         "metrics_interval",
         &s.metrics_interval,
@@ -1465,6 +1475,21 @@ mod tests {
     }
 
     #[test]
+    fn a_schedule_that_never_fires_is_an_error() {
+        let lines = problems("[summary]\nschedule = \"0 0 6 30 2 *\"\n");
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].starts_with(
+                "/etc/ugro/test.toml:2:12: summary.schedule: cron schedule \"0 0 6 30 2 *\" never fires"
+            ),
+            "{}",
+            lines[0]
+        );
+        // Rare is fine: 29 February comes every four years.
+        assert!(parse_str("[summary]\nschedule = \"0 0 6 29 2 *\"\n").is_ok());
+    }
+
+    #[test]
     fn disk_free_min_is_at_most_a_petabyte() {
         assert_eq!(
             parse_str("[health]\ndisk_free_min = \"1PB\"\n")
@@ -1518,9 +1543,14 @@ mod tests {
         use super::*;
         use proptest::prelude::*;
 
+        /// 256 cases per property in the test suite (well under a second); set
+        /// `UGRO_FUZZ_CASES` for a longer run.
         fn cfg() -> ProptestConfig {
             ProptestConfig {
-                cases: 256,
+                cases: std::env::var("UGRO_FUZZ_CASES")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(256),
                 failure_persistence: None,
                 ..ProptestConfig::default()
             }
