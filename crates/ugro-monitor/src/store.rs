@@ -52,6 +52,11 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
+    #[error(
+        "database {path} was written by a newer ugro-monitor: it has schema migration {version}, which ugro-monitor {} does not know. Run the newer ugro-monitor again, or restore the backup taken before the upgrade (docs/operations.md); the database was not changed",
+        env!("CARGO_PKG_VERSION")
+    )]
+    NewerSchema { path: PathBuf, version: i64 },
     #[error("cannot migrate database {path}: {source}")]
     Migrate {
         path: PathBuf,
@@ -203,9 +208,16 @@ impl Store {
         MIGRATOR
             .run(&pool)
             .await
-            .map_err(|source| StoreError::Migrate {
-                path: path.to_path_buf(),
-                source,
+            .map_err(|source| match source {
+                // Applied here but unknown to this binary: a newer release wrote the file.
+                sqlx::migrate::MigrateError::VersionMissing(version) => StoreError::NewerSchema {
+                    path: path.to_path_buf(),
+                    version,
+                },
+                source => StoreError::Migrate {
+                    path: path.to_path_buf(),
+                    source,
+                },
             })?;
         Ok(Self {
             pool,
@@ -1094,6 +1106,45 @@ mod tests {
                 .unwrap_or_else(|e| panic!("event {i} after space returned: {e}"));
         }
         s.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_wal_grown_behind_a_reader_is_cut_back_by_the_next_runs_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("ugro.db")).await.unwrap();
+        let wal = dir.path().join("ugro.db-wal");
+        let wal_size = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        // A reader holding its snapshot keeps every checkpoint from starting the WAL over, as a
+        // long read during a big discovery does: the WAL grows past the threshold.
+        let mut reader = s.pool.acquire().await.unwrap();
+        let mut snapshot = reader.begin().await.unwrap();
+        let _: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&mut *snapshot)
+            .await
+            .unwrap();
+        let big = "x".repeat(256 * 1024);
+        let mut i = 0;
+        while wal_size() <= CHECKPOINT_WAL_ABOVE + (4 << 20) {
+            s.record_event(
+                Utc::now(),
+                &NewEvent::new("t.big", "t", Severity::Info, &big),
+            )
+            .await
+            .unwrap();
+            i += 1;
+            assert!(i < 1000, "the WAL never grew: {}", wal_size());
+        }
+        snapshot.rollback().await.unwrap();
+        drop(reader);
+        // The reader is gone: the next runs write checkpoints the WAL and cuts it back.
+        s.save_runs("/r", &[], &[], &epochs("after", 10), Utc::now())
+            .await
+            .unwrap();
+        assert!(
+            wal_size() <= JOURNAL_SIZE_LIMIT,
+            "WAL still {} bytes after the write",
+            wal_size()
+        );
     }
 
     #[tokio::test]
