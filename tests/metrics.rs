@@ -81,6 +81,11 @@ fn metrics_pass_promtool_and_every_family_has_help_and_type() {
         text.contains("ugro_node_sweeps_total{node=\"local\"}"),
         "{text}"
     );
+    // A busy node's load warning is told apart from a failure.
+    assert!(
+        text.contains("ugro_check_warning{node=\"local\",check=\"load\"}"),
+        "{text}"
+    );
 
     let (ok, said) = promtool_check(&text);
     assert!(ok, "promtool check metrics failed:\n{said}\n{text}");

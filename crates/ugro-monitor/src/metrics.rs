@@ -138,6 +138,12 @@ impl Collector for Snapshot {
         )?;
         gauges(
             &mut enc,
+            "ugro_check_warning",
+            "1 if the check failed only as a warning in the last sweep (a busy node's load): it lowers the score, not the state.",
+            check_series(&|c| Some(f64::from(u8::from(c.is_warning())))),
+        )?;
+        gauges(
+            &mut enc,
             "ugro_check_hung",
             "1 if the check's probe did not answer by its deadline in the last sweep.",
             check_series(&|c| Some(f64::from(u8::from(c.outcome == Outcome::Hung)))),
