@@ -205,20 +205,17 @@ impl Store {
             p.push(suffix);
             restrict_file(Path::new(&p), false)?;
         }
-        MIGRATOR
-            .run(&pool)
-            .await
-            .map_err(|source| match source {
-                // Applied here but unknown to this binary: a newer release wrote the file.
-                sqlx::migrate::MigrateError::VersionMissing(version) => StoreError::NewerSchema {
-                    path: path.to_path_buf(),
-                    version,
-                },
-                source => StoreError::Migrate {
-                    path: path.to_path_buf(),
-                    source,
-                },
-            })?;
+        MIGRATOR.run(&pool).await.map_err(|source| match source {
+            // Applied here but unknown to this binary: a newer release wrote the file.
+            sqlx::migrate::MigrateError::VersionMissing(version) => StoreError::NewerSchema {
+                path: path.to_path_buf(),
+                version,
+            },
+            source => StoreError::Migrate {
+                path: path.to_path_buf(),
+                source,
+            },
+        })?;
         Ok(Self {
             pool,
             path: path.to_path_buf(),
