@@ -2,6 +2,9 @@
 //! everything it knows comes from the daemon over the control socket (ugro-api).
 
 mod render;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod snapshots;
 mod socket;
 
 use std::io::Write;

@@ -443,13 +443,22 @@ pub fn runs(r: &Runs, now: DateTime<Utc>) -> String {
         t.add_row(vec![
             run.id.clone(),
             run.runner.as_str().to_string(),
-            run.status.as_str().to_string(),
+            if run.stale {
+                // Its root is out of reach: the last state seen, not a current one.
+                format!("{} (stale)", run.status.as_str())
+            } else {
+                run.status.as_str().to_string()
+            },
             format!("{} {:>3.0}%", bar(p.percentage), p.percentage),
             epochs,
             eta(run.status, p.eta_seconds),
             updated.map_or_else(|| "-".into(), |u| ago(u, now)),
         ]);
-        styles.push(run_style(run.status));
+        styles.push(if run.stale {
+            Some(DIM)
+        } else {
+            run_style(run.status)
+        });
     }
     let mut out = lines(&t, &styles);
     let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
@@ -538,6 +547,22 @@ pub fn run(r: &RunInfo, now: DateTime<Utc>) -> String {
             },
         ),
     ]);
+    if let Some(pr) = r.process.as_ref().filter(|p| !p.gpus.is_empty()) {
+        let gpus: Vec<String> = pr
+            .gpus
+            .iter()
+            .map(|g| {
+                let which = g
+                    .index
+                    .map_or_else(|| clean(&g.uuid), |i| format!("GPU {i}"));
+                match g.used_memory_mib {
+                    Some(m) => format!("{which} ({m} MiB, pid {})", g.pid),
+                    None => format!("{which} (pid {})", g.pid),
+                }
+            })
+            .collect();
+        t.add_row(vec!["gpus".to_string(), gpus.join(", ")]);
+    }
     for line in t.lines() {
         out.push_str(line.trim_end());
         out.push('\n');
@@ -568,6 +593,12 @@ pub fn run(r: &RunInfo, now: DateTime<Utc>) -> String {
         out.push_str(&paint(
             DIM,
             "(from the last run of the daemon; the disk is being re-read)\n",
+        ));
+    }
+    if r.stale {
+        out.push_str(&paint(
+            DIM,
+            "(stale: its root is out of reach; this is the last state seen)\n",
         ));
     }
     if let Some(e) = &r.error {
