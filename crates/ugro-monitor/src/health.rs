@@ -251,9 +251,12 @@ pub async fn supervise(
                 .write()
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(name.clone(), rt.clone());
-            let node_hb = shared
-                .heartbeats
-                .register(&format!("health:{name}"), node_gap(&config.health));
+            // A node removed or changed by a reload ends its loop on purpose: retired, not dead.
+            let node_hb = shared.heartbeats.register_until(
+                &format!("health:{name}"),
+                node_gap(&config.health),
+                &rt.cancel,
+            );
             tokio::spawn(node_loop(shared.clone(), rt, state, trigger_rx, node_hb));
         },
         |name| {

@@ -588,9 +588,11 @@ pub async fn supervise(
                 .collect()
         },
         |_, path, cfg, token| {
-            let root_hb = shared.heartbeats.register(
+            // A root removed or changed by a reload ends its task on purpose: retired, not dead.
+            let root_hb = shared.heartbeats.register_until(
                 &format!("runs:{}", path.display()),
                 Duration::from_secs(300),
+                &token,
             );
             tokio::spawn(track_root(shared.clone(), cfg.clone(), token, root_hb));
         },

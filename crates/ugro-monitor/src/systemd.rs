@@ -2,6 +2,7 @@
 //! the task heartbeats that decide whether the watchdog may ping. Without `NOTIFY_SOCKET` every
 //! notification is a no-op and the daemon runs the same.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -71,54 +72,86 @@ impl Notifier {
 #[derive(Debug)]
 pub struct Heartbeats {
     origin: Instant,
-    tasks: Mutex<Vec<Beat>>,
+    /// By registration number, so the listing keeps the order tasks were started in.
+    tasks: Mutex<BTreeMap<u64, Beat>>,
+    next: std::sync::atomic::AtomicU64,
 }
 
-/// A task's handle for reporting in. Dropping it (the task returned or panicked) marks the
-/// task ended, which stops the watchdog pings.
+/// A task's handle for reporting in. Dropping it marks the task ended, which stops the
+/// watchdog pings — unless the task was told to stop ([`Heartbeats::register_until`]): then it
+/// leaves the registry, as a node or root removed by a reload does.
 #[derive(Debug)]
 pub struct Heartbeat {
     registry: Arc<Heartbeats>,
-    index: usize,
+    id: u64,
+    stop: Option<CancellationToken>,
 }
 
 impl Heartbeats {
     pub fn new() -> Arc<Self> {
         Arc::new(Self {
             origin: Instant::now(),
-            tasks: Mutex::new(Vec::new()),
+            tasks: Mutex::new(BTreeMap::new()),
+            next: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Beat>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Beat>> {
         // A panic while holding this lock cannot leave the data inconsistent (plain stores).
         self.tasks.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Registers a task that promises to report at least every `max_gap`.
+    /// Registers a task that promises to report at least every `max_gap` for as long as the
+    /// daemon runs: its end is a failure.
     pub fn register(self: &Arc<Self>, task: &str, max_gap: Duration) -> Heartbeat {
-        let mut tasks = self.lock();
-        tasks.push(Beat {
-            task: task.to_string(),
-            last: self.origin.elapsed(),
-            max_gap,
-            ended: false,
-        });
+        self.add(task, max_gap, None)
+    }
+
+    /// Registers a task that runs until `stop` is cancelled (a node's or a root's loop, which a
+    /// reload may end or restart). Ending after `stop` retires it from the registry; ending
+    /// before is a failure, as for [`Heartbeats::register`].
+    pub fn register_until(
+        self: &Arc<Self>,
+        task: &str,
+        max_gap: Duration,
+        stop: &CancellationToken,
+    ) -> Heartbeat {
+        self.add(task, max_gap, Some(stop.clone()))
+    }
+
+    fn add(
+        self: &Arc<Self>,
+        task: &str,
+        max_gap: Duration,
+        stop: Option<CancellationToken>,
+    ) -> Heartbeat {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.lock().insert(
+            id,
+            Beat {
+                task: task.to_string(),
+                last: self.origin.elapsed(),
+                max_gap,
+                ended: false,
+            },
+        );
         Heartbeat {
             registry: Arc::clone(self),
-            index: tasks.len() - 1,
+            id,
+            stop,
         }
     }
 
     /// The tasks that are not alive now.
     pub fn stalled(&self) -> Vec<liveness::Stalled> {
-        liveness::stalled(&self.lock(), self.origin.elapsed())
+        let beats: Vec<Beat> = self.lock().values().cloned().collect();
+        liveness::stalled(&beats, self.origin.elapsed())
     }
 
     pub fn status(&self) -> Vec<TaskStatus> {
         let now = self.origin.elapsed();
         self.lock()
-            .iter()
+            .values()
             .map(|b| TaskStatus {
                 name: b.task.clone(),
                 alive: liveness::is_alive(b, now),
@@ -131,7 +164,7 @@ impl Heartbeats {
 impl Heartbeat {
     pub fn beat(&self) {
         let now = self.registry.origin.elapsed();
-        if let Some(b) = self.registry.lock().get_mut(self.index) {
+        if let Some(b) = self.registry.lock().get_mut(&self.id) {
             b.last = now;
         }
     }
@@ -139,7 +172,14 @@ impl Heartbeat {
 
 impl Drop for Heartbeat {
     fn drop(&mut self) {
-        if let Some(b) = self.registry.lock().get_mut(self.index) {
+        let mut tasks = self.registry.lock();
+        if self
+            .stop
+            .as_ref()
+            .is_some_and(CancellationToken::is_cancelled)
+        {
+            tasks.remove(&self.id);
+        } else if let Some(b) = tasks.get_mut(&self.id) {
             b.ended = true;
         }
     }
@@ -245,5 +285,37 @@ mod tests {
         assert!(beats.stalled()[0].ended);
         cancel.cancel();
         wd.await.unwrap();
+    }
+
+    #[test]
+    fn a_task_told_to_stop_is_retired_one_that_ends_by_itself_is_dead() {
+        let beats = Heartbeats::new();
+        let _daemon_long = beats.register("control", Duration::from_secs(60));
+        // A root removed by a reload: its token is cancelled, then its task returns.
+        let token = CancellationToken::new();
+        let root = beats.register_until("runs:/a", Duration::from_secs(60), &token);
+        assert_eq!(beats.status().len(), 2);
+        token.cancel();
+        drop(root);
+        assert!(beats.stalled().is_empty(), "{:?}", beats.stalled());
+        let names: Vec<String> = beats.status().into_iter().map(|t| t.name).collect();
+        assert_eq!(names, ["control"], "the retired task left the registry");
+
+        // The same kind of task ending while still wanted (a panic): dead, pings stop.
+        let token = CancellationToken::new();
+        let node = beats.register_until("health:gpu1", Duration::from_secs(60), &token);
+        drop(node);
+        let stalled = beats.stalled();
+        assert_eq!(stalled.len(), 1);
+        assert_eq!(stalled[0].to_string(), "task 'health:gpu1' has ended");
+
+        // Reload after reload does not grow the registry.
+        for i in 0..100 {
+            let t = CancellationToken::new();
+            let hb = beats.register_until(&format!("runs:/r{i}"), Duration::from_secs(60), &t);
+            t.cancel();
+            drop(hb);
+        }
+        assert_eq!(beats.status().len(), 2);
     }
 }
