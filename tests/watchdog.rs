@@ -60,3 +60,48 @@ fn an_idle_daemon_keeps_pinging_the_watchdog() {
         assert_eq!(t["alive"], true, "task not alive after idling: {t}");
     }
 }
+
+/// A background task that dies (here: the sampler, made to panic by the debug build's
+/// failpoint) is reported as `daemon.task_failed` naming it, the watchdog pings stop, and the
+/// daemon stops itself with exit 1 so the service manager restarts it.
+#[test]
+fn a_task_that_dies_is_reported_stops_the_pings_and_exits_1() {
+    let notify_dir = tempfile::tempdir().unwrap();
+    let mut notify = NotifySocket::bind(notify_dir.path());
+    let opts = DaemonOptions {
+        notify_socket: Some(notify.path().to_path_buf()),
+        watchdog: Some(Duration::from_secs(1)),
+        env: vec![("UGRO_FAILPOINT_PANIC".into(), "sampler".into())],
+        ..Default::default()
+    };
+    let mut d = Daemon::prepare(&opts);
+    d.spawn(&opts);
+    notify.expect("READY=1", Duration::from_secs(10));
+    notify.expect("WATCHDOG=1", Duration::from_secs(2));
+    let (status, _) = d.wait_exit(Duration::from_secs(15));
+    assert_eq!(status.code(), Some(1), "{}", d.log());
+    notify.expect("STOPPING=1", Duration::from_secs(2));
+    // No ping after the task died: the last one comes before the stop.
+    let seen = notify.seen();
+    let stopping = seen.iter().position(|l| l == "STOPPING=1").unwrap();
+    assert!(
+        !seen[stopping..].iter().any(|l| l == "WATCHDOG=1"),
+        "{seen:?}"
+    );
+    let log = d.log();
+    assert!(
+        log.contains("background task 'sampler' stopped unexpectedly (panicked)"),
+        "{log}"
+    );
+    // The event is in the database: the next daemon (no failpoint) serves it.
+    d.spawn(&DaemonOptions::default());
+    d.wait_ready();
+    let ev = d.ctl_json(&["events", "--since", "1h", "--kind", "daemon.task_failed"]);
+    let events = ev["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{ev}");
+    assert_eq!(events[0]["severity"], "critical");
+    assert!(
+        events[0]["message"].as_str().unwrap().contains("'sampler'"),
+        "{ev}"
+    );
+}

@@ -219,6 +219,22 @@ fn lock_file(path: &Path, dir: &Path) -> Result<Flock<File>, DaemonError> {
     })
 }
 
+/// Debug builds only: `UGRO_FAILPOINT_PANIC=NAME` makes the supervised task NAME panic a second
+/// after start, so the end-to-end tests can show what a dying task does (event, watchdog held,
+/// exit 1). Release builds have no failpoint.
+async fn failpoint(name: &str) {
+    #[cfg(debug_assertions)]
+    if std::env::var("UGRO_FAILPOINT_PANIC").is_ok_and(|v| v == name) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        #[allow(clippy::panic)]
+        {
+            panic!("failpoint UGRO_FAILPOINT_PANIC={name}");
+        }
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = name;
+}
+
 /// Runs the daemon until SIGTERM/SIGINT. Returns after a clean stop.
 pub async fn run(config: Config, notifier: Notifier) -> Result<(), DaemonError> {
     let started_at = Utc::now();
@@ -316,24 +332,30 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<(), DaemonError> 
 
     let cancel = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
+    // Which task a join handle is, so a panicked one is named in the event.
+    let mut names: std::collections::HashMap<tokio::task::Id, &'static str> =
+        std::collections::HashMap::new();
     {
         let hb = heartbeats.register("control", BEAT_EVERY * 3);
         let router = control::router(shared.clone());
         let cancel = cancel.clone();
-        tasks.spawn(async move {
+        let h = tasks.spawn(async move {
             control::serve(socket, router, cancel, hb, BEAT_EVERY).await;
             "control"
         });
+        names.insert(h.id(), "control");
     }
     // The supervised background tasks: each beats its heartbeat and stops on `cancel`.
     macro_rules! supervised {
         ($($name:literal => $run:path),* $(,)?) => {$({
             let hb = heartbeats.register($name, BEAT_EVERY * 3);
             let (shared, cancel) = (shared.clone(), cancel.clone());
-            tasks.spawn(async move {
+            let h = tasks.spawn(async move {
+                failpoint($name).await;
                 $run(shared, cancel, hb).await;
                 $name
             });
+            names.insert(h.id(), $name);
         })*};
     }
     supervised! {
@@ -349,10 +371,11 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<(), DaemonError> 
         match tokio::net::TcpListener::bind(listen).await {
             Ok(l) => {
                 tracing::info!(%listen, "serving /metrics over TCP");
-                tasks.spawn(async move {
+                let h = tasks.spawn(async move {
                     crate::metrics::serve_tcp(l, shared, cancel).await;
                     "http"
                 });
+                names.insert(h.id(), "http");
             }
             Err(e) => {
                 shared
@@ -378,10 +401,11 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<(), DaemonError> 
             notifier.clone(),
             cancel.clone(),
         );
-        tasks.spawn(async move {
+        let h = tasks.spawn(async move {
             crate::systemd::watchdog(period, h, s, n, c).await;
             "watchdog"
         });
+        names.insert(h.id(), "watchdog");
     }
 
     {
@@ -416,13 +440,16 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<(), DaemonError> 
                     tracing::warn!("reload rejected:\n{e}");
                 }
             }
-            Some(ended) = tasks.join_next() => {
-                let name = match ended {
-                    Ok(name) => name,
-                    Err(e) => { tracing::error!(error = %e, "a background task panicked"); "unknown" }
+            Some(ended) = tasks.join_next_with_id() => {
+                let (name, how) = match ended {
+                    Ok((_, name)) => (name, "returned".to_string()),
+                    Err(e) => (
+                        names.get(&e.id()).copied().unwrap_or("unknown"),
+                        if e.is_panic() { "panicked".to_string() } else { e.to_string() },
+                    ),
                 };
                 shared.event(NewEvent::new("daemon.task_failed", "daemon", Severity::Critical,
-                    format!("background task '{name}' stopped unexpectedly; shutting down so the service manager can restart the daemon"))).await;
+                    format!("background task '{name}' stopped unexpectedly ({how}); shutting down so the service manager can restart the daemon"))).await;
                 failure = Some(DaemonError::TaskEnded(name));
                 break "task failure";
             }

@@ -178,6 +178,8 @@ pub struct DaemonOptions {
     pub watchdog: Option<Duration>,
     /// Value of `daemon.control_group` (default: "" = none).
     pub control_group: Option<String>,
+    /// Further environment for the daemon (e.g. a debug build's failpoint).
+    pub env: Vec<(String, String)>,
 }
 
 impl Daemon {
@@ -252,6 +254,7 @@ impl Daemon {
         if let Some(w) = opts.watchdog {
             cmd.env("WATCHDOG_USEC", w.as_micros().to_string());
         }
+        cmd.envs(opts.env.iter().map(|(k, v)| (k, v)));
         self.child = Some(cmd.spawn().expect("spawn ugro-monitor"));
     }
 
