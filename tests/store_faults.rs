@@ -119,6 +119,29 @@ fn stored_runs(db: &Path) -> i64 {
     })
 }
 
+/// Checkpoints the daemon's WAL into the database and cuts the file to nothing, from another
+/// connection: the daemon's next writes need new blocks (the old ones cannot be reused).
+fn truncate_wal(db: &Path) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use sqlx::{ConnectOptions, Connection};
+        let mut c = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(db)
+            .connect()
+            .await
+            .unwrap();
+        let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+        assert_eq!(busy, 0, "checkpoint done");
+        c.close().await.unwrap();
+    })
+}
+
 #[test]
 fn a_full_state_disk_degrades_the_store_and_everything_lands_once_space_returns() {
     let tmp = tempfile::tempdir().unwrap();
@@ -129,7 +152,7 @@ fn a_full_state_disk_degrades_the_store_and_everything_lands_once_space_returns(
         ..Default::default()
     };
     let mut d = Daemon::prepare(&opts);
-    let Some(fs) = Tmpfs::mount(&d.state_dir, "2m") else {
+    let Some(fs) = Tmpfs::mount(&d.state_dir, "8m") else {
         eprintln!("skipped: cannot mount a tmpfs (needs root)");
         return;
     };
@@ -139,6 +162,7 @@ fn a_full_state_disk_degrades_the_store_and_everything_lands_once_space_returns(
     assert_eq!(store_status(&d)["state"], "ok");
 
     // The disk fills up; then runs appear. They are served from memory at once ...
+    truncate_wal(&db);
     let filler = fs.fill();
     const N: usize = 120;
     for i in 0..N {
@@ -184,14 +208,30 @@ fn a_full_state_disk_degrades_the_store_and_everything_lands_once_space_returns(
         (s["state"] == "ok").then_some(s)
     });
     assert_eq!(ok["pending_writes"], 0, "{ok}");
-    let events = d.ctl_json(&["events", "--kind", "store.recovered"]);
-    assert_eq!(
-        events["events"].as_array().unwrap().len(),
-        1,
-        "the outage is on record: {events}"
+    let recovered = wait_for("a store.recovered event", Duration::from_secs(10), || {
+        let v = d.ctl_json(&["events", "--kind", "store.recovered"]);
+        let e = v["events"].as_array().unwrap().clone();
+        (!e.is_empty()).then_some(e)
+    });
+    assert_eq!(recovered.len(), 1, "the outage is on record: {recovered:?}");
+    // The events of the outage were kept and recorded late, with their own times.
+    let discovered = d.ctl_json(&["events", "--kind", "run.discovered"]);
+    let discovered = discovered["events"].as_array().unwrap();
+    let t = |v: &Value| {
+        chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap())
+            .unwrap()
+            .with_timezone(&chrono::Utc)
+    };
+    assert!(
+        discovered
+            .iter()
+            .any(|e| t(&e["time"]) < t(&recovered[0]["time"])
+                && t(&e["time"]) >= t(&degraded["since"])),
+        "run.discovered events of the outage recorded: {discovered:?}"
     );
 
     // Full again, more runs, then stop: within the deadline, and a restart at once works.
+    truncate_wal(&db);
     let filler = fs.fill();
     for i in N..N + 30 {
         trainer(&root.join(format!("late/run{i:03}")), 12);

@@ -25,6 +25,9 @@ pub const MAX_EVENTS_PER_QUERY: u32 = 10_000;
 /// the socket, which decides who may see what).
 pub const DB_FILE_MODE: u32 = 0o600;
 
+/// Events kept to record once a failing database takes writes again.
+pub const UNRECORDED_MAX: usize = 1000;
+
 /// `PRAGMA journal_size_limit`: whenever the WAL starts over after a checkpoint, it is cut back
 /// to this size instead of keeping its high-water mark.
 pub const JOURNAL_SIZE_LIMIT: u64 = 16 << 20;
@@ -130,6 +133,12 @@ struct WriteHealth {
     pending: AtomicU64,
     /// What the start-up `quick_check` found, when it found damage.
     integrity: Mutex<Option<String>>,
+    /// Events the database refused, to record once it takes writes (at most
+    /// [`UNRECORDED_MAX`]; past that only counted).
+    unrecorded: Mutex<std::collections::VecDeque<(DateTime<Utc>, NewEvent)>>,
+    unrecorded_dropped: AtomicU64,
+    /// Set while a task records the kept events.
+    flushing: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, Clone)]
@@ -266,7 +275,8 @@ impl Store {
             },
             last_error: failing.as_ref().map(|f| f.last_error.clone()),
             since: failing.as_ref().map(|f| f.since),
-            pending_writes: self.health.pending.load(Ordering::Relaxed),
+            pending_writes: self.health.pending.load(Ordering::Relaxed)
+                + lock(&self.health.unrecorded).len() as u64,
             integrity,
         }
     }
@@ -312,6 +322,10 @@ impl Store {
     /// Notes a write that landed: back to `ok` when nothing is pending any more, with an event
     /// saying how long writes failed.
     pub fn write_landed(&self) {
+        if !lock(&self.health.unrecorded).is_empty() {
+            self.record_unrecorded();
+            return;
+        }
         if self.health.pending.load(Ordering::Relaxed) > 0 {
             return;
         }
@@ -397,19 +411,80 @@ impl Store {
         }
     }
 
+    /// Records an event. One the database refuses is kept (the first [`UNRECORDED_MAX`] of an
+    /// outage) and recorded, with its own time, once writes land again.
     pub async fn record_event(&self, at: DateTime<Utc>, e: &NewEvent) -> Result<i64, StoreError> {
-        let row = sqlx::query(
-            "INSERT INTO events (ts_ms, kind, subject, severity, message) VALUES (?, ?, ?, ?, ?) RETURNING id",
+        let r = self.insert_event(at, e).await;
+        if r.is_err() {
+            let mut kept = lock(&self.health.unrecorded);
+            if kept.len() < UNRECORDED_MAX {
+                kept.push_back((at, e.clone()));
+            } else {
+                self.health
+                    .unrecorded_dropped
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.track(r)
+    }
+
+    /// Not `RETURNING id` with `fetch_one`: that takes the row and resets the statement before
+    /// its implicit COMMIT reports a full disk, so a lost event looked recorded.
+    async fn insert_event(&self, at: DateTime<Utc>, e: &NewEvent) -> Result<i64, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO events (ts_ms, kind, subject, severity, message) VALUES (?, ?, ?, ?, ?)",
         )
         .bind(to_ms(at))
         .bind(&e.kind)
         .bind(&e.subject)
         .bind(e.severity.as_str())
         .bind(&e.message)
-        .fetch_one(&self.pool)
+        .execute(&self.pool)
         .await
-        .map_err(self.err("insert event"));
-        Ok(self.track(row)?.get(0))
+        .map_err(self.err("insert event"))?;
+        Ok(done.last_insert_rowid())
+    }
+
+    /// Records the events kept while writes failed, oldest first, on a task of its own (one
+    /// at a time); stops at the first failure, keeping the rest.
+    fn record_unrecorded(&self) {
+        if self.health.flushing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let store = self.clone();
+        tokio::spawn(async move {
+            loop {
+                // Only this task takes from the front; new ones go to the back.
+                let next = lock(&store.health.unrecorded).front().cloned();
+                let Some((at, e)) = next else { break };
+                if let Err(err) = store.insert_event(at, &e).await {
+                    store.health.flushing.store(false, Ordering::Release);
+                    store.write_failed(&err);
+                    return;
+                }
+                lock(&store.health.unrecorded).pop_front();
+            }
+            let dropped = store.health.unrecorded_dropped.swap(0, Ordering::Relaxed);
+            if dropped > 0 {
+                let e = NewEvent::new(
+                    "store.events_lost",
+                    "daemon",
+                    Severity::Warning,
+                    format!(
+                        "{dropped} event(s) could not be recorded while database writes failed \
+                         (past the first {UNRECORDED_MAX} kept); the journal has them"
+                    ),
+                );
+                if store.insert_event(Utc::now(), &e).await.is_err() {
+                    store
+                        .health
+                        .unrecorded_dropped
+                        .fetch_add(dropped, Ordering::Relaxed);
+                }
+            }
+            store.health.flushing.store(false, Ordering::Release);
+            store.write_landed();
+        });
     }
 
     /// Events matching `f`, oldest first; at most `f.limit` (the newest ones) and a flag saying
@@ -1066,6 +1141,7 @@ mod tests {
             .unwrap();
         let filler = fs.fill();
         let mut failed = 0;
+        let mut recorded = 0;
         for i in 0..6 {
             if s.save_runs(
                 "/r",
@@ -1079,12 +1155,12 @@ mod tests {
             {
                 failed += 1;
             }
-            let _ = s
-                .record_event(
-                    Utc::now(),
-                    &NewEvent::new("t.x", "t", Severity::Info, "x".repeat(100_000)),
-                )
-                .await;
+            if s.record_event(Utc::now(), &NewEvent::new("t.x", "t", Severity::Info, "x"))
+                .await
+                .is_ok()
+            {
+                recorded += 1;
+            }
         }
         assert!(failed > 0, "the full disk made writes fail");
         std::fs::remove_file(filler).unwrap();
@@ -1102,6 +1178,25 @@ mod tests {
                 .await
                 .unwrap_or_else(|e| panic!("event {i} after space returned: {e}"));
         }
+        // What said it was recorded is there, and what was refused was kept and recorded since.
+        let mut kinds = Vec::new();
+        for _ in 0..100 {
+            let (events, _) = s
+                .events(&EventFilter {
+                    kind: Some("t.x".into()),
+                    limit: 100,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            kinds = events;
+            if kinds.len() == 6 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(kinds.len(), 6, "{recorded} said recorded during the outage");
+        assert_eq!(s.write_status().state, StoreState::Ok);
         s.close().await;
     }
 
