@@ -304,6 +304,20 @@ fn new_epoch_visible(watch: &str, within: Duration) {
             .is_some_and(|r| r["progress"]["completed_epochs"] == 2)
             .then_some(())
     });
+    // The root is watched the way asked, not silently polled instead.
+    let scanned = wait_for("the root.scanned event", Duration::from_secs(10), || {
+        let ev = d.ctl_json(&["events", "--since", "1h", "--kind", "root.scanned"]);
+        ev["events"].as_array().unwrap().first().cloned()
+    });
+    let how = if watch == "inotify" {
+        "watching with inotify ("
+    } else {
+        "watching with polling every 1s"
+    };
+    assert!(
+        scanned["message"].as_str().unwrap().contains(how),
+        "{scanned}"
+    );
     epoch(&root.join("exp/live"), 2, Duration::ZERO);
     wait_for(&format!("epoch 3 through {watch}"), within, || {
         (run(&d, "exp/live")["progress"]["completed_epochs"] == 3).then_some(())

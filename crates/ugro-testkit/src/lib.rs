@@ -180,6 +180,9 @@ pub struct DaemonOptions {
     pub control_group: Option<String>,
     /// Further environment for the daemon (e.g. a debug build's failpoint).
     pub env: Vec<(String, String)>,
+    /// Run the daemon as this uid/gid (through `setpriv`, no supplementary groups; needs root).
+    /// The test gives that user its state dir.
+    pub run_as: Option<(u32, u32)>,
 }
 
 impl Daemon {
@@ -237,7 +240,17 @@ impl Daemon {
             .append(true)
             .open(&self.log_path)
             .unwrap();
-        let mut cmd = Command::new(bin("ugro-monitor"));
+        let mut cmd = match opts.run_as {
+            Some((uid, gid)) => {
+                let mut c = Command::new("setpriv");
+                c.arg(format!("--reuid={uid}"))
+                    .arg(format!("--regid={gid}"))
+                    .arg("--clear-groups")
+                    .arg(bin("ugro-monitor"));
+                c
+            }
+            None => Command::new(bin("ugro-monitor")),
+        };
         cmd.arg("--config")
             .arg(&self.config_path)
             .env_remove("NOTIFY_SOCKET")
