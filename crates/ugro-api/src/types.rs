@@ -213,6 +213,10 @@ pub struct RunInfo {
     /// Served from the database; the disk has not been re-read since the daemon started.
     #[serde(default)]
     pub restored: bool,
+    /// Its root is missing (gone, moved away or unmounted): this is the last state seen, not
+    /// re-read and not re-judged until the root is back. Left out when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stale: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -30,6 +30,11 @@ use crate::store::{NewEvent, StoreError};
 const DEBOUNCE: Duration = Duration::from_millis(20);
 /// How often statuses are re-judged without file events (quiet logs age into stuck/failed).
 const REJUDGE_EVERY: Duration = Duration::from_secs(10);
+/// How often a root's identity is checked (a `stat` of it and of its parent): a root created,
+/// moved away, replaced or unmounted is seen within this, whatever inotify reports.
+const ROOT_CHECK: Duration = Duration::from_secs(2);
+/// How long a root's first scan waits for the roots listed before it to claim their run ids.
+const FIRST_CLAIMS_WAIT: Duration = Duration::from_secs(10);
 /// Full rescan of an inotify root, in case an event was lost.
 const SAFETY_RESCAN: Duration = Duration::from_secs(600);
 /// In poll mode, finished and outdated runs are checked only every this many cycles.
@@ -89,14 +94,32 @@ pub struct Runs {
     roots: RwLock<BTreeMap<PathBuf, BTreeMap<String, RunInfo>>>,
     /// What the previous daemon stored, per root, until that root's first scan reconciles it.
     restored: std::sync::Mutex<HashMap<PathBuf, BTreeMap<String, RunInfo>>>,
+    /// Which root holds which run id ([`Ids`]): ids are unique across roots.
+    ids: std::sync::Mutex<Ids>,
+    /// The roots whose first scan has claimed its ids: a root waits for those listed before it
+    /// in the config ([`Runs::wait_turn`]), so which of two runs at the same relative path
+    /// keeps the plain id does not depend on which scan ended first.
+    first_claims: std::sync::Mutex<HashSet<PathBuf>>,
+    claimed: tokio::sync::Notify,
+    /// Moves on every change of any list: an answer built at one generation is current until
+    /// it moves (the control API serialises the full list once per generation).
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl Runs {
     /// Serves the runs stored by the previous daemon at once (marked `restored`).
     pub fn restore(rows: Vec<(String, RunInfo)>) -> Self {
         let mut by_root: BTreeMap<PathBuf, BTreeMap<String, RunInfo>> = BTreeMap::new();
+        let mut ids = Ids::default();
         for (root, mut info) in rows {
             info.restored = true;
+            // The stored ids keep their owners: a restart never moves an id to another root.
+            let rel = info
+                .work_dir
+                .strip_prefix(root.as_str())
+                .and_then(|r| r.strip_prefix('/'))
+                .unwrap_or(&info.id);
+            ids.hold(Path::new(&root), rel, &info.id);
             by_root
                 .entry(PathBuf::from(root))
                 .or_default()
@@ -110,7 +133,53 @@ impl Runs {
                     .collect(),
             ),
             roots: RwLock::new(by_root),
+            ids: std::sync::Mutex::new(ids),
+            first_claims: std::sync::Mutex::default(),
+            claimed: tokio::sync::Notify::new(),
+            generation: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// See the `generation` field.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn changed(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// `{"runs": [...]}` of the runs [`Runs::list`] would give, serialised under the read lock
+    /// without copying any run (20,000 runs cloned per request cost ~1 GB under 200 readers).
+    pub fn to_json(
+        &self,
+        status: Option<&str>,
+        root: Option<&Path>,
+    ) -> serde_json::Result<Vec<u8>> {
+        use serde::ser::{SerializeSeq, SerializeStruct, Serializer};
+        struct Seq<'a, I: Iterator<Item = &'a RunInfo> + Clone>(I);
+        impl<'a, I: Iterator<Item = &'a RunInfo> + Clone> serde::Serialize for Seq<'a, I> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut seq = s.serialize_seq(None)?;
+                for r in self.0.clone() {
+                    seq.serialize_element(r)?;
+                }
+                seq.end()
+            }
+        }
+        let roots = self.roots.read().unwrap_or_else(|e| e.into_inner());
+        let runs = roots
+            .iter()
+            .filter(|(r, _)| root.is_none_or(|want| r.as_path() == want))
+            .flat_map(|(_, runs)| runs.values())
+            .filter(|r| status.is_none_or(|s| r.status.as_str() == s));
+        let mut out = Vec::with_capacity(64 * 1024);
+        let mut ser = serde_json::Serializer::new(&mut out);
+        let mut st = ser.serialize_struct("Runs", 1)?;
+        st.serialize_field("runs", &Seq(runs))?;
+        SerializeStruct::end(st)?;
+        Ok(out)
     }
 
     fn take_restored(&self, root: &Path) -> BTreeMap<String, RunInfo> {
@@ -121,7 +190,7 @@ impl Runs {
             .unwrap_or_default()
     }
 
-    /// The root a run id belongs to (the first root that has it).
+    /// The root a run id belongs to.
     pub fn root_of(&self, id: &str) -> Option<PathBuf> {
         let roots = self.roots.read().unwrap_or_else(|e| e.into_inner());
         roots
@@ -142,7 +211,7 @@ impl Runs {
             .collect()
     }
 
-    /// One run by id (ids are relative to their root; the first root that has it wins).
+    /// One run by id (ids are unique across roots, see [`Ids`]).
     pub fn get(&self, id: &str) -> Option<RunInfo> {
         let roots = self.roots.read().unwrap_or_else(|e| e.into_inner());
         roots.values().find_map(|runs| runs.get(id).cloned())
@@ -163,6 +232,7 @@ impl Runs {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(root.to_path_buf(), infos);
+        self.changed();
     }
 
     /// Updates the changed runs of a root and drops the gone ones.
@@ -175,21 +245,209 @@ impl Runs {
         for i in changed {
             runs.insert(i.id.clone(), i);
         }
+        drop(roots);
+        self.changed();
+    }
+
+    /// The id of the run at `rel` (its path relative to `root`, [`rel_id`]): the one it has,
+    /// else `rel` itself, else — when a run of another root holds `rel` — `NAME:rel` with the
+    /// root's name ([`root_name`]).
+    fn claim(&self, root: &Path, rel: &str, name: &str) -> String {
+        self.ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .claim(root, rel, name)
+    }
+
+    /// Waits (at most `deadline`: a hung root must not hold the others) until the roots in
+    /// `earlier` have claimed the ids of their first scan.
+    async fn wait_turn(&self, earlier: &[PathBuf], deadline: Duration) {
+        let until = tokio::time::Instant::now() + deadline;
+        loop {
+            let notified = self.claimed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let done = self.first_claims.lock().unwrap_or_else(|e| e.into_inner());
+                if earlier.iter().all(|r| done.contains(r)) {
+                    return;
+                }
+            }
+            if tokio::time::timeout_at(until, notified).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Records that `root`'s first scan has claimed its ids.
+    fn first_claimed(&self, root: &Path) {
+        self.first_claims
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(root.to_path_buf());
+        self.claimed.notify_waiters();
+    }
+
+    /// Frees the ids of runs that are gone.
+    fn release(&self, ids: &[String]) {
+        let mut all = self.ids.lock().unwrap_or_else(|e| e.into_inner());
+        for id in ids {
+            all.release(id);
+        }
+    }
+
+    /// Marks every run of a root as stale (its root is missing) or current again.
+    fn set_stale(&self, root: &Path, stale: bool) {
+        let mut roots = self.roots.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(runs) = roots.get_mut(root) {
+            for r in runs.values_mut() {
+                r.stale = stale;
+            }
+        }
+        drop(roots);
+        self.changed();
     }
 
     fn forget(&self, root: &Path) {
+        self.first_claims
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(root);
+        self.ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .forget(root);
         self.roots
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(root);
+        self.changed();
     }
+}
+
+/// The run ids in use, unique across roots. A run's id is its path relative to its root; when a
+/// run of another root holds that already (the same relative path under two roots), it is
+/// `NAME:RELPATH` with its root's name — the `NODE:RELPATH` form of remote roots. First come,
+/// first served, and held while the run exists: the stored ids are held before any root is
+/// scanned, so a restart gives every run the id it had.
+#[derive(Debug, Default)]
+struct Ids {
+    /// id → (root, relative path).
+    owner: HashMap<String, (PathBuf, String)>,
+    /// root → relative path → id.
+    by_rel: HashMap<PathBuf, HashMap<String, String>>,
+}
+
+impl Ids {
+    fn hold(&mut self, root: &Path, rel: &str, id: &str) {
+        self.owner
+            .insert(id.to_owned(), (root.to_path_buf(), rel.to_owned()));
+        self.by_rel
+            .entry(root.to_path_buf())
+            .or_default()
+            .insert(rel.to_owned(), id.to_owned());
+    }
+
+    fn claim(&mut self, root: &Path, rel: &str, name: &str) -> String {
+        if let Some(id) = self.by_rel.get(root).and_then(|m| m.get(rel)) {
+            return id.clone();
+        }
+        let taken = |id: &str| self.owner.contains_key(id);
+        let id = if !taken(rel) {
+            rel.to_owned()
+        } else {
+            // `NAME:rel`, then `NAME~2:rel`, … should that be taken too (a run literally named
+            // so); bounded by the number of ids in use.
+            (1..=self.owner.len() + 1)
+                .map(|k| match k {
+                    1 => format!("{name}:{rel}"),
+                    k => format!("{name}~{k}:{rel}"),
+                })
+                .find(|id| !taken(id))
+                .unwrap_or_else(|| format!("{name}~:{rel}"))
+        };
+        self.hold(root, rel, &id);
+        id
+    }
+
+    fn release(&mut self, id: &str) {
+        if let Some((root, rel)) = self.owner.remove(id)
+            && let Some(m) = self.by_rel.get_mut(&root)
+            && m.get(&rel).is_some_and(|held| held == id)
+        {
+            m.remove(&rel);
+        }
+    }
+
+    fn forget(&mut self, root: &Path) {
+        if let Some(m) = self.by_rel.remove(root) {
+            for id in m.values() {
+                self.owner.remove(id);
+            }
+        }
+    }
+}
+
+/// A root's name, the prefix of its runs' ids where they would collide with another root's:
+/// the last component of its path, made unique among the configured roots and nodes by
+/// `-2`, `-3`, … in config order.
+fn root_name(config: &crate::config::Config, root: &Path) -> String {
+    let mut used: HashSet<String> = config.nodes.iter().map(|n| n.name.clone()).collect();
+    let mut mine = None;
+    for r in &config.roots {
+        let base = r
+            .path
+            .file_name()
+            .map(|n| rel_id(Path::new(n)))
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "root".to_owned());
+        let name = (1..=used.len() + 1)
+            .map(|k| match k {
+                1 => base.clone(),
+                k => format!("{base}-{k}"),
+            })
+            .find(|n| !used.contains(n))
+            .unwrap_or(base);
+        used.insert(name.clone());
+        if r.path == root {
+            mine = Some(name);
+        }
+    }
+    mine.unwrap_or_else(|| "root".to_owned())
+}
+
+/// A path (relative: a run id; or a run's `work_dir`) as text, lossless: valid UTF-8 is kept as it is; each byte that is not
+/// valid UTF-8 becomes `\xNN` (never U+FFFD, so two names that differ only there stay two
+/// ids); a backslash that would read as such an escape becomes `\x5c`.
+pub fn rel_id(rel: &Path) -> String {
+    use std::fmt::Write as _;
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = rel.as_os_str().as_bytes();
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        let mut rest = chunk.valid();
+        while let Some(i) = rest.find('\\') {
+            out.push_str(&rest[..i]);
+            let after = &rest[i + 1..];
+            let looks_escaped = after.len() >= 3
+                && after.as_bytes()[0] == b'x'
+                && after.as_bytes()[1..3].iter().all(u8::is_ascii_hexdigit);
+            out.push_str(if looks_escaped { "\\x5c" } else { "\\" });
+            rest = after;
+        }
+        out.push_str(rest);
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    out
 }
 
 fn info(root: &str, r: &Run) -> RunInfo {
     RunInfo {
         id: r.id.clone(),
         root: root.to_owned(),
-        work_dir: r.dir.display().to_string(),
+        work_dir: rel_id(&r.dir),
         runner: r.eval.kind,
         status: r.status,
         progress: r.eval.progress.clone(),
@@ -203,9 +461,10 @@ fn info(root: &str, r: &Run) -> RunInfo {
             .eval
             .newest_log
             .as_ref()
-            .map(|(name, _)| r.dir.join(name).display().to_string()),
+            .map(|(name, _)| rel_id(&r.dir.join(name))),
         epochs: Vec::new(),
         restored: false,
+        stale: false,
     }
 }
 
@@ -767,10 +1026,133 @@ fn scan_threads() -> usize {
 /// What a scan, poll cycle or inotify batch found.
 #[derive(Debug, Default)]
 struct Found {
-    /// Runs read again (or for the first time): id, dir, what was read.
-    read: Vec<(String, PathBuf, ReadRun)>,
+    /// Runs read again (or for the first time): id (none yet for a new run), dir, what was read.
+    read: Vec<(Option<String>, PathBuf, ReadRun)>,
     /// Runs whose directory is gone.
     gone: Vec<String>,
+}
+
+/// Which directory a root is: its device and inode, and whether it is a mount point (on
+/// another device than its parent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RootId {
+    dev: u64,
+    ino: u64,
+    mount: bool,
+}
+
+impl RootId {
+    /// `stat` of the root (following a symlink) and of its parent; `None` when it is not a
+    /// directory now.
+    fn of(root: &Path) -> Option<RootId> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(root)
+            .ok()
+            .filter(std::fs::Metadata::is_dir)?;
+        let parent = match root.parent() {
+            Some(p) if p.as_os_str().is_empty() => Some(Path::new(".")),
+            p => p,
+        };
+        let mount = parent.is_none_or(|p| std::fs::metadata(p).is_ok_and(|pm| pm.dev() != m.dev()));
+        Some(RootId {
+            dev: m.dev(),
+            ino: m.ino(),
+            mount,
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "device {}:{}, inode {}",
+            nix::sys::stat::major(self.dev),
+            nix::sys::stat::minor(self.dev),
+            self.ino
+        )
+    }
+}
+
+/// Whether a root is there, as last seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Presence {
+    Here(RootId),
+    /// `was_mount`: it went away by being unmounted, so the empty mount point left behind does
+    /// not count as the root being back.
+    Missing {
+        was_mount: bool,
+    },
+}
+
+/// What a root's identity check found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum RootChange {
+    Same,
+    /// Gone: the `root.missing` text (after the path).
+    Gone(String),
+    /// There again, or there for the first time.
+    Back,
+    /// Another directory is there now (moved into place, or a filesystem mounted on it): the
+    /// old one is missing and the new one is scanned.
+    Replaced(String),
+}
+
+impl Presence {
+    fn is_missing(&self) -> bool {
+        matches!(self, Presence::Missing { .. })
+    }
+
+    /// The change from this presence to `now`; `is_empty` lists the root (only asked when a
+    /// mount point turned into a plain directory). Updates the presence.
+    fn update(&mut self, now: Option<RootId>, is_empty: impl Fn() -> bool) -> RootChange {
+        let (change, next) = match (*self, now) {
+            (Presence::Here(_), None) => (
+                RootChange::Gone(
+                    "does not exist any more (removed, moved away, or its filesystem is gone)"
+                        .to_owned(),
+                ),
+                Presence::Missing { was_mount: false },
+            ),
+            (Presence::Here(a), Some(b)) if a == b => (RootChange::Same, *self),
+            (Presence::Here(a), Some(b)) if a.mount && !b.mount && is_empty() => (
+                RootChange::Gone(
+                    "is an empty directory that is no longer a mount point: the filesystem \
+                     mounted there is gone (unmounted)"
+                        .to_owned(),
+                ),
+                Presence::Missing { was_mount: true },
+            ),
+            (Presence::Here(a), Some(b)) if !a.mount && b.mount => {
+                (RootChange::Back, Presence::Here(b))
+            }
+            (Presence::Here(a), Some(b)) => (
+                RootChange::Replaced(format!(
+                    "was replaced by another directory ({} before, {} now)",
+                    a.describe(),
+                    b.describe()
+                )),
+                Presence::Here(b),
+            ),
+            (Presence::Missing { .. }, None) => (RootChange::Same, *self),
+            (Presence::Missing { was_mount: true }, Some(b)) if !b.mount && is_empty() => {
+                (RootChange::Same, *self)
+            }
+            (Presence::Missing { .. }, Some(b)) => (RootChange::Back, Presence::Here(b)),
+        };
+        *self = next;
+        change
+    }
+}
+
+/// The `root.missing` event.
+fn missing_event(root: &Path, why: &str, runs: usize) -> NewEvent {
+    NewEvent::new(
+        "root.missing",
+        root.display().to_string(),
+        Severity::Warning,
+        format!(
+            "root {} {why}; its {runs} run(s) stay listed as stale until it is back",
+            root.display()
+        ),
+    )
 }
 
 async fn track_root(
@@ -781,6 +1163,7 @@ async fn track_root(
 ) {
     let root = cfg.path.clone();
     let root_s = root.display().to_string();
+    let name = root_name(&shared.config(), &root);
     let rules = StatusRules {
         stall_after: cfg.stall_after,
         outdated_after: cfg.outdated_after,
@@ -822,7 +1205,16 @@ async fn track_root(
     let mut procs_at = tokio::time::Instant::now();
     let mut runs: BTreeMap<String, Run> = BTreeMap::new();
     let mut tree = scan::Tree::default();
-    match scanned.await {
+    let scanned = scanned.await;
+    let earlier: Vec<PathBuf> = shared
+        .config()
+        .roots
+        .iter()
+        .map(|r| r.path.clone())
+        .take_while(|p| *p != root)
+        .collect();
+    shared.runs.wait_turn(&earlier, FIRST_CLAIMS_WAIT).await;
+    match scanned {
         Ok((found, took)) => {
             for p in found.problems.iter().take(20) {
                 tracing::warn!(root = %root.display(), "{p}");
@@ -836,13 +1228,19 @@ async fn track_root(
             );
             tree = found.tree;
             for (dir, read) in found.runs {
-                let id = run_id(&root, &dir);
+                let id = shared.runs.claim(&root, &rel_of(&root, &dir), &name);
                 runs.insert(id.clone(), Run::new(id, dir, read, cfg.epochs));
             }
         }
         Err(e) => tracing::error!(root = %root.display(), error = %e, "scan failed"),
     }
-    if !root.exists() {
+    shared.runs.first_claimed(&root);
+    // Where the root is (its identity), checked every few seconds and before each batch of work.
+    let mut presence = match RootId::of(&root) {
+        Some(id) => Presence::Here(id),
+        None => Presence::Missing { was_mount: false },
+    };
+    if presence.is_missing() {
         shared
             .event(NewEvent::new(
                 "root.missing",
@@ -862,8 +1260,23 @@ async fn track_root(
         r.status = core::status(&r.eval, &rules, r.process.is_some(), now);
         attach_error(r);
     }
-    // Reconcile with what the previous daemon stored: what changed while it was away.
-    let prior = shared.runs.take_restored(&root);
+    // Reconcile with what the previous daemon stored: what changed while it was away. A root
+    // missing now keeps them listed, stale, until it is back.
+    let mut prior = shared.runs.take_restored(&root);
+    let mut stale_prior: Vec<String> = Vec::new();
+    if presence.is_missing() && !prior.is_empty() {
+        stale_prior = prior.keys().cloned().collect();
+        shared.runs.publish_all(
+            &root,
+            std::mem::take(&mut prior)
+                .into_iter()
+                .map(|(id, mut i)| {
+                    i.stale = true;
+                    (id, i)
+                })
+                .collect(),
+        );
+    }
     let mut events = Vec::new();
     if !prior.is_empty() {
         for r in runs.values_mut() {
@@ -913,13 +1326,16 @@ async fn track_root(
         .filter(|id| !runs.contains_key(*id))
         .cloned()
         .collect();
+    shared.runs.release(&gone);
     // Serve the list first; storing every epoch's completion time takes longer.
-    shared.runs.publish_all(
-        &root,
-        runs.iter()
-            .map(|(id, r)| (id.clone(), info(&root_s, r)))
-            .collect(),
-    );
+    if stale_prior.is_empty() {
+        shared.runs.publish_all(
+            &root,
+            runs.iter()
+                .map(|(id, r)| (id.clone(), info(&root_s, r)))
+                .collect(),
+        );
+    }
     let counts = status_counts(&runs);
     tracing::info!(root = %root.display(), ms = started.elapsed().as_millis(), "first scan published");
     // Then watch (what changed since the scan is caught by the first look of the loop) ...
@@ -1017,8 +1433,22 @@ async fn track_root(
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut safety = tokio::time::interval(SAFETY_RESCAN);
     safety.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let (_, _, _) = (rejudge.tick().await, poll.tick().await, safety.tick().await);
+    let mut root_check = tokio::time::interval(ROOT_CHECK);
+    root_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (_, _, _, _) = (
+        rejudge.tick().await,
+        poll.tick().await,
+        safety.tick().await,
+        root_check.tick().await,
+    );
     let mut cycle: u64 = 0;
+    // The root was watched with inotify before it went missing: watch it again once back.
+    let mut rewatch = false;
+    // The root was last seen as this directory: another one at its path is read from scratch.
+    let mut last_here = match presence {
+        Presence::Here(id) => Some(id),
+        Presence::Missing { .. } => None,
+    };
     // The first look after the watches are set up checks every run's frontier.
     let mut check_all = !recheck.is_empty();
     loop {
@@ -1033,6 +1463,7 @@ async fn track_root(
                 polled = std::mem::take(&mut check_all);
             }
             _ = rejudge.tick() => {}
+            _ = root_check.tick() => {}
             _ = poll.tick(), if !inotify => polled = true,
             _ = safety.tick(), if inotify => rescan = true,
             Some(p) = rx.recv() => {
@@ -1048,13 +1479,90 @@ async fn track_root(
         if overflow.swap(false, std::sync::atomic::Ordering::Relaxed) {
             rescan = true;
         }
+        // Is the root still the directory it was? Gone: its runs stay listed, stale, and
+        // nothing is read or re-judged until it is back; back or replaced: read it all now.
+        let mut back = false;
+        let mut fresh = false;
+        let root2 = root.clone();
+        let was = presence;
+        let now_id = tokio::task::spawn_blocking(move || {
+            let id = RootId::of(&root2);
+            // Listed only when a mount point turned (or still is) a plain directory.
+            let was_mount = match was {
+                Presence::Here(a) => a.mount,
+                Presence::Missing { was_mount } => was_mount,
+            };
+            let empty = was_mount
+                && id.is_some_and(|i| !i.mount)
+                && std::fs::read_dir(&root2).is_ok_and(|mut d| d.next().is_none());
+            (id, empty)
+        })
+        .await
+        .unwrap_or((None, false));
+        match presence.update(now_id.0, || now_id.1) {
+            RootChange::Same => {}
+            RootChange::Gone(why) => {
+                tracing::warn!(root = %root.display(), "root {why}");
+                shared.runs.set_stale(&root, true);
+                let _ = store
+                    .send(Write::Events(vec![missing_event(
+                        &root,
+                        &why,
+                        runs.len() + stale_prior.len(),
+                    )]))
+                    .await;
+                if matches!(mode, Mode::Inotify(_)) {
+                    // Its watches follow the old directory wherever it went: drop them.
+                    mode = Mode::Poll;
+                    rewatch = true;
+                }
+                tree = scan::Tree::default();
+            }
+            RootChange::Back => back = true,
+            RootChange::Replaced(why) => {
+                tracing::warn!(root = %root.display(), "root {why}");
+                let _ = store
+                    .send(Write::Events(vec![missing_event(
+                        &root,
+                        &why,
+                        runs.len() + stale_prior.len(),
+                    )]))
+                    .await;
+                back = true;
+            }
+        }
+        if presence.is_missing() {
+            // Drain what the old watches still report; nothing to read.
+            while rx.try_recv().is_ok() {}
+            recheck.clear();
+            continue;
+        }
+        if back {
+            let now = now_id.0;
+            fresh = last_here != now;
+            last_here = now;
+            rescan = true;
+            if rewatch || matches!(mode, Mode::Inotify(_)) {
+                match Watch::new(tx.clone(), overflow.clone()) {
+                    Ok(w) => {
+                        mode = Mode::Inotify(w);
+                        rewatch = false;
+                    }
+                    Err(e) => shared.event(fallback_event(&root, &cfg, &e)).await,
+                }
+            }
+        }
         let mut found = Found::default();
         let mut full = false;
         if rescan {
-            let prev: HashMap<PathBuf, Arc<RunView>> = runs
-                .values()
-                .map(|r| (r.dir.clone(), Arc::clone(&r.view)))
-                .collect();
+            // A directory not seen before is read from scratch: nothing of the old views holds.
+            let prev: HashMap<PathBuf, Arc<RunView>> = if fresh {
+                HashMap::new()
+            } else {
+                runs.values()
+                    .map(|r| (r.dir.clone(), Arc::clone(&r.view)))
+                    .collect()
+            };
             let root2 = root.clone();
             let scanned = tokio::task::spawn_blocking(move || {
                 scan::scan_root(&root2, &|d| prev.get(d).cloned(), scan_threads())
@@ -1063,17 +1571,16 @@ async fn track_root(
             if let Ok(scanned) = scanned {
                 full = true;
                 tree = scanned.tree;
-                let seen: HashSet<String> =
-                    scanned.runs.iter().map(|(d, _)| run_id(&root, d)).collect();
+                let seen: HashSet<&Path> = scanned.runs.iter().map(|(d, _)| d.as_path()).collect();
                 found.gone = runs
-                    .keys()
-                    .filter(|id| !seen.contains(*id))
-                    .cloned()
+                    .values()
+                    .filter(|r| !seen.contains(r.dir.as_path()))
+                    .map(|r| r.id.clone())
                     .collect();
                 found.read = scanned
                     .runs
                     .into_iter()
-                    .map(|(d, r)| (run_id(&root, &d), d, r))
+                    .map(|(d, r)| (None, d, r))
                     .collect();
             }
         } else if polled {
@@ -1118,15 +1625,47 @@ async fn track_root(
                 tree = t;
             }
         }
+        // A root that went away while it was read: what the read saw says nothing about its
+        // runs (they are not gone); the check at the top of the loop tells what happened.
+        if full || !found.gone.is_empty() {
+            let root2 = root.clone();
+            let id = tokio::task::spawn_blocking(move || RootId::of(&root2))
+                .await
+                .ok()
+                .flatten();
+            if Some(presence) != id.map(Presence::Here) {
+                recheck.push(root.clone());
+                continue;
+            }
+        }
+        // New runs get their id.
+        let read: Vec<(String, PathBuf, ReadRun)> = std::mem::take(&mut found.read)
+            .into_iter()
+            .map(|(id, d, r)| {
+                let id = id.unwrap_or_else(|| shared.runs.claim(&root, &rel_of(&root, &d), &name));
+                (id, d, r)
+            })
+            .collect();
+        // Back after missing since the start: the stored runs not found now are gone, the
+        // others are no news.
+        let mut was_known: HashSet<String> = HashSet::new();
+        if back && full {
+            was_known = std::mem::take(&mut stale_prior).into_iter().collect();
+            let now_ids: HashSet<&str> = read.iter().map(|(id, _, _)| id.as_str()).collect();
+            found.gone.extend(
+                was_known
+                    .iter()
+                    .filter(|id| !now_ids.contains(id.as_str()))
+                    .cloned(),
+            );
+        }
         // Watch what is new (a new run, a new frontier epoch, a new directory), and look
         // again at what got a new watch. Out of watches: poll this root from now on.
         if let Mode::Inotify(w) = &mut mode {
             let synced = w.sync(
                 &root,
                 &tree,
-                found
-                    .read
-                    .iter()
+                read.iter()
                     .map(|(id, d, r)| (id.as_str(), d.as_path(), r.stamps.epoch.map(|(i, _)| i))),
                 &found.gone,
             );
@@ -1149,7 +1688,8 @@ async fn track_root(
         for id in &found.gone {
             runs.remove(id);
         }
-        for (id, dir, read) in found.read {
+        shared.runs.release(&found.gone);
+        for (id, dir, read) in read {
             match runs.get_mut(&id) {
                 Some(r) => {
                     r.stamps = Some(read.stamps);
@@ -1167,6 +1707,9 @@ async fn track_root(
                     if after > before && r.eval.kind == RunnerKind::Trainer {
                         events.push(epoch_event(r, before, after));
                     }
+                }
+                None if was_known.contains(&id) => {
+                    runs.insert(id.clone(), Run::new(id, dir, read, cfg.epochs));
                 }
                 None => {
                     let r = Run::new(id.clone(), dir, read, cfg.epochs);
@@ -1214,6 +1757,20 @@ async fn track_root(
                     events.push(e);
                 }
             }
+        }
+        if back {
+            tracing::info!(root = %root.display(), runs = runs.len(), "root is back");
+            events.push(NewEvent::new(
+                "root.back",
+                root_s.clone(),
+                Severity::Info,
+                format!(
+                    "root {} is back: {} run(s) ({})",
+                    root.display(),
+                    runs.len(),
+                    status_counts(&runs)
+                ),
+            ));
         }
         if !full && found.gone.is_empty() && runs.values().all(|r| !r.dirty) {
             continue;
@@ -1674,8 +2231,9 @@ fn status_counts(runs: &BTreeMap<String, Run>) -> String {
         .join(", ")
 }
 
-fn run_id(root: &Path, dir: &Path) -> String {
-    dir.strip_prefix(root).unwrap_or(dir).display().to_string()
+/// A run dir's path relative to its root, as an id ([`rel_id`]).
+fn rel_of(root: &Path, dir: &Path) -> String {
+    rel_id(dir.strip_prefix(root).unwrap_or(dir))
 }
 
 /// A run a poll cycle looks at.
@@ -1703,7 +2261,7 @@ fn poll_cycle(
             continue;
         }
         match scan::read_run(&d.dir, Some(&d.view)) {
-            Ok(r) => found.read.push((d.id, d.dir, r)),
+            Ok(r) => found.read.push((Some(d.id), d.dir, r)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => found.gone.push(d.id),
             Err(_) => {} // unreadable now (permissions, racing delete): keep the last view
         }
@@ -1714,7 +2272,7 @@ fn poll_cycle(
     }
     for dir in new_runs {
         if let Ok(r) = scan::read_run(&dir, None) {
-            found.read.push((run_id(root, &dir), dir, r));
+            found.read.push((None, dir, r));
         }
     }
     found
@@ -1728,7 +2286,8 @@ fn rescan_touched(
     touched: HashSet<PathBuf>,
     tree: &mut scan::Tree,
 ) -> Found {
-    let mut hit: BTreeMap<String, (PathBuf, Option<Arc<RunView>>)> = BTreeMap::new();
+    // By dir: the id (none yet for a new run) and the last view.
+    let mut hit: BTreeMap<PathBuf, (Option<String>, Option<Arc<RunView>>)> = BTreeMap::new();
     let mut outside = false;
     for path in touched {
         // The innermost known run containing the path.
@@ -1738,7 +2297,7 @@ fn rescan_touched(
             .max_by_key(|(_, d, _)| d.as_os_str().len())
         {
             Some((id, dir, view)) => {
-                hit.insert(id.clone(), (dir.clone(), Some(Arc::clone(view))));
+                hit.insert(dir.clone(), (Some(id.clone()), Some(Arc::clone(view))));
             }
             None => outside = true,
         }
@@ -1747,14 +2306,14 @@ fn rescan_touched(
         let dirs: HashSet<&Path> = known.iter().map(|(_, d, _)| d.as_path()).collect();
         let (new_runs, _) = scan::poll_tree(root, tree, &|d| dirs.contains(d));
         for d in new_runs {
-            hit.insert(run_id(root, &d), (d, None));
+            hit.insert(d, (None, None));
         }
     }
     let mut found = Found::default();
-    for (id, (dir, prev)) in hit {
+    for (dir, (id, prev)) in hit {
         match scan::read_run(&dir, prev.as_deref()) {
             Ok(r) => found.read.push((id, dir, r)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => found.gone.push(id),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => found.gone.extend(id),
             Err(_) => {} // unreadable now (permissions, racing delete): keep the last view
         }
     }
@@ -1803,8 +2362,127 @@ mod tests {
                 log: None,
                 epochs: Vec::new(),
                 restored: false,
+                stale: false,
             },
         )
+    }
+
+    #[test]
+    fn run_ids_are_lossless_for_any_bytes() {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
+        let id = |b: &[u8]| rel_id(Path::new(OsStr::from_bytes(b)));
+        assert_eq!(id(b"exp/run_1"), "exp/run_1");
+        assert_eq!(id("ünï/ç".as_bytes()), "ünï/ç");
+        assert_eq!(id(b"run\xff"), "run\\xff", "not an escape: kept");
+        // Invalid bytes are escaped, never U+FFFD: names differing only there stay apart.
+        assert_eq!(id(b"run_\xff"), "run_\\xff");
+        assert_eq!(id(b"run_\xfe"), "run_\\xfe");
+        assert_eq!(id(b"a\\xff/b"), "a\\x5cxff/b", "a literal escape-like text");
+        assert_ne!(id(b"a\\xff"), id(b"a\xff"));
+        assert_eq!(id(b"a\\\xff"), "a\\\\xff");
+        assert_eq!(id(b"half\xe2\x82"), "half\\xe2\\x82");
+    }
+
+    #[test]
+    fn ids_are_unique_across_roots_and_stable_while_held() {
+        let mut ids = Ids::default();
+        let (a, b, c) = (Path::new("/a/logs"), Path::new("/b/logs"), Path::new("/c"));
+        assert_eq!(ids.claim(a, "exp/1", "logs"), "exp/1");
+        assert_eq!(ids.claim(b, "exp/1", "logs-2"), "logs-2:exp/1");
+        assert_eq!(
+            ids.claim(a, "exp/1", "logs"),
+            "exp/1",
+            "held: the same id again"
+        );
+        assert_eq!(ids.claim(b, "exp/1", "logs-2"), "logs-2:exp/1");
+        // A run literally named like the prefixed id elsewhere.
+        assert_eq!(ids.claim(c, "logs-2:exp/1", "c"), "c:logs-2:exp/1");
+        // Released ids are free again; the other root's run keeps its id.
+        ids.release("exp/1");
+        assert_eq!(ids.claim(b, "exp/1", "logs-2"), "logs-2:exp/1");
+        assert_eq!(ids.claim(c, "exp/1", "c"), "exp/1");
+        ids.forget(b);
+        assert_eq!(ids.claim(a, "exp/2", "logs"), "exp/2");
+        assert!(!ids.owner.contains_key("logs-2:exp/1"));
+    }
+
+    #[test]
+    fn root_names_are_unique_among_roots_and_nodes() {
+        let text = r#"
+[[nodes]]
+name = "logs"
+host = "local"
+[[roots]]
+path = "/a/logs"
+[[roots]]
+path = "/b/logs"
+[[roots]]
+path = "/c/exp"
+"#;
+        let config = crate::config::parse(Path::new("ugro.toml"), text).unwrap();
+        assert_eq!(root_name(&config, Path::new("/a/logs")), "logs-2");
+        assert_eq!(root_name(&config, Path::new("/b/logs")), "logs-3");
+        assert_eq!(root_name(&config, Path::new("/c/exp")), "exp");
+    }
+
+    #[test]
+    fn a_root_that_goes_and_comes_back_is_seen_as_such() {
+        let here = |ino, mount| {
+            Some(RootId {
+                dev: if mount { 40 } else { 8 },
+                ino,
+                mount,
+            })
+        };
+        let mut p = Presence::Missing { was_mount: false };
+        assert_eq!(p.update(None, || true), RootChange::Same, "still absent");
+        assert_eq!(
+            p.update(here(5, false), || true),
+            RootChange::Back,
+            "created"
+        );
+        assert_eq!(p.update(here(5, false), || true), RootChange::Same);
+        assert!(
+            matches!(p.update(None, || true), RootChange::Gone(_)),
+            "moved away"
+        );
+        assert_eq!(
+            p.update(here(5, false), || true),
+            RootChange::Back,
+            "moved back"
+        );
+        assert!(
+            matches!(p.update(here(6, false), || true), RootChange::Replaced(_)),
+            "another tree moved into place"
+        );
+        assert_eq!(
+            p.update(here(1, true), || true),
+            RootChange::Back,
+            "a filesystem mounted on it"
+        );
+        // Unmounted: the empty mount point left behind is not the root.
+        match p.update(here(6, false), || true) {
+            RootChange::Gone(why) => assert!(why.contains("unmounted"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            p.update(here(6, false), || true),
+            RootChange::Same,
+            "still unmounted"
+        );
+        assert_eq!(
+            p.update(here(1, true), || true),
+            RootChange::Back,
+            "remounted"
+        );
+        // A mount point replaced by a plain directory with content is a replacement.
+        assert!(matches!(
+            p.update(here(7, false), || false),
+            RootChange::Replaced(_)
+        ));
+        assert!(p.update(None, || true) != RootChange::Same);
+        assert!(p.is_missing());
     }
 
     #[test]
