@@ -948,7 +948,7 @@ pub fn corrupt_message(path: &Path, problems: &[String]) -> String {
 
 /// Gives the database file at `path` mode [`DB_FILE_MODE`] whatever the umask: creates it
 /// empty with that mode when missing and `create` (SQLite fills an empty file), and narrows
-/// an existing one (a database from an older daemon, created 0644).
+/// an existing one (a database from an older daemon, created 0644; only warns when it cannot).
 fn restrict_file(path: &Path, create: bool) -> Result<(), StoreError> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let fail = |op| {
@@ -960,8 +960,18 @@ fn restrict_file(path: &Path, create: bool) -> Result<(), StoreError> {
     };
     match std::fs::metadata(path) {
         Ok(m) if m.permissions().mode() & 0o777 != DB_FILE_MODE => {
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(DB_FILE_MODE))
-                .map_err(fail("chmod 0600"))
+            // Not ours to change (another owner): say so, and work with it as it is.
+            if let Err(e) =
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(DB_FILE_MODE))
+            {
+                tracing::warn!(
+                    path = %path.display(),
+                    mode = format!("{:o}", m.permissions().mode() & 0o777),
+                    error = %e,
+                    "cannot make the database file private (chmod 0600)"
+                );
+            }
+            Ok(())
         }
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
