@@ -33,6 +33,9 @@ const REJUDGE_EVERY: Duration = Duration::from_secs(10);
 /// How often a root's identity is checked (a `stat` of it and of its parent): a root created,
 /// moved away, replaced or unmounted is seen within this, whatever inotify reports.
 const ROOT_CHECK: Duration = Duration::from_secs(2);
+/// How long a root's identity check may take before the root counts as missing (a hung
+/// network filesystem); the check goes on and is waited for again at the next look.
+const ROOT_CHECK_DEADLINE: Duration = Duration::from_secs(5);
 /// How long a root's first scan waits for the roots listed before it to claim their run ids.
 const FIRST_CLAIMS_WAIT: Duration = Duration::from_secs(10);
 /// Full rescan of an inotify root, in case an event was lost.
@@ -1100,6 +1103,22 @@ impl Presence {
         matches!(self, Presence::Missing { .. })
     }
 
+    /// The identity check did not answer by its deadline: a root that was here is missing
+    /// until a check answers again.
+    fn hung(&mut self) -> RootChange {
+        match *self {
+            Presence::Here(_) => {
+                *self = Presence::Missing { was_mount: false };
+                RootChange::Gone(format!(
+                    "does not answer: a stat of it took longer than {} (a hung network \
+                     filesystem?)",
+                    humantime::format_duration(ROOT_CHECK_DEADLINE)
+                ))
+            }
+            Presence::Missing { .. } => RootChange::Same,
+        }
+    }
+
     /// The change from this presence to `now`; `is_empty` lists the root (only asked when a
     /// mount point turned into a plain directory). Updates the presence.
     fn update(&mut self, now: Option<RootId>, is_empty: impl Fn() -> bool) -> RootChange {
@@ -1444,6 +1463,8 @@ async fn track_root(
     let mut cycle: u64 = 0;
     // The root was watched with inotify before it went missing: watch it again once back.
     let mut rewatch = false;
+    // An identity check that did not answer by its deadline, still running.
+    let mut pending_check: Option<tokio::task::JoinHandle<(Option<RootId>, bool)>> = None;
     // The root was last seen as this directory: another one at its path is read from scratch.
     let mut last_here = match presence {
         Presence::Here(id) => Some(id),
@@ -1483,23 +1504,40 @@ async fn track_root(
         // nothing is read or re-judged until it is back; back or replaced: read it all now.
         let mut back = false;
         let mut fresh = false;
-        let root2 = root.clone();
-        let was = presence;
-        let now_id = tokio::task::spawn_blocking(move || {
-            let id = RootId::of(&root2);
-            // Listed only when a mount point turned (or still is) a plain directory.
-            let was_mount = match was {
-                Presence::Here(a) => a.mount,
-                Presence::Missing { was_mount } => was_mount,
-            };
-            let empty = was_mount
-                && id.is_some_and(|i| !i.mount)
-                && std::fs::read_dir(&root2).is_ok_and(|mut d| d.next().is_none());
-            (id, empty)
-        })
-        .await
-        .unwrap_or((None, false));
-        match presence.update(now_id.0, || now_id.1) {
+        // A check that hung last time (a dead network filesystem) is waited for again rather
+        // than started anew, so a hung root holds one thread, not one per look.
+        let mut check = match pending_check.take() {
+            Some(check) => check,
+            None => {
+                let root2 = root.clone();
+                let was = presence;
+                tokio::task::spawn_blocking(move || {
+                    let id = RootId::of(&root2);
+                    // Listed only when a mount point turned (or still is) a plain directory.
+                    let was_mount = match was {
+                        Presence::Here(a) => a.mount,
+                        Presence::Missing { was_mount } => was_mount,
+                    };
+                    let empty = was_mount
+                        && id.is_some_and(|i| !i.mount)
+                        && std::fs::read_dir(&root2).is_ok_and(|mut d| d.next().is_none());
+                    (id, empty)
+                })
+            }
+        };
+        let mut now_id = None;
+        let change = match tokio::time::timeout(ROOT_CHECK_DEADLINE, &mut check).await {
+            Ok(result) => {
+                let (id, empty) = result.unwrap_or((None, false));
+                now_id = id;
+                presence.update(id, || empty)
+            }
+            Err(_) => {
+                pending_check = Some(check);
+                presence.hung()
+            }
+        };
+        match change {
             RootChange::Same => {}
             RootChange::Gone(why) => {
                 tracing::warn!(root = %root.display(), "root {why}");
@@ -1538,7 +1576,7 @@ async fn track_root(
             continue;
         }
         if back {
-            let now = now_id.0;
+            let now = now_id;
             fresh = last_here != now;
             last_here = now;
             rescan = true;
@@ -1629,10 +1667,14 @@ async fn track_root(
         // runs (they are not gone); the check at the top of the loop tells what happened.
         if full || !found.gone.is_empty() {
             let root2 = root.clone();
-            let id = tokio::task::spawn_blocking(move || RootId::of(&root2))
-                .await
-                .ok()
-                .flatten();
+            let id = tokio::time::timeout(
+                ROOT_CHECK_DEADLINE,
+                tokio::task::spawn_blocking(move || RootId::of(&root2)),
+            )
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten();
             if Some(presence) != id.map(Presence::Here) {
                 recheck.push(root.clone());
                 continue;
@@ -2483,6 +2525,14 @@ path = "/c/exp"
         ));
         assert!(p.update(None, || true) != RootChange::Same);
         assert!(p.is_missing());
+        // A check that hangs: missing once, then back when a check answers.
+        let mut p = Presence::Here(here(9, true).unwrap());
+        match p.hung() {
+            RootChange::Gone(why) => assert!(why.contains("does not answer"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(p.hung(), RootChange::Same);
+        assert_eq!(p.update(here(9, true), || false), RootChange::Back);
     }
 
     #[test]
