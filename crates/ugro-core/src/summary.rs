@@ -58,7 +58,7 @@ pub const REASON_MAX_CHARS: usize = 200;
 pub const EVENT_MAX_CHARS: usize = 300;
 
 /// Event kinds that always appear under Key Events (besides any warning or critical event).
-pub const KEY_EVENT_KINDS: [&str; 12] = [
+pub const KEY_EVENT_KINDS: [&str; 13] = [
     "run.stuck",
     "run.outdated",
     "run.failed",
@@ -69,6 +69,7 @@ pub const KEY_EVENT_KINDS: [&str; 12] = [
     "daemon.started",
     "daemon.task_failed",
     "root.missing",
+    "root.back",
     "root.watch_fallback",
     "email.given_up",
 ];
