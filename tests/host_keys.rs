@@ -93,7 +93,11 @@ fn accept_new_records_the_first_key_once_then_checks_it_strictly() {
     for _ in 0..3 {
         assert_eq!(ssh_check(&d)["status"], "pass");
     }
-    assert_eq!(entries(&known_hosts, &sshd), recorded, "recorded exactly once");
+    assert_eq!(
+        entries(&known_hosts, &sshd),
+        recorded,
+        "recorded exactly once"
+    );
 
     // A different key now: refused as a changed key, and the file keeps the first one.
     sshd.restart_with_new_host_key();

@@ -79,7 +79,10 @@ fn reload_starts_and_stops_node_and_root_loops_and_the_watchdog_keeps_pinging() 
     let opts = DaemonOptions {
         notify_socket: Some(notify.path().to_path_buf()),
         watchdog: Some(Duration::from_secs(2)),
-        extra_config: format!("[[nodes]]\nname = \"local\"\nhost = \"local\"\n\n{}", root_entry(&a)),
+        extra_config: format!(
+            "[[nodes]]\nname = \"local\"\nhost = \"local\"\n\n{}",
+            root_entry(&a)
+        ),
         ..Default::default()
     };
     let mut d = Daemon::prepare(&opts);
@@ -92,33 +95,49 @@ fn reload_starts_and_stops_node_and_root_loops_and_the_watchdog_keeps_pinging() 
 
     // Add a node and a root.
     d.write_config(&d.config_text(&DaemonOptions {
-        extra_config: format!("{}\n{}\n{}", node_entry(&sshd), root_entry(&a), root_entry(&b)),
+        extra_config: format!(
+            "{}\n{}\n{}",
+            node_entry(&sshd),
+            root_entry(&a),
+            root_entry(&b)
+        ),
         ..Default::default()
     }));
     d.signal(Signal::SIGHUP);
-    wait_for("the new node, root and their loops", Duration::from_secs(20), || {
-        let tasks = task_names(&d);
-        (node_names(&d).contains(&"extra".to_string())
-            && run_ids(&d) == ["exp/eval_a", "exp/eval_b"]
-            && tasks.contains(&"health:extra".to_string())
-            && tasks.contains(&format!("runs:{}", b.display())))
-        .then_some(())
-    });
+    wait_for(
+        "the new node, root and their loops",
+        Duration::from_secs(20),
+        || {
+            let tasks = task_names(&d);
+            (node_names(&d).contains(&"extra".to_string())
+                && run_ids(&d) == ["exp/eval_a", "exp/eval_b"]
+                && tasks.contains(&"health:extra".to_string())
+                && tasks.contains(&format!("runs:{}", b.display())))
+            .then_some(())
+        },
+    );
 
     // Remove them again (and root a with them).
     d.write_config(&d.config_text(&DaemonOptions {
-        extra_config: format!("[[nodes]]\nname = \"local\"\nhost = \"local\"\n\n{}", root_entry(&b)),
+        extra_config: format!(
+            "[[nodes]]\nname = \"local\"\nhost = \"local\"\n\n{}",
+            root_entry(&b)
+        ),
         ..Default::default()
     }));
     d.signal(Signal::SIGHUP);
-    wait_for("the removed node and root to go", Duration::from_secs(20), || {
-        let tasks = task_names(&d);
-        (node_names(&d) == ["local"]
-            && run_ids(&d) == ["exp/eval_b"]
-            && !tasks.contains(&"health:extra".to_string())
-            && !tasks.contains(&format!("runs:{}", a.display())))
-        .then_some(())
-    });
+    wait_for(
+        "the removed node and root to go",
+        Duration::from_secs(20),
+        || {
+            let tasks = task_names(&d);
+            (node_names(&d) == ["local"]
+                && run_ids(&d) == ["exp/eval_b"]
+                && !tasks.contains(&"health:extra".to_string())
+                && !tasks.contains(&format!("runs:{}", a.display())))
+            .then_some(())
+        },
+    );
     let status = d.ctl_json(&["status"]);
     for t in status["tasks"].as_array().unwrap() {
         assert_eq!(t["alive"], true, "{t}");

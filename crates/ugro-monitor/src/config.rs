@@ -58,6 +58,10 @@ pub const LATENCY_MAX_RANGE: DurationRange = DurationRange {
 };
 /// `health.pytorch_interval`: 1s to 7d.
 pub const PYTORCH_INTERVAL_RANGE: DurationRange = DurationRange::secs(1, 7 * DAY);
+/// Default of `health.login_check_interval`: a fresh SSH login every 10 minutes.
+pub const DEFAULT_LOGIN_CHECK_INTERVAL: Duration = Duration::from_secs(10 * MINUTE);
+/// `health.login_check_interval`: 1s to 1d.
+pub const LOGIN_CHECK_RANGE: DurationRange = DurationRange::secs(1, DAY);
 /// `health.probe_timeout` and `health.pytorch_timeout`: 100ms to 10m.
 pub const PROBE_TIMEOUT_RANGE: DurationRange = DurationRange {
     min: Duration::from_millis(100),
@@ -189,6 +193,9 @@ pub struct HealthConfig {
     pub probe_timeout: Duration,
     /// Deadline of the PyTorch probe.
     pub pytorch_timeout: Duration,
+    /// How old a remote node's SSH login may get before a sweep logs in afresh (so a dead sshd
+    /// listener behind a live session is seen).
+    pub login_check_interval: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -301,6 +308,7 @@ struct RawHealth {
     load_per_core_max: S<f64>,
     probe_timeout: S<DurationValue>,
     pytorch_timeout: S<DurationValue>,
+    login_check_interval: S<DurationValue>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -820,6 +828,7 @@ fn resolve(
             .unwrap_or(ugro_core::health::DEFAULT_LOAD_PER_CORE_MAX),
         probe_timeout: dur(&h.probe_timeout, Duration::from_secs(15)),
         pytorch_timeout: dur(&h.pytorch_timeout, Duration::from_secs(60)),
+        login_check_interval: dur(&h.login_check_interval, DEFAULT_LOGIN_CHECK_INTERVAL),
     };
     for (name, v, range) in [
         ("interval", &h.interval, HEALTH_INTERVAL_RANGE),
@@ -833,6 +842,11 @@ fn resolve(
         ),
         ("probe_timeout", &h.probe_timeout, PROBE_TIMEOUT_RANGE),
         ("pytorch_timeout", &h.pytorch_timeout, PROBE_TIMEOUT_RANGE),
+        (
+            "login_check_interval",
+            &h.login_check_interval,
+            LOGIN_CHECK_RANGE,
+        ),
     ] {
         p.duration_in(name, v, range);
     }
@@ -1371,6 +1385,9 @@ mod tests {
         }),
         ("health", "pytorch_timeout", PROBE_TIMEOUT_RANGE, |c| {
             c.health.pytorch_timeout
+        }),
+        ("health", "login_check_interval", LOGIN_CHECK_RANGE, |c| {
+            c.health.login_check_interval
         }),
         ("roots", "poll_interval", POLL_INTERVAL_RANGE, |c| {
             c.roots[0].poll_interval

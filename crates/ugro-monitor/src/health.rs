@@ -517,7 +517,7 @@ async fn sweep_remote(
 ) -> (Vec<CheckResult>, Vec<GpuReading>) {
     use CheckName::*;
     let t = Instant::now();
-    if let Err(e) = s.ensure_connected(force).await {
+    if let Err(e) = s.ensure_fresh_login(force, h.login_check_interval).await {
         let ssh = CheckResult::fail(Ssh, e.to_string()).with_duration(elapsed_ms(t));
         let why = format!("not checked: {} is unreachable", s.addr());
         let mut results = vec![ssh];

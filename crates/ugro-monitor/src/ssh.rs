@@ -67,6 +67,10 @@ pub enum SshError {
     },
     #[error("SSH session to {addr} failed: {message}")]
     Session { addr: String, message: String },
+    #[error(
+        "a new SSH login to {addr} fails, so users cannot log in (the daemon's older session no longer proves it): {message}"
+    )]
+    FreshLogin { addr: String, message: String },
 }
 
 impl SshError {
@@ -202,6 +206,8 @@ pub struct NodeSession {
     conn: Mutex<Conn>,
     reconnects: AtomicU64,
     connects: AtomicU64,
+    /// When the live connection logged in (a full handshake and authentication).
+    logged_in_at: StdMutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for NodeSession {
@@ -233,6 +239,7 @@ impl NodeSession {
             }),
             reconnects: AtomicU64::new(0),
             connects: AtomicU64::new(0),
+            logged_in_at: StdMutex::new(None),
         }
     }
 
@@ -249,6 +256,37 @@ impl NodeSession {
     /// a check now).
     pub async fn ensure_connected(&self, force: bool) -> Result<(), SshError> {
         self.handle(force).await.map(|_| ())
+    }
+
+    /// Like [`NodeSession::ensure_connected`], but when the live connection logged in more
+    /// than `max_age` ago it is closed and the node logged in to afresh: a persistent session
+    /// outlives its sshd listener, and only a new login shows that users can no longer log in.
+    /// Still one connection at a time.
+    pub async fn ensure_fresh_login(&self, force: bool, max_age: Duration) -> Result<(), SshError> {
+        let stale = self
+            .logged_in_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|t| t.elapsed() > max_age);
+        if stale {
+            let live = match &*self.conn.lock().await {
+                Conn::Up(h) => Some(h.clone()),
+                Conn::Down { .. } => None,
+            };
+            if let Some(h) = live {
+                tracing::debug!(node = %self.addr, "logging in afresh (the login is older than {max_age:?})");
+                self.invalidate(&h).await;
+            }
+            return self
+                .handle(true)
+                .await
+                .map(|_| ())
+                .map_err(|e| SshError::FreshLogin {
+                    addr: self.addr.clone(),
+                    message: e.to_string(),
+                });
+        }
+        self.ensure_connected(force).await
     }
 
     /// The live connection, connecting first when there is none.
@@ -284,6 +322,7 @@ impl NodeSession {
                 }
                 let h = Arc::new(h);
                 *conn = Conn::Up(h.clone());
+                *self.logged_in_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
                 Ok(h)
             }
             Ok(Err(e)) => {

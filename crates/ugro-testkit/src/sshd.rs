@@ -61,6 +61,8 @@ pub struct Sshd {
     log_path: PathBuf,
     user: String,
     child: Option<Child>,
+    /// Session processes left running by [`Sshd::kill_listener`], killed on stop.
+    orphans: Vec<u32>,
 }
 
 impl Sshd {
@@ -107,6 +109,7 @@ impl Sshd {
             log_path: d.join("sshd.log"),
             user,
             child: None,
+            orphans: Vec::new(),
             dir,
         };
 
@@ -183,6 +186,9 @@ impl Sshd {
     /// Kills sshd, its connections and every process started through it; waits until they
     /// are gone and the port no longer listens (deadline 10 s).
     pub fn stop(&mut self) {
+        for pid in std::mem::take(&mut self.orphans) {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        }
         let Some(mut child) = self.child.take() else {
             return;
         };
@@ -220,6 +226,22 @@ impl Sshd {
                 eprintln!("ugro-testkit: sshd on port {} not fully stopped", self.port);
                 break;
             }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Kills only the listening sshd: sessions already open go on working, new logins are
+    /// refused (the port no longer listens) — a crashed or stopped `sshd.service` on a node.
+    pub fn kill_listener(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let listener = child.id();
+        self.orphans.extend(descendants(listener));
+        let _ = kill(Pid::from_raw(listener as i32), Signal::SIGKILL);
+        let _ = child.wait();
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while is_listening(self.port) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
