@@ -23,7 +23,7 @@ use ugro_api::{
     ReloadResult, Status,
 };
 
-use crate::daemon::Shared;
+use crate::shared::Shared;
 use crate::store::{EventFilter, MAX_EVENTS_PER_QUERY};
 
 /// Most connections served at once; past it a connection is answered 503 at once.

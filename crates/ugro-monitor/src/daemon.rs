@@ -1,22 +1,24 @@
-//! The daemon's life: start-up order (lock, database, socket, READY), the shared state its
-//! tasks and the control API see, signals (TERM/INT stop, HUP reload), and a bounded, graceful
-//! stop. Retention runs in [`crate::scheduler`].
+//! The daemon's life: start-up order (lock, database, socket, READY), composing the shared
+//! state ([`crate::shared`]) and the supervised tasks, signals (TERM/INT stop, HUP reload), and
+//! a bounded, graceful stop. Retention runs in [`crate::scheduler`].
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use nix::fcntl::{Flock, FlockArg};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use ugro_api::{ReloadResult, Severity};
+use ugro_api::Severity;
 
-use crate::config::{self, Config, ConfigError};
+use crate::config::{Config, ConfigError};
 use crate::control::{self, ControlSocket, SocketError};
+use crate::shared::Shared;
 use crate::store::{NewEvent, Store, StoreError};
+use crate::supervise::{BEAT_EVERY, MAX_SILENCE};
 use crate::systemd::{Heartbeats, Notifier};
 
 /// The whole stop (tasks, connections, final writes) must fit in this.
@@ -25,8 +27,6 @@ pub const STOP_DEADLINE: Duration = Duration::from_secs(4);
 /// [`STOP_WRITES`] (main's runtime shutdown takes at most 500 ms after).
 const STOP_TASKS: Duration = Duration::from_millis(2500);
 const STOP_WRITES: Duration = Duration::from_millis(3400);
-/// How often background loops report to the heartbeat registry.
-const BEAT_EVERY: Duration = Duration::from_secs(20);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -51,144 +51,6 @@ pub enum DaemonError {
     Signals(#[source] std::io::Error),
     #[error("background task '{0}' stopped unexpectedly")]
     TaskEnded(&'static str),
-}
-
-/// State shared by the daemon's tasks and the control API.
-#[derive(Debug)]
-pub struct Shared {
-    config: watch::Sender<Arc<Config>>,
-    config_loaded_at: Mutex<DateTime<Utc>>,
-    pub store: Store,
-    pub health: crate::health::Health,
-    pub runs: crate::runs::Runs,
-    pub outbox: crate::outbox::Outbox,
-    pub summaries: crate::summary::Summaries,
-    pub heartbeats: Arc<Heartbeats>,
-    pub notifier: Notifier,
-    pub started_at: DateTime<Utc>,
-    pub pid: u32,
-    /// The daemon's effective uid: callers with it may use mutating endpoints.
-    pub uid: u32,
-    reload_lock: tokio::sync::Mutex<()>,
-    /// The full run list as served by `/v1/runs`, with the `Runs` generation it was built at.
-    pub runs_json: tokio::sync::Mutex<Option<(u64, axum::body::Bytes)>>,
-}
-
-impl Shared {
-    /// The configuration in force.
-    pub fn config(&self) -> Arc<Config> {
-        self.config.borrow().clone()
-    }
-
-    /// Watch the configuration (tasks re-read it after a reload).
-    pub fn subscribe(&self) -> watch::Receiver<Arc<Config>> {
-        self.config.subscribe()
-    }
-
-    pub fn config_loaded_at(&self) -> DateTime<Utc> {
-        *self
-            .config_loaded_at
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Records an event and logs it. A failing write (disk full, read-only) is logged, never
-    /// fatal: the daemon keeps serving.
-    pub async fn event(&self, e: NewEvent) {
-        match e.severity {
-            Severity::Info => tracing::info!(kind = %e.kind, subject = %e.subject, "{}", e.message),
-            Severity::Warning => {
-                tracing::warn!(kind = %e.kind, subject = %e.subject, "{}", e.message)
-            }
-            Severity::Critical => {
-                tracing::error!(kind = %e.kind, subject = %e.subject, "{}", e.message)
-            }
-        }
-        if let Err(err) = self.store.record_event(Utc::now(), &e).await {
-            tracing::error!(error = %err, kind = %e.kind, "could not record event");
-        }
-    }
-
-    /// Re-reads the config file. A valid one replaces the old; an invalid one is rejected, the
-    /// old one stays, and both outcomes are events.
-    pub async fn reload(&self, trigger: &str) -> Result<ReloadResult, ConfigError> {
-        let _guard = self.reload_lock.lock().await;
-        self.notifier.reloading();
-        let old = self.config();
-        let path = old.path.clone();
-        let outcome = match tokio::task::spawn_blocking(move || config::load(&path)).await {
-            Ok(r) => r,
-            Err(e) => Err(ConfigError::Read {
-                path: old.path.clone(),
-                source: std::io::Error::other(e.to_string()),
-            }),
-        };
-        match outcome {
-            Ok(new) => {
-                let needs_restart = new.needs_restart(&old);
-                let mut msg = format!(
-                    "configuration reloaded from {} ({trigger})",
-                    new.path.display()
-                );
-                if !needs_restart.is_empty() {
-                    msg.push_str(&format!(
-                        "; changes to {} take effect after a restart",
-                        needs_restart.join(", ")
-                    ));
-                }
-                let result = ReloadResult {
-                    config_path: new.path.display().to_string(),
-                    needs_restart,
-                };
-                self.config.send_replace(Arc::new(new));
-                *self
-                    .config_loaded_at
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner()) = Utc::now();
-                self.event(NewEvent::new(
-                    "config.reloaded",
-                    "daemon",
-                    Severity::Info,
-                    msg,
-                ))
-                .await;
-                self.notifier.ready(&self.running_status());
-                Ok(result)
-            }
-            Err(e) => {
-                let lines = e.lines();
-                self.event(NewEvent::new(
-                    "config.reload_rejected",
-                    "daemon",
-                    Severity::Warning,
-                    format!(
-                        "configuration reload ({trigger}) rejected, previous configuration kept: {}",
-                        lines.join("; ")
-                    ),
-                ))
-                .await;
-                self.notifier.ready(&format!(
-                    "{}; last reload rejected ({} problem{})",
-                    self.running_status(),
-                    lines.len(),
-                    if lines.len() == 1 { "" } else { "s" }
-                ));
-                Err(e)
-            }
-        }
-    }
-
-    fn running_status(&self) -> String {
-        let c = self.config();
-        format!(
-            "Serving on {}: {} node{}, {} root{}",
-            c.daemon.socket.display(),
-            c.nodes.len(),
-            if c.nodes.len() == 1 { "" } else { "s" },
-            c.roots.len(),
-            if c.roots.len() == 1 { "" } else { "s" }
-        )
-    }
 }
 
 /// Takes an exclusive, non-blocking lock on `path` (released by the kernel if we die).
@@ -336,7 +198,7 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<(), DaemonError> 
     let mut names: std::collections::HashMap<tokio::task::Id, &'static str> =
         std::collections::HashMap::new();
     {
-        let hb = heartbeats.register("control", BEAT_EVERY * 3);
+        let hb = heartbeats.register("control", MAX_SILENCE);
         let router = control::router(shared.clone());
         let cancel = cancel.clone();
         let h = tasks.spawn(async move {
@@ -348,7 +210,7 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<(), DaemonError> 
     // The supervised background tasks: each beats its heartbeat and stops on `cancel`.
     macro_rules! supervised {
         ($($name:literal => $run:path),* $(,)?) => {$({
-            let hb = heartbeats.register($name, BEAT_EVERY * 3);
+            let hb = heartbeats.register($name, MAX_SILENCE);
             let (shared, cancel) = (shared.clone(), cancel.clone());
             let h = tasks.spawn(async move {
                 failpoint($name).await;
@@ -501,59 +363,5 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<(), DaemonError> 
     match failure {
         Some(e) => Err(e),
         None => Ok(()),
-    }
-}
-
-/// Keeps one task per configured item, keyed: starts a task for each new item, restarts it when
-/// the item's config changes, cancels it when the item goes (then calls `gone`), and follows
-/// reloads until `cancel`. Beats `hb` meanwhile. Used for nodes (health) and roots (runs).
-pub(crate) async fn supervise_keyed<K, C>(
-    shared: &Shared,
-    cancel: &CancellationToken,
-    hb: &crate::systemd::Heartbeat,
-    wanted: impl Fn(&Config) -> Vec<(K, C)>,
-    mut start: impl FnMut(&Config, &K, &C, CancellationToken),
-    mut gone: impl FnMut(&K),
-) where
-    K: std::hash::Hash + Eq + Clone,
-    C: PartialEq + Clone,
-{
-    let mut config_rx = shared.subscribe();
-    let mut tasks: std::collections::HashMap<K, (C, CancellationToken)> =
-        std::collections::HashMap::new();
-    let mut beat = tokio::time::interval(BEAT_EVERY);
-    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let config = shared.config();
-        let want: std::collections::HashMap<K, C> = wanted(&config).into_iter().collect();
-        let mut removed = Vec::new();
-        tasks.retain(|key, (cfg, token)| {
-            let keep = want.get(key) == Some(cfg);
-            if !keep {
-                token.cancel();
-                if !want.contains_key(key) {
-                    removed.push(key.clone());
-                }
-            }
-            keep
-        });
-        for key in &removed {
-            gone(key);
-        }
-        for (key, cfg) in want {
-            if let std::collections::hash_map::Entry::Vacant(slot) = tasks.entry(key) {
-                let token = cancel.child_token();
-                start(&config, slot.key(), &cfg, token.clone());
-                slot.insert((cfg, token));
-            }
-        }
-        tokio::select! {
-            _ = cancel.cancelled() => break,
-            _ = beat.tick() => hb.beat(),
-            changed = config_rx.changed() => if changed.is_err() { break },
-        }
-    }
-    for (_, (_, token)) in tasks {
-        token.cancel();
     }
 }

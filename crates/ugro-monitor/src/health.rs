@@ -19,7 +19,7 @@ use ugro_core::health::{
 use ugro_core::parse::{self, GpuReading, NvidiaSmi};
 
 use crate::config::{HealthConfig, NodeConfig, NodeHost};
-use crate::daemon::Shared;
+use crate::shared::Shared;
 use crate::ssh::{Exec, ExecOutput, NodeSession, shell_quote};
 use crate::store::{NewEvent, NodeStatusRow};
 
@@ -217,7 +217,7 @@ pub async fn supervise(
     cancel: CancellationToken,
     hb: crate::systemd::Heartbeat,
 ) {
-    crate::daemon::supervise_keyed(
+    crate::supervise::supervise_keyed(
         &shared,
         &cancel,
         &hb,
@@ -312,7 +312,7 @@ async fn node_loop(
     let mut cadence = core::Cadence::new(&policy_of(&shared.config().health));
     // First sweep soon after start, spread a little so nodes do not start in lockstep.
     let mut next = tokio::time::Instant::now() + Duration::from_millis(rand::random_range(0..500));
-    let mut beat = tokio::time::interval(Duration::from_secs(20));
+    let mut beat = tokio::time::interval(crate::supervise::BEAT_EVERY);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let mut waiters = Vec::new();

@@ -14,9 +14,11 @@ pub mod runs;
 pub mod sampler;
 pub mod scan;
 pub mod scheduler;
+pub mod shared;
 pub mod ssh;
 pub mod store;
 pub mod summary;
+pub mod supervise;
 pub mod systemd;
 
 /// Exit code for an unusable configuration (sysexits' EX_CONFIG).

@@ -16,7 +16,7 @@ use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 use ugro_api::{NodeHealth, NodeState, Outcome};
 
-use crate::daemon::Shared;
+use crate::shared::Shared;
 use crate::health::NodeCounters;
 
 const STATES: [NodeState; 5] = [

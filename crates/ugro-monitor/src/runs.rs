@@ -21,7 +21,7 @@ use ugro_api::{RunGpu, RunInfo, RunProcess, Severity};
 use ugro_core::runs::{self as core, Evaluation, RunStatus, RunView, RunnerKind, StatusRules};
 
 use crate::config::{NodeHost, RootConfig, WatchMode};
-use crate::daemon::Shared;
+use crate::shared::Shared;
 use crate::scan::{self, ReadRun, Stamps};
 use crate::ssh::Exec;
 use crate::store::{NewEvent, StoreError};
@@ -839,7 +839,7 @@ pub async fn supervise(
     cancel: CancellationToken,
     hb: crate::systemd::Heartbeat,
 ) {
-    crate::daemon::supervise_keyed(
+    crate::supervise::supervise_keyed(
         &shared,
         &cancel,
         &hb,

@@ -20,7 +20,7 @@ use ugro_core::parse::{self, GpuReading, ParseError};
 use ugro_core::sample::{self, ComputeApp, CpuTimes, GpuSample, NodeSample, Outage, parse_sample};
 
 use crate::config::NodeHost;
-use crate::daemon::Shared;
+use crate::shared::Shared;
 use crate::ssh::{Exec, NodeSession, SshError};
 use crate::store::{NewEvent, Store, StoreError, from_ms, to_ms};
 use crate::systemd::Heartbeat;
@@ -29,8 +29,6 @@ use crate::systemd::Heartbeat;
 pub const MAX_NODE_DEADLINE: Duration = Duration::from_secs(30);
 /// Grace beyond a node's deadline before its sample is abandoned.
 const OUTER_SLACK: Duration = Duration::from_secs(2);
-/// How often the supervisor reports to the heartbeat registry while it waits.
-const BEAT_EVERY: Duration = Duration::from_secs(20);
 /// Rows per multi-row INSERT (9 parameters each, far below SQLite's 32766).
 const INSERT_CHUNK: usize = 500;
 /// `samples_between` reads the window in slices of this length, so a long window (30 days)
@@ -104,7 +102,7 @@ pub async fn supervise(shared: Arc<Shared>, cancel: CancellationToken, hb: Heart
     let mut config_rx = shared.subscribe();
     let mut tracks: HashMap<String, Track> = HashMap::new();
     let mut last: Option<DateTime<Utc>> = None;
-    let mut beat = tokio::time::interval(BEAT_EVERY);
+    let mut beat = tokio::time::interval(crate::supervise::BEAT_EVERY);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let interval = shared.config().summary.metrics_interval;

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use ugro_api::Severity;
 use ugro_core::schedule::{self, Due};
 
-use crate::daemon::Shared;
+use crate::shared::Shared;
 use crate::store::{NewEvent, Store, StoreError};
 use crate::systemd::Heartbeat;
 
@@ -384,7 +384,7 @@ pub async fn supervise(shared: Arc<Shared>, cancel: CancellationToken, hb: Heart
     };
     let mut fallback = tokio::time::interval(Duration::from_secs(10));
     fallback.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut beat = tokio::time::interval(Duration::from_secs(20));
+    let mut beat = tokio::time::interval(crate::supervise::BEAT_EVERY);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     // Start-up: catch up a missed summary, and retention if it did not run for a day.

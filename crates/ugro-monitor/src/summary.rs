@@ -18,7 +18,7 @@ use ugro_core::summary::{
     EventRecord, NodeSnapshot, ProcessSnapshot, RunSnapshot, Snapshot, SummaryInput,
 };
 
-use crate::daemon::Shared;
+use crate::shared::Shared;
 use crate::store::{NewEvent, Store, StoreError, from_ms, to_ms};
 
 /// The window of the very first summary (there is no previous one to start from).

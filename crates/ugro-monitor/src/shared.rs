@@ -1,0 +1,151 @@
+//! The state the daemon's tasks and the control API share: the configuration in force (and
+//! its reload), the store, each subsystem's live view, the heartbeat registry, and the event
+//! log every part writes to. Composed by [`crate::daemon`]; subsystems take it from here.
+
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+use ugro_api::{ReloadResult, Severity};
+
+use crate::config::{self, Config, ConfigError};
+use crate::store::{NewEvent, Store};
+use crate::systemd::{Heartbeats, Notifier};
+
+/// State shared by the daemon's tasks and the control API.
+#[derive(Debug)]
+pub struct Shared {
+    pub(crate) config: watch::Sender<Arc<Config>>,
+    pub(crate) config_loaded_at: Mutex<DateTime<Utc>>,
+    pub store: Store,
+    pub health: crate::health::Health,
+    pub runs: crate::runs::Runs,
+    pub outbox: crate::outbox::Outbox,
+    pub summaries: crate::summary::Summaries,
+    pub heartbeats: Arc<Heartbeats>,
+    pub notifier: Notifier,
+    pub started_at: DateTime<Utc>,
+    pub pid: u32,
+    /// The daemon's effective uid: callers with it may use mutating endpoints.
+    pub uid: u32,
+    pub(crate) reload_lock: tokio::sync::Mutex<()>,
+    /// The full run list as served by `/v1/runs`, with the `Runs` generation it was built at.
+    pub runs_json: tokio::sync::Mutex<Option<(u64, axum::body::Bytes)>>,
+}
+
+impl Shared {
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.borrow().clone()
+    }
+
+    /// Watch the configuration (tasks re-read it after a reload).
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Config>> {
+        self.config.subscribe()
+    }
+
+    pub fn config_loaded_at(&self) -> DateTime<Utc> {
+        *self
+            .config_loaded_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records an event and logs it. A failing write (disk full, read-only) is logged, never
+    /// fatal: the daemon keeps serving.
+    pub async fn event(&self, e: NewEvent) {
+        match e.severity {
+            Severity::Info => tracing::info!(kind = %e.kind, subject = %e.subject, "{}", e.message),
+            Severity::Warning => {
+                tracing::warn!(kind = %e.kind, subject = %e.subject, "{}", e.message)
+            }
+            Severity::Critical => {
+                tracing::error!(kind = %e.kind, subject = %e.subject, "{}", e.message)
+            }
+        }
+        if let Err(err) = self.store.record_event(Utc::now(), &e).await {
+            tracing::error!(error = %err, kind = %e.kind, "could not record event");
+        }
+    }
+
+    /// Re-reads the config file. A valid one replaces the old; an invalid one is rejected, the
+    /// old one stays, and both outcomes are events.
+    pub async fn reload(&self, trigger: &str) -> Result<ReloadResult, ConfigError> {
+        let _guard = self.reload_lock.lock().await;
+        self.notifier.reloading();
+        let old = self.config();
+        let path = old.path.clone();
+        let outcome = match tokio::task::spawn_blocking(move || config::load(&path)).await {
+            Ok(r) => r,
+            Err(e) => Err(ConfigError::Read {
+                path: old.path.clone(),
+                source: std::io::Error::other(e.to_string()),
+            }),
+        };
+        match outcome {
+            Ok(new) => {
+                let needs_restart = new.needs_restart(&old);
+                let mut msg = format!(
+                    "configuration reloaded from {} ({trigger})",
+                    new.path.display()
+                );
+                if !needs_restart.is_empty() {
+                    msg.push_str(&format!(
+                        "; changes to {} take effect after a restart",
+                        needs_restart.join(", ")
+                    ));
+                }
+                let result = ReloadResult {
+                    config_path: new.path.display().to_string(),
+                    needs_restart,
+                };
+                self.config.send_replace(Arc::new(new));
+                *self
+                    .config_loaded_at
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = Utc::now();
+                self.event(NewEvent::new(
+                    "config.reloaded",
+                    "daemon",
+                    Severity::Info,
+                    msg,
+                ))
+                .await;
+                self.notifier.ready(&self.running_status());
+                Ok(result)
+            }
+            Err(e) => {
+                let lines = e.lines();
+                self.event(NewEvent::new(
+                    "config.reload_rejected",
+                    "daemon",
+                    Severity::Warning,
+                    format!(
+                        "configuration reload ({trigger}) rejected, previous configuration kept: {}",
+                        lines.join("; ")
+                    ),
+                ))
+                .await;
+                self.notifier.ready(&format!(
+                    "{}; last reload rejected ({} problem{})",
+                    self.running_status(),
+                    lines.len(),
+                    if lines.len() == 1 { "" } else { "s" }
+                ));
+                Err(e)
+            }
+        }
+    }
+
+    pub(crate) fn running_status(&self) -> String {
+        let c = self.config();
+        format!(
+            "Serving on {}: {} node{}, {} root{}",
+            c.daemon.socket.display(),
+            c.nodes.len(),
+            if c.nodes.len() == 1 { "" } else { "s" },
+            c.roots.len(),
+            if c.roots.len() == 1 { "" } else { "s" }
+        )
+    }
+}
