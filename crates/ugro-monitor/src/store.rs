@@ -36,6 +36,9 @@ pub const JOURNAL_SIZE_LIMIT: u64 = 16 << 20;
 /// discovery does not leave hundreds of MB behind.
 pub const CHECKPOINT_WAL_ABOVE: u64 = 32 << 20;
 
+/// Longest wait for this process's turn to write (see [`Store::write_turn`]).
+pub const WRITE_TURN_WAIT: Duration = Duration::from_secs(30);
+
 /// How long a write waits for another connection's write transaction. Write transactions start
 /// with `BEGIN IMMEDIATE`, so this wait covers every lock conflict between the daemon's writers
 /// (a runs batch of 4000 rows holds the lock for well under a second).
@@ -73,6 +76,8 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
+    #[error("database {path}: {op}: no turn to write within {} s (other writes queued ahead)", WRITE_TURN_WAIT.as_secs())]
+    NoTurn { path: PathBuf, op: &'static str },
     #[error("database file {path}: {op}: {source}")]
     File {
         path: PathBuf,
@@ -123,6 +128,9 @@ pub struct Store {
     pool: SqlitePool,
     path: PathBuf,
     health: Arc<WriteHealth>,
+    /// One write at a time in this process, first come first served (see
+    /// [`Store::write_turn`]).
+    turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// How writes are faring: failing since when, and how many rows writers hold to redo.
@@ -229,6 +237,7 @@ impl Store {
             pool,
             path: path.to_path_buf(),
             health: Arc::default(),
+            turn: Arc::default(),
         })
     }
 
@@ -369,6 +378,9 @@ impl Store {
         if size <= CHECKPOINT_WAL_ABOVE {
             return;
         }
+        let Ok(_turn) = self.write_turn("checkpoint").await else {
+            return;
+        };
         match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(TRUNCATE)")
             .fetch_one(&self.pool)
             .await
@@ -431,6 +443,7 @@ impl Store {
     /// Not `RETURNING id` with `fetch_one`: that takes the row and resets the statement before
     /// its implicit COMMIT reports a full disk, so a lost event looked recorded.
     async fn insert_event(&self, at: DateTime<Utc>, e: &NewEvent) -> Result<i64, StoreError> {
+        let _turn = self.write_turn("insert event").await?;
         let done = sqlx::query(
             "INSERT INTO events (ts_ms, kind, subject, severity, message) VALUES (?, ?, ?, ?, ?)",
         )
@@ -538,6 +551,7 @@ impl Store {
 
     /// Deletes events older than `before`; returns how many.
     pub async fn prune_events(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let _turn = self.write_turn("prune events").await?;
         let r = sqlx::query("DELETE FROM events WHERE ts_ms < ?")
             .bind(to_ms(before))
             .execute(&self.pool)
@@ -554,7 +568,7 @@ impl Store {
         pid: u32,
         version: &str,
     ) -> Result<(i64, Option<DateTime<Utc>>), StoreError> {
-        let mut tx = self.begin_write("begin session").await?;
+        let (mut tx, _turn) = self.begin_write("begin session").await?;
         let unclean: Option<i64> = sqlx::query_scalar(
             "SELECT started_ms FROM daemon_sessions WHERE stopped_ms IS NULL ORDER BY id DESC LIMIT 1",
         )
@@ -579,26 +593,54 @@ impl Store {
     }
 
     pub async fn end_session(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let turn = self.write_turn("end session").await?;
         let r = sqlx::query("UPDATE daemon_sessions SET stopped_ms = ? WHERE id = ?")
             .bind(to_ms(at))
             .bind(id)
             .execute(&self.pool)
             .await
             .map_err(self.err("end session"));
+        drop(turn);
         self.track(r).map(|_| ())
     }
 
-    /// Starts a write transaction holding the write lock from the start (`BEGIN IMMEDIATE`): it
-    /// waits up to the busy timeout for another writer, and never fails halfway with
-    /// "database is locked" because another connection wrote since it read.
+    /// Waits (at most [`WRITE_TURN_WAIT`]) for this process's turn to write; the turn lasts
+    /// as long as the guard. Writers queue first come first served: SQLite's busy handler only
+    /// polls, so a writer committing batch after batch (a big discovery) would get the lock
+    /// back before a waiting health write noticed it was free, past the busy timeout.
+    pub(crate) async fn write_turn(
+        &self,
+        op: &'static str,
+    ) -> Result<tokio::sync::OwnedMutexGuard<()>, StoreError> {
+        tokio::time::timeout(WRITE_TURN_WAIT, Arc::clone(&self.turn).lock_owned())
+            .await
+            .map_err(|_| StoreError::NoTurn {
+                path: self.path.clone(),
+                op,
+            })
+    }
+
+    /// Starts a write transaction in this process's turn (keep the guard until it ends),
+    /// holding SQLite's write lock from the start (`BEGIN IMMEDIATE`): it waits up to the busy
+    /// timeout for another process's writer, and never fails halfway with "database is
+    /// locked" because another connection wrote since it read.
     pub(crate) async fn begin_write(
         &self,
         op: &'static str,
-    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
-        self.pool
+    ) -> Result<
+        (
+            sqlx::Transaction<'static, sqlx::Sqlite>,
+            tokio::sync::OwnedMutexGuard<()>,
+        ),
+        StoreError,
+    > {
+        let turn = self.write_turn(op).await?;
+        let tx = self
+            .pool
             .begin_with("BEGIN IMMEDIATE")
             .await
-            .map_err(self.err(op))
+            .map_err(self.err(op))?;
+        Ok((tx, turn))
     }
 
     /// Waits for in-flight writes, checkpoints the WAL and closes every connection.
@@ -648,7 +690,7 @@ impl Store {
         row: &NodeStatusRow,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin_write("begin sweep").await?;
+        let (mut tx, _turn) = self.begin_write("begin sweep").await?;
         for c in &row.checks {
             sqlx::query(
                 "INSERT INTO check_results (node, ts_ms, name, status, value_json, message, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -726,7 +768,7 @@ impl Store {
         at: DateTime<Utc>,
         current: &[CoreAlert],
     ) -> Result<AlertChanges, StoreError> {
-        let mut tx = self.begin_write("begin alerts").await?;
+        let (mut tx, _turn) = self.begin_write("begin alerts").await?;
         let open: Vec<(String, String)> = sqlx::query_as(
             "SELECT key, message FROM alerts WHERE node = ? AND resolved_ms IS NULL",
         )
@@ -797,6 +839,7 @@ impl Store {
 
     /// Deletes check results and resolved alerts older than `before`.
     pub async fn prune_health(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let _turn = self.write_turn("prune health").await?;
         let a = sqlx::query("DELETE FROM check_results WHERE ts_ms < ?")
             .bind(to_ms(before))
             .execute(&self.pool)
@@ -862,7 +905,7 @@ impl Store {
         epochs: &[(String, u32, DateTime<Utc>)],
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin_write("begin runs").await?;
+        let (mut tx, _turn) = self.begin_write("begin runs").await?;
         for id in gone {
             sqlx::query("DELETE FROM runs WHERE root = ? AND id = ?")
                 .bind(root)
@@ -1247,6 +1290,51 @@ mod tests {
             "WAL still {} bytes after the write",
             wal_size()
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn health_writes_get_their_turn_between_back_to_back_runs_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("ugro.db")).await.unwrap();
+        // A big discovery: runs batches one after the other, each holding the write lock.
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let discovery = {
+            let (s, stop) = (s.clone(), Arc::clone(&stop));
+            tokio::spawn(async move {
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    s.save_runs(
+                        "/r",
+                        &[],
+                        &[],
+                        &epochs(&format!("run{n}"), 4000),
+                        Utc::now(),
+                    )
+                    .await
+                    .unwrap();
+                    n += 1;
+                }
+                n
+            })
+        };
+        // Meanwhile a node's alerts change at every sweep (read, then write, in one transaction).
+        for i in 0..40 {
+            let current = [CoreAlert {
+                key: format!("k{}", i % 3),
+                severity: Severity::Warning,
+                message: format!("m{i}"),
+            }];
+            s.sync_alerts("node1", Utc::now(), &current)
+                .await
+                .unwrap_or_else(|e| panic!("sweep {i}: {e}"));
+            s.record_event(Utc::now(), &NewEvent::new("t.e", "t", Severity::Info, "e"))
+                .await
+                .unwrap_or_else(|e| panic!("event {i}: {e}"));
+        }
+        stop.store(true, Ordering::Relaxed);
+        let batches = discovery.await.unwrap();
+        assert!(batches > 1, "the writes overlapped ({batches} batches)");
+        assert_eq!(s.open_alerts("node1").await.unwrap().len(), 1);
     }
 
     #[tokio::test]
