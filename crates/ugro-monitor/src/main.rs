@@ -74,10 +74,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// The filter when neither `UGRO_LOG` nor `RUST_LOG` is set: the daemon's info lines, and only
-/// warnings from libraries that narrate their internals at info (the cron scheduler's
-/// "Uninited", "Job creator created", …).
-const DEFAULT_LOG_FILTER: &str = "info,tokio_cron_scheduler=warn";
+/// The filter when neither `UGRO_LOG` nor `RUST_LOG` is set: the daemon's info lines.
+const DEFAULT_LOG_FILTER: &str = "info";
 
 /// Logs to stderr; `UGRO_LOG` (or `RUST_LOG`) sets the filter. Under systemd (journal attached)
 /// timestamps are left to the journal.

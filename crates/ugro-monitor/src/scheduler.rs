@@ -1,13 +1,17 @@
-//! When to make summaries and run retention: cron in the configured timezone
-//! (tokio-cron-scheduler drives the ticks), catch-up at start-up, one summary per date, with an
-//! injectable clock.
+//! When to make summaries and run retention: cron expressions (croner) in the configured
+//! timezone, catch-up at start-up, one summary per date, with an injectable clock.
 //!
-//! tokio-cron-scheduler turns a job's timezone into a fixed UTC offset when the job is created,
-//! so a 23:55 job would fire at 22:55 or 00:55 after a daylight-saving change. The scheduler
-//! therefore only *ticks* (every 10 s, timezone-free) and on each tick
-//! [`ugro_core::schedule::due`] decides, in the configured timezone, whether the summary of a
-//! date is due. The same decision at start-up catches up a missed run. The daily retention job is
-//! a plain tokio-cron-scheduler job (an hour off around a DST change does not matter there).
+//! The task sleeps until the next occurrence of the summary schedule or of the retention job,
+//! both computed by croner in `summary.timezone` (so 23:55 stays 23:55 across a daylight-saving
+//! change), and never longer than one heartbeat: it re-plans on every wake, since the wall
+//! clock can jump and a reload can change the schedule. On each wake
+//! [`ugro_core::schedule::due`] decides whether a date's summary is due; the same decision at
+//! start-up catches up a missed run. Retention needs nothing but this loop: it runs at its
+//! occurrence, and at start-up when it has not run for a day.
+//!
+//! (tokio-cron-scheduler was used before; its "timezone" jobs fix the zone's UTC offset when the
+//! job is created — `time_offset_seconds` in its `Job::new_async_tz` — so they drift by an hour
+//! after a DST change, and a scheduler that failed to start stopped retention.)
 
 use std::path::Path;
 use std::sync::Arc;
@@ -15,8 +19,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
-use tokio::sync::mpsc;
-use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
 use ugro_api::Severity;
 use ugro_core::schedule::{self, Due};
@@ -25,8 +27,6 @@ use crate::shared::Shared;
 use crate::store::{NewEvent, Store, StoreError};
 use crate::systemd::Heartbeat;
 
-/// How often the schedule is looked at.
-pub const TICK: &str = "*/10 * * * * *";
 /// When the daily retention job runs (local time in `summary.timezone`).
 pub const RETENTION_CRON: &str = "0 17 3 * * *";
 /// The retention job's name in the `jobs` table.
@@ -250,37 +250,6 @@ fn prune_files(dir: &Path, tz: Tz, cutoff: DateTime<Utc>) -> (u64, Vec<String>) 
     (deleted, errors)
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Kick {
-    Tick,
-    Retention,
-}
-
-/// Starts tokio-cron-scheduler with the tick and retention jobs, sending kicks to `tx`.
-async fn start_cron(tx: mpsc::Sender<Kick>, tz: Tz) -> Result<JobScheduler, String> {
-    let sched = JobScheduler::new().await.map_err(|e| e.to_string())?;
-    let t = tx.clone();
-    let tick = Job::new_async(TICK, move |_, _| {
-        let t = t.clone();
-        Box::pin(async move {
-            // A full queue means a tick is pending already.
-            let _ = t.try_send(Kick::Tick);
-        })
-    })
-    .map_err(|e| e.to_string())?;
-    let retention = Job::new_async_tz(RETENTION_CRON, tz, move |_, _| {
-        let t = tx.clone();
-        Box::pin(async move {
-            let _ = t.try_send(Kick::Retention);
-        })
-    })
-    .map_err(|e| e.to_string())?;
-    sched.add(tick).await.map_err(|e| e.to_string())?;
-    sched.add(retention).await.map_err(|e| e.to_string())?;
-    sched.start().await.map_err(|e| e.to_string())?;
-    Ok(sched)
-}
-
 async fn run_tick(shared: &Arc<Shared>, clock: &dyn Clock) {
     let cfg = shared.config();
     let now = clock.now();
@@ -369,48 +338,76 @@ async fn run_retention(shared: &Arc<Shared>, clock: &dyn Clock) {
     }
 }
 
-/// The daemon's scheduler task: a tick and a retention check at start-up (catch-up), then
-/// driven by tokio-cron-scheduler until `cancel`.
+/// The next time the task must wake: the earlier of the next summary and the next retention
+/// occurrence in `tz`, and never later than `at_most` from `now`.
+pub fn next_wake(
+    summary_expr: &str,
+    tz: Tz,
+    now: DateTime<Utc>,
+    next_retention: Option<DateTime<Utc>>,
+    at_most: Duration,
+) -> Duration {
+    let next_summary = schedule::parse(summary_expr)
+        .ok()
+        .and_then(|c| schedule::next_fire(&c, tz, now));
+    [next_summary, next_retention]
+        .into_iter()
+        .flatten()
+        .min()
+        .and_then(|t| (t - now).to_std().ok())
+        .map_or(at_most, |d| d.min(at_most))
+}
+
+/// The next retention occurrence after `now`, in `tz`.
+fn next_retention(tz: Tz, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    schedule::parse(RETENTION_CRON)
+        .ok()
+        .and_then(|c| schedule::next_fire(&c, tz, now))
+}
+
+/// The daemon's scheduler task: a tick and a retention check at start-up (catch-up), then a
+/// sleep until the next occurrence (re-planned at least every heartbeat) until `cancel`.
 pub async fn supervise(shared: Arc<Shared>, cancel: CancellationToken, hb: Heartbeat) {
     let clock = SystemClock;
-    let (tx, mut rx) = mpsc::channel(2);
-    let tz = shared.config().summary.timezone;
-    let mut cron = match start_cron(tx.clone(), tz).await {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::error!(error = %e, "cron scheduler failed to start; ticking every 10 s instead");
-            None
-        }
-    };
-    let mut fallback = tokio::time::interval(Duration::from_secs(10));
-    fallback.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut beat = tokio::time::interval(crate::supervise::BEAT_EVERY);
-    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-
     // Start-up: catch up a missed summary, and retention if it did not run for a day.
     run_tick(&shared, &clock).await;
+    hb.beat();
     let stale = match shared.store.job_last(RETENTION_JOB).await {
-        Ok(Some(t)) => clock.now() - t > TimeDelta::hours(24),
+        Ok(Some(t)) => clock.now().signed_duration_since(t) > TimeDelta::hours(24),
         Ok(None) => true,
         Err(_) => true,
     };
     if stale {
         run_retention(&shared, &clock).await;
     }
+    let mut retention_at = next_retention(shared.config().summary.timezone, clock.now());
     loop {
+        hb.beat();
+        let cfg = shared.config();
+        let tz = cfg.summary.timezone;
+        let now = clock.now();
+        let sleep = next_wake(
+            &cfg.summary.schedule,
+            tz,
+            now,
+            retention_at,
+            crate::supervise::BEAT_EVERY,
+        );
+        drop(cfg);
         tokio::select! {
             _ = cancel.cancelled() => break,
-            _ = beat.tick() => hb.beat(),
-            _ = fallback.tick(), if cron.is_none() => run_tick(&shared, &clock).await,
-            Some(kick) = rx.recv() => match kick {
-                Kick::Tick => run_tick(&shared, &clock).await,
-                Kick::Retention => run_retention(&shared, &clock).await,
-            },
+            // A little past the occurrence, so the clock reads it as come.
+            _ = tokio::time::sleep(sleep + Duration::from_millis(50)) => {}
         }
         hb.beat();
-    }
-    if let Some(s) = cron.as_mut() {
-        let _ = tokio::time::timeout(Duration::from_secs(1), s.shutdown()).await;
+        run_tick(&shared, &clock).await;
+        let now = clock.now();
+        if retention_at.is_none_or(|t| now >= t) {
+            if retention_at.is_some() {
+                run_retention(&shared, &clock).await;
+            }
+            retention_at = next_retention(shared.config().summary.timezone, now);
+        }
     }
 }
 
@@ -418,6 +415,33 @@ pub async fn supervise(shared: Arc<Shared>, cancel: CancellationToken, hb: Heart
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn the_next_wake_is_the_local_occurrence_on_both_sides_of_a_dst_change() {
+        let tz: Tz = "Europe/Berlin".parse().unwrap();
+        let day = Duration::from_secs(86_400);
+        // 23:50 CEST (UTC+2) on 24 October: 23:55 local is 21:55 UTC, 5 minutes away.
+        let wake = next_wake("0 55 23 * * *", tz, utc("2026-10-24T21:50:00Z"), None, day);
+        assert_eq!(wake, Duration::from_secs(300));
+        // The clocks went back on 25 October: 23:50 CET (UTC+1) is 22:50 UTC, and 23:55 local
+        // is still 5 minutes away (a job with a fixed offset would fire at 22:55 local, or 00:55).
+        let wake = next_wake("0 55 23 * * *", tz, utc("2026-10-25T22:50:00Z"), None, day);
+        assert_eq!(wake, Duration::from_secs(300));
+        // Retention, when sooner, wins; nothing is ever slept longer than the cap.
+        let soon = Some(utc("2026-10-25T22:51:00Z"));
+        let wake = next_wake("0 55 23 * * *", tz, utc("2026-10-25T22:50:00Z"), soon, day);
+        assert_eq!(wake, Duration::from_secs(60));
+        let cap = Duration::from_secs(20);
+        let wake = next_wake("0 55 23 * * *", tz, utc("2026-10-25T12:00:00Z"), None, cap);
+        assert_eq!(wake, cap);
+        // The retention occurrence is 03:17 local.
+        let r = next_retention(tz, utc("2026-10-25T12:00:00Z")).unwrap();
+        assert_eq!(r, utc("2026-10-26T02:17:00Z"));
+    }
 
     #[test]
     fn file_names_are_judged_by_their_dates() {
