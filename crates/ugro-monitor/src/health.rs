@@ -19,6 +19,7 @@ use ugro_core::health::{
 use ugro_core::parse::{self, GpuReading, NvidiaSmi};
 
 use crate::config::{HealthConfig, NodeConfig, NodeHost};
+use crate::local::run_local;
 use crate::shared::Shared;
 use crate::ssh::{Exec, ExecOutput, NodeSession, shell_quote};
 use crate::store::{NewEvent, NodeStatusRow};
@@ -836,68 +837,20 @@ fn statvfs_usage(path: &Path) -> Result<parse::DiskUsage, String> {
     })
 }
 
-/// Runs a local program with a deadline; killed when it overruns.
-pub(crate) async fn run_local(
-    program: &str,
-    args: &[&str],
-    deadline: Duration,
-) -> Result<Exec, String> {
-    let child = tokio::process::Command::new(program)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn();
-    let child = match child {
-        Ok(c) => c,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(Exec::Done(ExecOutput {
-                exit_status: Some(127),
-                stderr: format!("{program}: not found"),
-                ..Default::default()
-            }));
-        }
-        Err(e) => return Err(format!("cannot run {program}: {e}")),
-    };
-    match tokio::time::timeout(deadline, child.wait_with_output()).await {
-        Ok(Ok(out)) => Ok(Exec::Done(ExecOutput {
-            stdout: String::from_utf8_lossy(
-                &out.stdout[..out.stdout.len().min(crate::ssh::MAX_OUTPUT)],
-            )
-            .into_owned(),
-            stderr: String::from_utf8_lossy(
-                &out.stderr[..out.stderr.len().min(crate::ssh::MAX_OUTPUT)],
-            )
-            .into_owned(),
-            exit_status: out.status.code().map(|c| c as u32),
-            truncated: out.stdout.len() > crate::ssh::MAX_OUTPUT,
-        })),
-        Ok(Err(e)) => Err(format!("{program}: {e}")),
-        // Dropping the future drops the child: kill_on_drop kills it.
-        Err(_) => Ok(Exec::Hung),
-    }
-}
-
-/// NVML is loaded at run time; where it is absent (no driver), we say so once and fall back to
-/// an `nvidia-smi` on PATH, which is also absent on a machine without NVIDIA GPUs.
-static NVML_ABSENT_LOGGED: std::sync::Once = std::sync::Once::new();
-
+/// The local GPU check: NVML ([`crate::local`]), else an `nvidia-smi` on PATH, which is also
+/// absent on a machine without NVIDIA GPUs.
 async fn local_gpu(expected: Option<u32>, deadline: Duration) -> (CheckResult, Vec<GpuReading>) {
-    let nvml = tokio::task::spawn_blocking(nvml_readings);
-    match tokio::time::timeout(deadline, nvml).await {
-        Ok(Ok(Ok(gpus))) => {
+    use crate::local::NvmlOutcome;
+    match crate::local::gpus_and_apps(deadline).await {
+        NvmlOutcome::Read(r) => {
             let smi = NvidiaSmi {
-                gpus,
+                gpus: r.gpus,
                 problems: Vec::new(),
             };
             let r = parse::gpu_check(&smi, expected, true);
             (r, smi.gpus)
         }
-        Ok(Ok(Err(why))) => {
-            NVML_ABSENT_LOGGED.call_once(|| {
-                tracing::info!(reason = %why, "NVML not available on this machine; using nvidia-smi if present");
-            });
+        NvmlOutcome::Absent(why) => {
             let cmd = format!("--query-gpu={}", parse::NVIDIA_SMI_QUERY);
             match run_local(
                 "nvidia-smi",
@@ -926,40 +879,8 @@ async fn local_gpu(expected: Option<u32>, deadline: Duration) -> (CheckResult, V
                 Err(e) => (CheckResult::fail(CheckName::Gpu, e), Vec::new()),
             }
         }
-        Ok(Err(e)) => (
-            CheckResult::fail(CheckName::Gpu, format!("NVML probe failed: {e}")),
-            Vec::new(),
-        ),
-        Err(_) => (CheckResult::hung(CheckName::Gpu, deadline), Vec::new()),
+        NvmlOutcome::Hung => (CheckResult::hung(CheckName::Gpu, deadline), Vec::new()),
     }
-}
-
-fn nvml_readings() -> Result<Vec<GpuReading>, String> {
-    use nvml_wrapper::Nvml;
-    use nvml_wrapper::enum_wrappers::device::{EccCounter, MemoryError, TemperatureSensor};
-    let nvml = Nvml::init().map_err(|e| e.to_string())?;
-    let count = nvml.device_count().map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
-    for i in 0..count {
-        let d = nvml
-            .device_by_index(i)
-            .map_err(|e| format!("GPU {i}: {e}"))?;
-        let mem = d.memory_info().ok();
-        out.push(GpuReading {
-            index: i,
-            uuid: d.uuid().unwrap_or_default(),
-            name: d.name().unwrap_or_default(),
-            temperature_c: d.temperature(TemperatureSensor::Gpu).ok().map(f64::from),
-            utilization_pct: d.utilization_rates().ok().map(|u| f64::from(u.gpu)),
-            memory_used_mib: mem.as_ref().map(|m| m.used as f64 / 1048576.0),
-            memory_total_mib: mem.as_ref().map(|m| m.total as f64 / 1048576.0),
-            power_w: d.power_usage().ok().map(|mw| f64::from(mw) / 1000.0),
-            ecc_uncorrected: d
-                .total_ecc_errors(MemoryError::Uncorrected, EccCounter::Volatile)
-                .ok(),
-        });
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

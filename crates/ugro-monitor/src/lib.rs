@@ -7,6 +7,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod health;
+pub mod local;
 pub mod mail;
 pub mod metrics;
 pub mod outbox;

@@ -21,8 +21,8 @@ use ugro_api::{RunGpu, RunInfo, RunProcess, Severity};
 use ugro_core::runs::{self as core, Evaluation, RunStatus, RunView, RunnerKind, StatusRules};
 
 use crate::config::{NodeHost, RootConfig, WatchMode};
-use crate::shared::Shared;
 use crate::scan::{self, ReadRun, Stamps};
+use crate::shared::Shared;
 use crate::ssh::Exec;
 use crate::store::{NewEvent, StoreError};
 
@@ -588,46 +588,19 @@ fn apps_by_pid(apps: Vec<ugro_core::sample::ComputeApp>) -> HashMap<u32, Vec<Gpu
     out
 }
 
-/// This machine's compute processes from NVML (loaded once; absent without a driver).
-fn nvml_apps() -> Result<HashMap<u32, Vec<GpuUse>>, String> {
-    use nvml_wrapper::Nvml;
-    use nvml_wrapper::enums::device::UsedGpuMemory;
-    static NVML: std::sync::OnceLock<Result<Nvml, String>> = std::sync::OnceLock::new();
-    let nvml = NVML
-        .get_or_init(|| Nvml::init().map_err(|e| e.to_string()))
-        .as_ref()
-        .map_err(Clone::clone)?;
-    let count = nvml.device_count().map_err(|e| e.to_string())?;
-    let mut out: HashMap<u32, Vec<GpuUse>> = HashMap::new();
-    for i in 0..count {
-        let d = nvml
-            .device_by_index(i)
-            .map_err(|e| format!("GPU {i}: {e}"))?;
-        let uuid = d.uuid().map_err(|e| format!("GPU {i}: {e}"))?;
-        for p in d.running_compute_processes().unwrap_or_default() {
-            out.entry(p.pid).or_default().push(GpuUse {
-                uuid: uuid.clone(),
-                used_memory_mib: match p.used_gpu_memory {
-                    UsedGpuMemory::Used(b) => Some(b / (1024 * 1024)),
-                    UsedGpuMemory::Unavailable => None,
-                },
-            });
-        }
-    }
-    Ok(out)
-}
-
 /// The GPU compute processes of this machine: NVML, else a local `nvidia-smi`; empty without
 /// either (a machine without NVIDIA GPUs).
 async fn local_gpu_apps(deadline: Duration) -> HashMap<u32, Vec<GpuUse>> {
-    if let Ok(Ok(apps)) = tokio::task::spawn_blocking(nvml_apps).await {
-        return apps;
+    if let crate::local::NvmlOutcome::Read(r) = crate::local::gpus_and_apps(deadline).await
+        && let Some(apps) = r.apps
+    {
+        return apps_by_pid(apps);
     }
     let query = format!(
         "--query-compute-apps={}",
         ugro_core::sample::COMPUTE_APPS_QUERY
     );
-    match crate::health::run_local(
+    match crate::local::run_local(
         "nvidia-smi",
         &[&query, "--format=csv,noheader,nounits"],
         deadline,

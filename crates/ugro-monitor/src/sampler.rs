@@ -9,15 +9,15 @@
 //! The parsing and the tick/outage rules are pure, in [`ugro_core::sample`].
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 use tokio_util::sync::CancellationToken;
 use ugro_api::Severity;
-use ugro_core::parse::{self, GpuReading, ParseError};
-use ugro_core::sample::{self, ComputeApp, CpuTimes, GpuSample, NodeSample, Outage, parse_sample};
+use ugro_core::parse::{self, ParseError};
+use ugro_core::sample::{self, CpuTimes, GpuSample, NodeSample, Outage, parse_sample};
 
 use crate::config::NodeHost;
 use crate::shared::Shared;
@@ -318,30 +318,16 @@ pub async fn sample_local(
     })
 }
 
-/// NVML, loaded once and kept (its absence is retried at each sample: a driver may be
-/// installed later).
-static NVML: OnceLock<nvml_wrapper::Nvml> = OnceLock::new();
-static NVML_ABSENT_LOGGED: std::sync::Once = std::sync::Once::new();
-
 async fn local_gpus(
     node: &str,
     at: DateTime<Utc>,
     deadline: Duration,
 ) -> Result<Vec<GpuSample>, SampleError> {
-    let nvml = tokio::task::spawn_blocking(nvml_readings);
-    match tokio::time::timeout(deadline, nvml).await {
-        Ok(Ok(Ok((gpus, apps)))) => Ok(sample::gpu_samples(node, at, &gpus, apps.as_deref())),
-        Ok(Ok(Err(why))) => {
-            NVML_ABSENT_LOGGED.call_once(|| {
-                tracing::info!(reason = %why, "sampler: NVML not available; using nvidia-smi if present");
-            });
-            smi_gpus(node, at, deadline).await
-        }
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "sampler: the NVML reader failed; no GPU rows this time");
-            Ok(Vec::new())
-        }
-        Err(_) => {
+    use crate::local::NvmlOutcome;
+    match crate::local::gpus_and_apps(deadline).await {
+        NvmlOutcome::Read(r) => Ok(sample::gpu_samples(node, at, &r.gpus, r.apps.as_deref())),
+        NvmlOutcome::Absent(_) => smi_gpus(node, at, deadline).await,
+        NvmlOutcome::Hung => {
             tracing::warn!(
                 ?deadline,
                 "sampler: NVML did not answer in time; no GPU rows this time"
@@ -349,50 +335,6 @@ async fn local_gpus(
             Ok(Vec::new())
         }
     }
-}
-
-type NvmlReadings = (Vec<GpuReading>, Option<Vec<ComputeApp>>);
-
-fn nvml_readings() -> Result<NvmlReadings, String> {
-    use nvml_wrapper::Nvml;
-    use nvml_wrapper::enum_wrappers::device::TemperatureSensor;
-    let nvml = match NVML.get() {
-        Some(n) => n,
-        None => {
-            let n = Nvml::init().map_err(|e| e.to_string())?;
-            NVML.get_or_init(|| n)
-        }
-    };
-    let count = nvml.device_count().map_err(|e| e.to_string())?;
-    let mut gpus = Vec::new();
-    let mut apps = Some(Vec::new());
-    for i in 0..count {
-        let d = nvml
-            .device_by_index(i)
-            .map_err(|e| format!("GPU {i}: {e}"))?;
-        let mem = d.memory_info().ok();
-        let uuid = d.uuid().unwrap_or_default();
-        match (d.running_compute_processes(), apps.as_mut()) {
-            (Ok(procs), Some(list)) => list.extend(procs.into_iter().map(|p| ComputeApp {
-                gpu_uuid: uuid.clone(),
-                pid: p.pid,
-                used_memory_mib: None,
-            })),
-            _ => apps = None,
-        }
-        gpus.push(GpuReading {
-            index: i,
-            uuid,
-            name: String::new(),
-            temperature_c: d.temperature(TemperatureSensor::Gpu).ok().map(f64::from),
-            utilization_pct: d.utilization_rates().ok().map(|u| f64::from(u.gpu)),
-            memory_used_mib: mem.as_ref().map(|m| m.used as f64 / 1048576.0),
-            memory_total_mib: mem.as_ref().map(|m| m.total as f64 / 1048576.0),
-            power_w: d.power_usage().ok().map(|mw| f64::from(mw) / 1000.0),
-            ecc_uncorrected: None,
-        });
-    }
-    Ok((gpus, apps))
 }
 
 /// The local GPUs from `nvidia-smi` (both queries within `deadline`); none when it is absent,
@@ -405,7 +347,7 @@ async fn smi_gpus(
     let each = (deadline / 2).max(Duration::from_millis(500));
     const FORMAT: &str = "--format=csv,noheader,nounits";
     let query = format!("--query-gpu={}", parse::NVIDIA_SMI_QUERY);
-    let o = match crate::health::run_local("nvidia-smi", &[&query, FORMAT], each).await {
+    let o = match crate::local::run_local("nvidia-smi", &[&query, FORMAT], each).await {
         Ok(Exec::Done(o)) => o,
         Ok(Exec::Hung) => {
             tracing::debug!("sampler: nvidia-smi hung; no GPU rows this time");
@@ -426,7 +368,7 @@ async fn smi_gpus(
     }
     let apps = if o.exit_status == Some(0) {
         let query = format!("--query-compute-apps={}", sample::COMPUTE_APPS_QUERY);
-        match crate::health::run_local("nvidia-smi", &[&query, FORMAT], each).await {
+        match crate::local::run_local("nvidia-smi", &[&query, FORMAT], each).await {
             Ok(Exec::Done(a)) if a.exit_status == Some(0) => Some(sample::compute_apps(&a.stdout)),
             _ => None,
         }
