@@ -209,9 +209,12 @@ impl Store {
         m: &NewOutboxMessage,
     ) -> Result<i64, StoreError> {
         let recipients = serde_json::Value::from(m.recipients.clone()).to_string();
-        let row = sqlx::query(
+        // `execute`, not `RETURNING id` + `fetch_one`: that resets the statement before its
+        // implicit COMMIT can report a full disk, and a lost message looked stored.
+        let _turn = self.write_turn("insert outbox message").await?;
+        let done = sqlx::query(
             "INSERT INTO outbox (created_ms, summary_date, subject, envelope_from, recipients, message, next_attempt_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?1) RETURNING id",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?1)",
         )
         .bind(to_ms(at))
         .bind(m.summary_date.map(|d| d.format("%Y-%m-%d").to_string()))
@@ -219,10 +222,10 @@ impl Store {
         .bind(&m.envelope_from)
         .bind(recipients)
         .bind(&m.message)
-        .fetch_one(self.pool())
+        .execute(self.pool())
         .await
         .map_err(self.err("insert outbox message"))?;
-        Ok(row.get(0))
+        Ok(done.last_insert_rowid())
     }
 
     /// Pending messages due at `now`, earliest first, at most `limit`.

@@ -1254,6 +1254,40 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_outbox_message_the_full_disk_refuses_is_an_error_not_a_silent_loss() {
+        let Some(fs) = Tmpfs::mount("4m") else {
+            eprintln!("skipped: cannot mount a tmpfs here");
+            return;
+        };
+        let s = Store::open(&fs.path().join("ugro.db")).await.unwrap();
+        let msg = crate::outbox::NewOutboxMessage {
+            summary_date: None,
+            subject: "nightly".into(),
+            envelope_from: "ugro@example.org".into(),
+            recipients: vec!["ops@example.org".into()],
+            message: vec![b'x'; 64 * 1024],
+        };
+        // The WAL emptied first, so a write needs new blocks.
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&s.pool)
+            .await
+            .unwrap();
+        let filler = fs.fill();
+        let mut said_stored = 0;
+        for _ in 0..5 {
+            if s.outbox_enqueue(Utc::now(), &msg).await.is_ok() {
+                said_stored += 1;
+            }
+        }
+        std::fs::remove_file(filler).unwrap();
+        let stored = s.outbox_pending().await.unwrap();
+        assert_eq!(
+            stored, said_stored,
+            "every message reported stored is in the outbox"
+        );
+    }
+
+    #[tokio::test]
     async fn a_wal_grown_behind_a_reader_is_cut_back_by_the_next_runs_write() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("ugro.db")).await.unwrap();
