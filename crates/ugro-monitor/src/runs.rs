@@ -2383,6 +2383,50 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_store_keeps_one_entry_per_run_with_its_newest_state() {
+        let info = |id: &str, s| stored(id, s).1;
+        let view = Arc::new(RunView::default());
+        let mut b = Backlog::default();
+        b.merge(ToStore {
+            changed: vec![(info("a", RunStatus::Running), Some((view.clone(), 0, 3)))],
+            gone: Vec::new(),
+        });
+        // Not stored yet: newer states and a run that went.
+        b.merge(ToStore {
+            changed: vec![(info("a", RunStatus::Finished), Some((view.clone(), 3, 5)))],
+            gone: vec!["b".into()],
+        });
+        b.merge(ToStore {
+            changed: vec![(info("b", RunStatus::Running), None)],
+            gone: Vec::new(),
+        });
+        assert_eq!(b.0.len(), 2);
+        let a = &b.0["a"];
+        assert_eq!(a.info.as_ref().map(|i| i.status), Some(RunStatus::Finished));
+        assert_eq!(
+            a.epochs.as_ref().map(|(_, from, to)| (*from, *to)),
+            Some((0, 5)),
+            "every epoch not stored yet, from the first handed over"
+        );
+        assert!(!a.delete);
+        let back = &b.0["b"];
+        assert!(
+            back.delete && back.info.is_some(),
+            "gone, then back: its rows deleted, then stored fresh"
+        );
+        assert_eq!(b.rows(), (1 + 5) + 1);
+        // Hours of failures cost no more entries.
+        for _ in 0..1000 {
+            b.merge(ToStore {
+                changed: vec![(info("a", RunStatus::Running), None)],
+                gone: Vec::new(),
+            });
+        }
+        assert_eq!(b.0.len(), 2);
+        assert_eq!(b.0["a"].rows(), 6, "epochs kept while newer states come");
+    }
+
+    #[test]
     fn run_ids_are_lossless_for_any_bytes() {
         use std::ffi::OsStr;
         use std::os::unix::ffi::OsStrExt;
