@@ -243,7 +243,8 @@ pub struct FailedRun {
     pub last_update: Option<DateTime<Utc>>,
 }
 
-/// Inclusive range of 1-based epoch numbers (epoch_k dir = epoch k+1).
+/// Inclusive range of epoch numbers as the run's directories name them (`epoch_N` is epoch N,
+/// counted from 0), the convention of the `run.epoch_completed` events and `ugroctl run` too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EpochRange {
     pub first: u32,
@@ -626,19 +627,19 @@ fn epoch_change(
         }
         Some(p) if run.completed_epochs == p.completed_epochs => return None,
         Some(p) => vec![EpochRange {
-            first: p.completed_epochs + 1,
-            last: run.completed_epochs,
+            first: p.completed_epochs,
+            last: run.completed_epochs - 1,
         }],
         None if started_in_window && run.completed_epochs > 0 => vec![EpochRange {
-            first: 1,
-            last: run.completed_epochs,
+            first: 0,
+            last: run.completed_epochs - 1,
         }],
         None if started_in_window => return None,
         None => compress(
             &run.epoch_times
                 .iter()
                 .take(run.completed_epochs as usize)
-                .zip(1u32..)
+                .zip(0u32..)
                 .filter(|(t, _)| w.contains(**t))
                 .map(|(_, n)| n)
                 .collect::<Vec<_>>(),
@@ -1977,16 +1978,17 @@ mod tests {
                 EpochProgress {
                     id: "a".into(),
                     change: EpochChange::Completed {
+                        // 16 → 19 completed: the directories epoch_16 to epoch_18.
                         ranges: vec![EpochRange {
-                            first: 17,
-                            last: 19
+                            first: 16,
+                            last: 18
                         }]
                     }
                 },
                 EpochProgress {
                     id: "b".into(),
                     change: EpochChange::Completed {
-                        ranges: vec![EpochRange { first: 5, last: 5 }]
+                        ranges: vec![EpochRange { first: 4, last: 4 }]
                     }
                 },
                 EpochProgress {
@@ -2000,16 +2002,16 @@ mod tests {
         );
         let md = render_markdown(&s);
         assert_line(&md, "- **Epoch progress**: 3 runs");
-        assert_line(&md, "  - a: completed epochs 17–19");
-        assert_line(&md, "  - b: completed epoch 5");
+        assert_line(&md, "  - a: completed epochs 16–18");
+        assert_line(&md, "  - b: completed epoch 4");
         assert_line(&md, "  - c: restarted (completed epochs went from 10 to 3)");
         assert!(!md.contains("  - d:"), "{md}");
     }
 
     #[test]
     fn epoch_ranges_of_the_first_summary_come_from_epoch_times() {
-        // Epochs 1–3 before the window, 4 and 6–7 inside, 5 completed before the window too
-        // (out of order, e.g. a re-run epoch): "epochs 4, 6–7".
+        // Epochs 0–2 (epoch_0 … epoch_2) before the window, 3 and 5–6 inside, 4 completed
+        // before the window too (out of order, e.g. a re-run epoch): "epochs 3, 5–6".
         let mut x = run("x", RunStatus::Running, 7, 10);
         x.epoch_times = vec![
             t("2026-11-21T10:00:00Z"),
@@ -2034,8 +2036,8 @@ mod tests {
             &md,
             "First summary: no previous snapshot, changes are judged by their timestamps.",
         );
-        assert_line(&md, "  - x: completed epochs 4, 6–7");
-        assert_line(&md, "  - y: completed epochs 1–3");
+        assert_line(&md, "  - x: completed epochs 3, 5–6");
+        assert_line(&md, "  - y: completed epochs 0–2");
         assert!(!md.contains("  - ev: completed"), "{md}");
     }
 
