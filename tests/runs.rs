@@ -952,3 +952,83 @@ fn out_of_inotify_watches_later_the_root_falls_back_to_polling() {
     );
     assert_eq!(max_user_watches(), global, "the global limit is untouched");
 }
+
+/// A run whose process started after the node's last process listing (remote lists are cached
+/// for 30 s) and whose log then goes quiet is judged stuck at once: the daemon asks the node
+/// again before it calls a run failed, so no false `run.failed` precedes `run.stuck`.
+#[test]
+fn a_run_whose_process_started_after_the_last_listing_is_stuck_never_failed_first() {
+    let ns = ["--pid", "--fork", "--mount-proc", "--kill-child"];
+    assert!(
+        can_unshare(&ns),
+        "this test needs root and util-linux unshare (PID namespaces)"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("logs");
+    let run_dir = root.join("exp/late");
+    // Epochs a second apart (the stall window stays the configured 2 s); the log written now.
+    trainer(&run_dir, 10, 3, 1, 1, Some(0));
+    let log = run_dir.join("train_val_2026-11-20.log");
+    let sshd = Sshd::start();
+    let s = Spawned::start(
+        &DaemonOptions {
+            extra_config: format!(
+                "[health]\ninterval = \"2s\"\nmin_interval = \"1s\"\nmax_interval = \"2s\"\nprobe_timeout = \"5s\"\n\n[[nodes]]\nname = \"gpu1\"\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{}\"\nidentity_file = \"{}\"\nknown_hosts = \"{}\"\n\n[[roots]]\npath = \"{}\"\nstall_after = \"2s\"\n",
+                sshd.port(),
+                sshd.user(),
+                sshd.client_key().display(),
+                sshd.known_hosts().display(),
+                root.display()
+            ),
+            ..Default::default()
+        },
+        &[&["unshare"][..], &ns[..]].concat(),
+        None,
+    );
+    let d = &s.d;
+    // The log stays fresh (running) until the process is there.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let toucher = {
+        let (stop, log) = (stop.clone(), log.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                age(&log, Duration::ZERO);
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        })
+    };
+    wait_for("gpu1 healthy", Duration::from_secs(30), || {
+        (d.ctl_report(&["health", "gpu1"])["state"] == "healthy").then_some(())
+    });
+    wait_run(d, "exp/late", "running", Duration::from_secs(20), |r| {
+        r["status"] == "running"
+    });
+    // gpu1's processes are listed (without ours) within a few seconds of its session, and that
+    // list is then kept for 30 s: start the process after it, and let the log go quiet.
+    std::thread::sleep(Duration::from_secs(8));
+    let _proc = KillOnDrop(process_of(&run_dir));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    toucher.join().unwrap();
+    let r = wait_run(
+        d,
+        "exp/late",
+        "the run to leave running",
+        Duration::from_secs(40),
+        |r| r["status"] != "running",
+    );
+    assert_eq!(r["status"], "stuck", "{r}");
+    assert_eq!(r["process"]["node"], "gpu1", "{r}");
+    let ev = d.ctl_json(&["events", "--since", "1h", "--subject", "exp/late"]);
+    let kinds: Vec<&str> = ev["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert!(kinds.contains(&"run.stuck"), "{kinds:?}");
+    assert!(
+        !kinds.contains(&"run.failed"),
+        "a false failure before stuck: {kinds:?}\n{}",
+        d.log()
+    );
+}

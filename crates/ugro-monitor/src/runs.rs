@@ -662,14 +662,22 @@ struct Procs {
 }
 
 impl Procs {
-    async fn all(&mut self, shared: &Shared, needles: Vec<String>) -> Vec<Proc> {
+    /// Whether any remote node's processes are known (cached): only those can be stale.
+    fn has_remote(&self) -> bool {
+        !self.remote.is_empty()
+    }
+
+    /// Every node's processes; `force` asks the remote nodes again however fresh their cached
+    /// lists are.
+    async fn all(&mut self, shared: &Shared, needles: Vec<String>, force: bool) -> Vec<Proc> {
         let deadline = shared.config().health.probe_timeout;
         let mut asking = tokio::task::JoinSet::new();
         for rt in shared.health.runtimes() {
-            let fresh = self
-                .remote
-                .get(&rt.cfg.name)
-                .is_some_and(|(at, _)| at.elapsed() < PROCS_EVERY);
+            let fresh = !force
+                && self
+                    .remote
+                    .get(&rt.cfg.name)
+                    .is_some_and(|(at, _)| at.elapsed() < PROCS_EVERY);
             if !matches!(rt.cfg.host, NodeHost::Remote(_)) || fresh {
                 continue;
             }
@@ -1193,7 +1201,7 @@ async fn track_root(
     };
     let mut procs_source = Procs::default();
     let needles = vec![root_s.clone()];
-    let mut procs = procs_source.all(&shared, needles.clone()).await;
+    let mut procs = procs_source.all(&shared, needles.clone(), false).await;
     let mut procs_at = tokio::time::Instant::now();
     let mut runs: BTreeMap<String, Run> = BTreeMap::new();
     let mut tree = scan::Tree::default();
@@ -1695,7 +1703,7 @@ async fn track_root(
         }
         // Bursts of file events re-use a process list that is a moment old.
         if procs_at.elapsed() >= PROCS_FRESH {
-            procs = procs_source.all(&shared, needles.clone()).await;
+            procs = procs_source.all(&shared, needles.clone(), false).await;
             procs_at = tokio::time::Instant::now();
         }
         let now = Utc::now();
@@ -1755,7 +1763,20 @@ async fn track_root(
             }
         }
         // Re-judge every run: time passes, processes come and go.
-        let matched = processes_of_runs(&shared, &root_s, &runs, &procs);
+        let mut matched = processes_of_runs(&shared, &root_s, &runs, &procs);
+        // A run about to be judged failed for want of a process: ask the remote nodes again
+        // first (their lists are cached up to PROCS_EVERY), so a run whose process started
+        // since is judged stuck at once — never failed, then stuck.
+        let would_fail = runs.values().any(|r| {
+            r.status != RunStatus::Failed
+                && core::status(&r.eval, &rules, matched.contains_key(&r.id), now)
+                    == RunStatus::Failed
+        });
+        if would_fail && procs_source.has_remote() {
+            procs = procs_source.all(&shared, needles.clone(), true).await;
+            procs_at = tokio::time::Instant::now();
+            matched = processes_of_runs(&shared, &root_s, &runs, &procs);
+        }
         for r in runs.values_mut() {
             let process = matched.get(&r.id);
             if process != r.process.as_ref() {
