@@ -392,11 +392,7 @@ impl Store {
         if gpus.is_empty() && nodes.is_empty() {
             return Ok(());
         }
-        let mut tx = self
-            .pool()
-            .begin()
-            .await
-            .map_err(self.err("begin samples"))?;
+        let (mut tx, _turn) = self.begin_write("store samples").await?;
         let mut ids: HashMap<&str, i64> = HashMap::new();
         for name in gpus
             .iter()
@@ -549,11 +545,7 @@ impl Store {
 
     /// Deletes samples taken before `before`; returns how many rows (GPU and node) went.
     pub async fn prune_samples(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        let mut tx = self
-            .pool()
-            .begin()
-            .await
-            .map_err(self.err("begin prune samples"))?;
+        let (mut tx, _turn) = self.begin_write("prune samples").await?;
         let mut n = 0;
         for sql in [
             "DELETE FROM gpu_samples WHERE at_ms < ?",

@@ -608,7 +608,7 @@ impl Store {
         row: &SummaryRow,
         snapshot_json: &str,
     ) -> Result<Option<i64>, StoreError> {
-        let mut tx = self.pool().begin().await.map_err(self.err("begin"))?;
+        let (mut tx, _turn) = self.begin_write("store summary").await?;
         let snap: i64 = sqlx::query_scalar(
             "INSERT INTO snapshots (taken_ms, scheduled, body) VALUES (?1, ?2, ?3) RETURNING id",
         )
