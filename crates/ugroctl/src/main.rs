@@ -202,7 +202,7 @@ async fn run(cli: Cli) -> ExitCode {
                 output(cli.json, &n, || render::node(&n, chrono::Utc::now()));
             }),
         Command::Status => client.get::<Status>("/v1/status").await.map(|s| {
-            output(cli.json, &s, || render::status(&s));
+            output(cli.json, &s, || render::status(&s, chrono::Utc::now()));
         }),
         Command::Events {
             since,

@@ -172,8 +172,7 @@ fn store_line(st: &ugro_api::StoreStatus) -> String {
     }
 }
 
-pub fn status(s: &Status) -> String {
-    let now = Utc::now();
+pub fn status(s: &Status, now: DateTime<Utc>) -> String {
     let mut out = format!(
         "{} {} (protocol {}), pid {}, up {} (since {})\n",
         paint(BOLD, "ugro-monitor"),

@@ -25,7 +25,7 @@ fn fixture<T: serde::de::DeserializeOwned>(text: &str) -> T {
 #[test]
 fn status_with_a_degraded_store() {
     let s = fixture(include_str!("../fixtures/status.json"));
-    insta::assert_snapshot!(plain(render::status(&s)));
+    insta::assert_snapshot!(plain(render::status(&s, now())));
 }
 
 #[test]
