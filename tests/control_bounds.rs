@@ -121,7 +121,12 @@ fn a_flood_of_half_sent_and_idle_connections_does_not_stall_the_api() {
     // While it holds its connections, root, another user and nobody itself get answers
     // within ugroctl's own timeout.
     for ids in [None, Some(OTHER), Some(NOBODY)] {
-        let out = ctl_with_group(&d.socket, &["--timeout", "15s", "--json", "status"], ids, gid);
+        let out = ctl_with_group(
+            &d.socket,
+            &["--timeout", "15s", "--json", "status"],
+            ids,
+            gid,
+        );
         assert!(
             out.status.success(),
             "ugroctl status as {ids:?} during the flood: {}\n{}",
@@ -149,7 +154,7 @@ fn a_flood_of_half_sent_and_idle_connections_does_not_stall_the_api() {
     });
     let done = wait_output(flood, Duration::from_secs(60));
     let text = reader.join().unwrap();
-        assert!(
+    assert!(
         text.contains("closed 570 of 570"),
         "the daemon left flood connections open: {text}\n{}",
         String::from_utf8_lossy(&done.stderr)
@@ -233,7 +238,10 @@ fn oversized_targets_and_headers_and_bad_parameters_get_the_envelope() {
     many.push_str("\r\n");
     let answer = send_raw(&d, many.as_bytes());
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
-    assert!(answer.contains("\"code\":\"headers_too_large\""), "{answer}");
+    assert!(
+        answer.contains("\"code\":\"headers_too_large\""),
+        "{answer}"
+    );
 
     // Query parameters out of range are 400 with the envelope, never a handler panic.
     let client = d.client();

@@ -175,7 +175,10 @@ fn a_reader_outside_control_group_gets_403_on_every_changing_endpoint() {
     ] {
         let answer = raw_as_user(&[daemon_gid], &d.socket, method, &path);
         assert!(answer.starts_with("HTTP/1.1 403"), "{path}: {answer}");
-        assert!(answer.contains("\"code\":\"forbidden\""), "{path}: {answer}");
+        assert!(
+            answer.contains("\"code\":\"forbidden\""),
+            "{path}: {answer}"
+        );
         assert!(answer.contains(&format!("uid {USER}")), "{path}: {answer}");
     }
     let out = run(&[daemon_gid], &ctl(&d.socket, &["reload"]));

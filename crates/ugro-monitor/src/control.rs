@@ -170,10 +170,7 @@ async fn guard(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let target_len = req
-        .uri()
-        .path_and_query()
-        .map_or(0, |p| p.as_str().len());
+    let target_len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
     if target_len > MAX_URI_LEN {
         return ApiError::new(
             StatusCode::URI_TOO_LONG,
@@ -435,10 +432,7 @@ async fn runs(
     } else {
         // Filtered lists are built per request: a few at a time, so memory stays bounded
         // however many readers ask at once.
-        let _turn = FILTERED_LISTS
-            .acquire()
-            .await
-            .map_err(ApiError::internal)?;
+        let _turn = FILTERED_LISTS.acquire().await.map_err(ApiError::internal)?;
         let shared = shared.clone();
         tokio::task::spawn_blocking(move || {
             shared
@@ -451,7 +445,10 @@ async fn runs(
         .into()
     };
     Ok((
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         bytes,
     )
         .into_response())
@@ -996,16 +993,31 @@ pub async fn serve(
         // Others may not take the last reserved places.
         if !privileged && permits.available_permits() <= RESERVED_CONNECTIONS {
             tracing::debug!(uid = peer.uid, "control connections exhausted; refusing");
-            refuse(&refusals, stream, peer.uid, "the daemon is serving too many connections");
+            refuse(
+                &refusals,
+                stream,
+                peer.uid,
+                "the daemon is serving too many connections",
+            );
             continue;
         }
         let Ok(permit) = permits.clone().try_acquire_owned() else {
-            refuse(&refusals, stream, peer.uid, "the daemon is serving too many connections");
+            refuse(
+                &refusals,
+                stream,
+                peer.uid,
+                "the daemon is serving too many connections",
+            );
             continue;
         };
         let Some(slot) = per_uid.take(peer.uid, MAX_CONNECTIONS_PER_UID) else {
             tracing::debug!(uid = peer.uid, "per-uid connection cap reached; refusing");
-            refuse(&refusals, stream, peer.uid, "too many open connections from this user");
+            refuse(
+                &refusals,
+                stream,
+                peer.uid,
+                "too many open connections from this user",
+            );
             continue;
         };
         let svc = router
@@ -1114,7 +1126,9 @@ mod tests {
             "limit=0",
             "limit=-1",
         ] {
-            let e = events_query(raw).err().unwrap_or_else(|| panic!("{raw} accepted"));
+            let e = events_query(raw)
+                .err()
+                .unwrap_or_else(|| panic!("{raw} accepted"));
             assert_eq!(e.status, StatusCode::BAD_REQUEST, "{raw}");
         }
         assert!(events_query("since=24h&limit=5&kind=daemon.").is_ok());

@@ -16,8 +16,8 @@ use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 use ugro_api::{NodeHealth, NodeState, Outcome};
 
-use crate::shared::Shared;
 use crate::health::NodeCounters;
+use crate::shared::Shared;
 
 const STATES: [NodeState; 5] = [
     NodeState::Healthy,

@@ -23,8 +23,8 @@ use tokio_util::sync::CancellationToken;
 use ugro_api::Severity;
 
 use crate::config::EmailConfig;
-use crate::shared::Shared;
 use crate::mail;
+use crate::shared::Shared;
 use crate::store::{NewEvent, Store, StoreError, from_ms, to_ms};
 use crate::systemd::Heartbeat;
 
