@@ -48,7 +48,8 @@ def one(sock, out, i, barrier):
     t = time.perf_counter()
     status, body = h.get("/v1/runs")
     out[i] = (status, len(body), time.perf_counter() - t)
-    h.s.close()
+    if h.s is not None:
+        h.s.close()
 
 
 def measure(bin_dir, root, expect, clients, rounds, work):

@@ -30,7 +30,7 @@ use crate::store::{EventFilter, MAX_EVENTS_PER_QUERY};
 pub const MAX_CONNECTIONS: usize = 256;
 /// Of [`MAX_CONNECTIONS`], the places only root and the daemon's own uid may take.
 pub const RESERVED_CONNECTIONS: usize = 16;
-/// Most connections one peer uid may hold at once.
+/// Most connections one peer uid other than root and the daemon's own may hold at once.
 pub const MAX_CONNECTIONS_PER_UID: usize = 32;
 /// A client must send its request headers within this time, from connect and between requests
 /// on a kept-alive connection.
@@ -943,9 +943,9 @@ fn refuse(
 ///
 /// The accept loop never blocks without beating `heartbeat`: a daemon nobody talks to is idle,
 /// not dead. Each connection is bounded: a header deadline (also between keep-alive requests),
-/// a body deadline (see [`read_body`]), at most [`MAX_CONNECTIONS_PER_UID`] per peer uid and
-/// [`MAX_CONNECTIONS`] in all, with [`RESERVED_CONNECTIONS`] of those kept for root and the
-/// daemon's own uid. A connection past a bound is answered 503 at once instead of waiting in the
+/// a body deadline (see [`guard`]), [`MAX_CONNECTIONS`] in all with [`RESERVED_CONNECTIONS`] of
+/// those kept for root and the daemon's own uid, and at most [`MAX_CONNECTIONS_PER_UID`] for
+/// any other peer uid. A connection past a bound is answered 503 at once instead of waiting in the
 /// backlog, so one user's idle or half-sent connections never make another wait.
 pub async fn serve(
     socket: ControlSocket,
@@ -1010,7 +1010,13 @@ pub async fn serve(
             );
             continue;
         };
-        let Some(slot) = per_uid.take(peer.uid, MAX_CONNECTIONS_PER_UID) else {
+        // Root and the daemon's own uid are bounded by the total alone (and have their reserve).
+        let cap = if privileged {
+            MAX_CONNECTIONS
+        } else {
+            MAX_CONNECTIONS_PER_UID
+        };
+        let Some(slot) = per_uid.take(peer.uid, cap) else {
             tracing::debug!(uid = peer.uid, "per-uid connection cap reached; refusing");
             refuse(
                 &refusals,
