@@ -6,10 +6,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-use ugro_testkit::{Daemon, DaemonOptions, ctl_as, wait_output};
+use ugro_testkit::{Daemon, DaemonOptions, ctl_as, output_within, setpriv, wait_output};
 
 const NOBODY: (u32, u32) = (65534, 65534);
 /// A uid with no passwd entry: SO_PEERCRED reports it all the same.
@@ -75,20 +75,13 @@ fn ctl_with_group(
     let Some((uid, own_gid)) = ids else {
         return ctl_as(socket, args, None);
     };
-    let child = Command::new("setpriv")
-        .arg(format!("--reuid={uid}"))
-        .arg(format!("--regid={own_gid}"))
-        .arg(format!("--groups={gid}"))
-        .arg(ugro_testkit::bin("ugroctl"))
-        .arg("--socket")
-        .arg(socket)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_output(child, Duration::from_secs(30))
+    output_within(
+        setpriv(uid, own_gid, &[gid], ugro_testkit::bin("ugroctl"))
+            .arg("--socket")
+            .arg(socket)
+            .args(args),
+        Duration::from_secs(30),
+    )
 }
 
 #[test]
@@ -102,12 +95,9 @@ fn a_flood_of_half_sent_and_idle_connections_does_not_stall_the_api() {
 
     // As nobody, given the socket's group so it may connect (a reader, not allowed to change
     // the daemon): 70 half-sent bodies and 500 silent connections (the reported attack).
-    let mut flood = Command::new("setpriv");
+    let mut flood = setpriv(NOBODY.0, NOBODY.1, &[gid], "/usr/bin/python3");
     flood
-        .arg(format!("--reuid={}", NOBODY.0))
-        .arg(format!("--regid={}", NOBODY.1))
-        .arg(format!("--groups={gid}"))
-        .args(["/usr/bin/python3", "-c", FLOOD])
+        .args(["-c", FLOOD])
         .arg(&d.socket)
         .args(["70", "500", "30"])
         .stdout(Stdio::piped())

@@ -24,13 +24,8 @@ fn remote_node(
     known_hosts: &Path,
     gpus: Option<u32>,
 ) -> String {
-    format!(
-        "[[nodes]]\nname = \"{name}\"\nhost = \"127.0.0.1\"\nport = {port}\nuser = \"{}\"\nidentity_file = \"{}\"\nknown_hosts = \"{}\"\n{}\n",
-        sshd.user(),
-        sshd.client_key().display(),
-        known_hosts.display(),
-        gpus.map(|g| format!("gpus = {g}\n")).unwrap_or_default()
-    )
+    let gpus = gpus.map(|g| format!("gpus = {g}\n")).unwrap_or_default();
+    sshd.node_toml_with(name, port, known_hosts, &gpus)
 }
 
 /// An sshd whose sessions find a fake nvidia-smi in `bin` first on PATH.

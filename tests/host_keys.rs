@@ -15,13 +15,13 @@ use ugro_testkit::{Daemon, DaemonOptions, wait_for};
 const FAST_HEALTH: &str = "[health]\ninterval = \"1s\"\nmin_interval = \"1s\"\nmax_interval = \"2s\"\nprobe_timeout = \"2s\"\n\n";
 
 fn node(sshd: &Sshd, known_hosts: &Path, accept_new: bool) -> String {
-    format!(
-        "{FAST_HEALTH}[[nodes]]\nname = \"gpu1\"\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{}\"\nidentity_file = \"{}\"\nknown_hosts = \"{}\"\naccept_new_host_keys = {accept_new}\n",
+    let node = sshd.node_toml_with(
+        "gpu1",
         sshd.port(),
-        sshd.user(),
-        sshd.client_key().display(),
-        known_hosts.display()
-    )
+        known_hosts,
+        &format!("accept_new_host_keys = {accept_new}\n"),
+    );
+    format!("{FAST_HEALTH}{node}")
 }
 
 fn ssh_check(d: &Daemon) -> Value {

@@ -27,11 +27,8 @@ fn root_entry(root: &Path) -> String {
 
 fn node_entry(sshd: &Sshd) -> String {
     format!(
-        "[[nodes]]\nname = \"local\"\nhost = \"local\"\n\n[[nodes]]\nname = \"extra\"\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{}\"\nidentity_file = \"{}\"\nknown_hosts = \"{}\"\n",
-        sshd.port(),
-        sshd.user(),
-        sshd.client_key().display(),
-        sshd.known_hosts().display()
+        "[[nodes]]\nname = \"local\"\nhost = \"local\"\n\n{}",
+        sshd.node_toml("extra", "")
     )
 }
 

@@ -602,13 +602,7 @@ impl Drop for KillOnDrop {
 }
 
 fn remote_node(name: &str, sshd: &Sshd, gpus: u32) -> String {
-    format!(
-        "[[nodes]]\nname = \"{name}\"\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{}\"\nidentity_file = \"{}\"\nknown_hosts = \"{}\"\ngpus = {gpus}\n",
-        sshd.port(),
-        sshd.user(),
-        sshd.client_key().display(),
-        sshd.known_hosts().display(),
-    )
+    sshd.node_toml(name, &format!("gpus = {gpus}\n"))
 }
 
 fn wait_run(
@@ -973,11 +967,8 @@ fn a_run_whose_process_started_after_the_last_listing_is_stuck_never_failed_firs
     let s = Spawned::start(
         &DaemonOptions {
             extra_config: format!(
-                "[health]\ninterval = \"2s\"\nmin_interval = \"1s\"\nmax_interval = \"2s\"\nprobe_timeout = \"5s\"\n\n[[nodes]]\nname = \"gpu1\"\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{}\"\nidentity_file = \"{}\"\nknown_hosts = \"{}\"\n\n[[roots]]\npath = \"{}\"\nstall_after = \"2s\"\n",
-                sshd.port(),
-                sshd.user(),
-                sshd.client_key().display(),
-                sshd.known_hosts().display(),
+                "[health]\ninterval = \"2s\"\nmin_interval = \"1s\"\nmax_interval = \"2s\"\nprobe_timeout = \"5s\"\n\n{}\n[[roots]]\npath = \"{}\"\nstall_after = \"2s\"\n",
+                sshd.node_toml("gpu1", ""),
                 root.display()
             ),
             ..Default::default()

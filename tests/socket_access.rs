@@ -8,10 +8,10 @@
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
-use ugro_testkit::{Daemon, DaemonOptions, bin, wait_output};
+use ugro_testkit::{Daemon, DaemonOptions, bin, output_within, setpriv};
 
 /// A uid with no passwd entry (SO_PEERCRED reports it all the same).
 const USER: u32 = 54322;
@@ -45,30 +45,13 @@ impl Drop for Group {
     }
 }
 
-/// Runs `args` as USER with `groups` as its supplementary groups (setpriv), with a deadline.
+/// Runs `args` as USER with `groups` as its supplementary groups, with a deadline.
 fn as_user(groups: &[u32], args: &[&str]) -> Output {
-    let groups = groups
-        .iter()
-        .map(u32::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
-    let mut cmd = Command::new("setpriv");
-    cmd.arg(format!("--reuid={USER}"))
-        .arg(format!("--regid={USER}"));
-    if groups.is_empty() {
-        cmd.arg("--clear-groups");
-    } else {
-        cmd.arg(format!("--groups={groups}"));
-    }
-    let child = cmd
-        .args(args)
-        .env_remove("UGRO_SOCKET")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_output(child, Duration::from_secs(30))
+    let (program, rest) = args.split_first().unwrap();
+    output_within(
+        setpriv(USER, USER, groups, program).args(rest),
+        Duration::from_secs(30),
+    )
 }
 
 /// The status line and body of a raw `METHOD PATH` with a JSON body, sent as USER.

@@ -19,11 +19,8 @@ fn a_dead_sshd_listener_behind_a_live_session_is_seen_by_a_fresh_login() {
     let mut sshd = Sshd::start();
     let d = Daemon::start(&DaemonOptions {
         extra_config: format!(
-            "[health]\ninterval = \"1s\"\nmin_interval = \"1s\"\nmax_interval = \"2s\"\nprobe_timeout = \"2s\"\nlogin_check_interval = \"3s\"\n\n[[nodes]]\nname = \"gpu1\"\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{}\"\nidentity_file = \"{}\"\nknown_hosts = \"{}\"\n",
-            sshd.port(),
-            sshd.user(),
-            sshd.client_key().display(),
-            sshd.known_hosts().display()
+            "[health]\ninterval = \"1s\"\nmin_interval = \"1s\"\nmax_interval = \"2s\"\nprobe_timeout = \"2s\"\nlogin_check_interval = \"3s\"\n\n{}",
+            sshd.node_toml("gpu1", "")
         ),
         ..Default::default()
     });

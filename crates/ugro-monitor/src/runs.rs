@@ -1258,8 +1258,9 @@ async fn track_root(
     for r in runs.values_mut() {
         r.process = matched.get(&r.id).cloned();
         r.status = core::status(&r.eval, &rules, r.process.is_some(), now);
-        attach_error(r);
     }
+    let all: Vec<String> = runs.keys().cloned().collect();
+    attach_errors(&mut runs, &all).await;
     // Reconcile with what the previous daemon stored: what changed while it was away. A root
     // missing now keeps them listed, stale, until it is back.
     let mut prior = shared.runs.take_restored(&root);
@@ -1777,6 +1778,7 @@ async fn track_root(
             procs_at = tokio::time::Instant::now();
             matched = processes_of_runs(&shared, &root_s, &runs, &procs);
         }
+        let mut moved: Vec<(String, RunStatus)> = Vec::new();
         for r in runs.values_mut() {
             let process = matched.get(&r.id);
             if process != r.process.as_ref() {
@@ -1786,10 +1788,15 @@ async fn track_root(
             let status = core::status(&r.eval, &rules, r.process.is_some(), now);
             if status != r.status {
                 r.dirty = true;
-                let old = r.status;
+                moved.push((r.id.clone(), r.status));
                 r.status = status;
-                attach_error(r);
-                if let Some(e) = transition_event(r, old) {
+            }
+        }
+        if !moved.is_empty() {
+            let ids: Vec<String> = moved.iter().map(|(id, _)| id.clone()).collect();
+            attach_errors(&mut runs, &ids).await;
+            for (id, old) in moved {
+                if let Some(e) = runs.get(&id).and_then(|r| transition_event(r, old)) {
                     events.push(e);
                 }
             }
@@ -2194,16 +2201,40 @@ async fn writer(shared: Arc<Shared>, root: String, mut rx: tokio::sync::mpsc::Re
 }
 
 /// Reads the failure reason of a failed or stuck run from its newest log; clears it otherwise.
-fn attach_error(r: &mut Run) {
-    r.error = match r.status {
-        RunStatus::Failed | RunStatus::Stuck => r
-            .eval
-            .newest_log
-            .as_ref()
-            .and_then(|(name, _)| scan::log_tail(&r.dir.join(name)).ok())
-            .and_then(|tail| core::classify_failure(&tail)),
-        _ => None,
-    };
+/// Sets the `error` of the runs `ids` from the tail of their newest log when they are failed or
+/// stuck (cleared otherwise). The logs are read on the blocking pool, never on the runtime.
+async fn attach_errors(runs: &mut BTreeMap<String, Run>, ids: &[String]) {
+    let mut to_read: Vec<(String, PathBuf)> = Vec::new();
+    for id in ids {
+        let Some(r) = runs.get_mut(id) else { continue };
+        r.error = None;
+        if matches!(r.status, RunStatus::Failed | RunStatus::Stuck)
+            && let Some((name, _)) = r.eval.newest_log.as_ref()
+        {
+            to_read.push((id.clone(), r.dir.join(name)));
+        }
+    }
+    if to_read.is_empty() {
+        return;
+    }
+    let read = tokio::task::spawn_blocking(move || {
+        to_read
+            .into_iter()
+            .filter_map(|(id, path)| {
+                let error = scan::log_tail(&path)
+                    .ok()
+                    .and_then(|tail| core::classify_failure(&tail))?;
+                Some((id, error))
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    for (id, error) in read {
+        if let Some(r) = runs.get_mut(&id) {
+            r.error = Some(error);
+        }
+    }
 }
 
 fn transition_event(r: &Run, old: RunStatus) -> Option<NewEvent> {

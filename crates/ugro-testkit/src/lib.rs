@@ -241,14 +241,7 @@ impl Daemon {
             .open(&self.log_path)
             .unwrap();
         let mut cmd = match opts.run_as {
-            Some((uid, gid)) => {
-                let mut c = Command::new("setpriv");
-                c.arg(format!("--reuid={uid}"))
-                    .arg(format!("--regid={gid}"))
-                    .arg("--clear-groups")
-                    .arg(bin("ugro-monitor"));
-                c
-            }
+            Some((uid, gid)) => setpriv(uid, gid, &[], bin("ugro-monitor")),
             None => Command::new(bin("ugro-monitor")),
         };
         cmd.arg("--config")
@@ -383,20 +376,46 @@ impl Drop for Daemon {
 pub fn ctl_as(socket: &Path, args: &[&str], ids: Option<(u32, u32)>) -> Output {
     use std::os::unix::process::CommandExt;
     let mut cmd = Command::new(bin("ugroctl"));
-    cmd.arg("--socket")
-        .arg(socket)
-        .args(args)
-        .env_remove("UGRO_SOCKET")
-        .stdin(Stdio::null());
+    cmd.arg("--socket").arg(socket).args(args);
     if let Some((uid, gid)) = ids {
         cmd.uid(uid).gid(gid);
     }
+    output_within(&mut cmd, Duration::from_secs(30))
+}
+
+/// `PROGRAM` run as `uid`/`gid` with exactly `groups` as its supplementary groups (none when
+/// empty), through util-linux `setpriv` (root only): the way to run a case as the user it is
+/// about.
+pub fn setpriv(
+    uid: u32,
+    gid: u32,
+    groups: &[u32],
+    program: impl AsRef<std::ffi::OsStr>,
+) -> Command {
+    let mut cmd = Command::new("setpriv");
+    cmd.arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={gid}"));
+    if groups.is_empty() {
+        cmd.arg("--clear-groups");
+    } else {
+        let list: Vec<String> = groups.iter().map(u32::to_string).collect();
+        cmd.arg(format!("--groups={}", list.join(",")));
+    }
+    cmd.arg(program);
+    cmd
+}
+
+/// Runs `cmd` (no stdin, `UGRO_SOCKET` unset, output captured) and waits for it at most
+/// `timeout` ([`wait_output`]).
+pub fn output_within(cmd: &mut Command, timeout: Duration) -> Output {
     let child = cmd
+        .env_remove("UGRO_SOCKET")
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn ugroctl");
-    wait_output(child, Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    wait_output(child, timeout)
 }
 
 /// Waits for `child` with a deadline, reading its output meanwhile (so a child writing more

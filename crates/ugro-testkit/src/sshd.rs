@@ -171,6 +171,23 @@ impl Sshd {
         format!("{} {}", host_pattern(port), self.host_public_key())
     }
 
+    /// A `[[nodes]]` entry for the daemon's config: node `name` reached at 127.0.0.1:`port` (this
+    /// server's, or a proxy's in front of it) as [`Sshd::user`] with [`Sshd::client_key`],
+    /// checking host keys against `known_hosts`; `extra` is appended (e.g. `"gpus = 2\n"`).
+    pub fn node_toml_with(&self, name: &str, port: u16, known_hosts: &Path, extra: &str) -> String {
+        format!(
+            "[[nodes]]\nname = \"{name}\"\nhost = \"127.0.0.1\"\nport = {port}\nuser = \"{}\"\nidentity_file = \"{}\"\nknown_hosts = \"{}\"\n{extra}\n",
+            self.user(),
+            self.client_key().display(),
+            known_hosts.display()
+        )
+    }
+
+    /// [`Sshd::node_toml_with`] on this server's port and its known_hosts.
+    pub fn node_toml(&self, name: &str, extra: &str) -> String {
+        self.node_toml_with(name, self.port(), self.known_hosts(), extra)
+    }
+
     /// The server's temp dir (config, keys, log).
     pub fn dir(&self) -> &Path {
         self.dir.path()
