@@ -1,5 +1,5 @@
-//! The ugro-monitor daemon as a library: configuration, the SQLite store, the control API,
-//! systemd integration and the daemon's life cycle. The `ugro-monitor` binary only parses its
+//! The ugro-monitor daemon as a library, one module per concern (each says what it owns in its
+//! first line; docs/ARCHITECTURE.md has the map). The `ugro-monitor` binary only parses its
 //! arguments, sets up logging and calls [`daemon::run`].
 
 pub mod chart;

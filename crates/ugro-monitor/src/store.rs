@@ -397,8 +397,8 @@ impl Store {
     }
 
     /// The pool, for `impl Store` blocks in other modules (samples, summaries, outbox) that
-    /// keep their queries beside the logic that uses them.
-    #[allow(dead_code)] // used by the samples, summaries and outbox modules as they land
+    /// keep their queries beside the logic that uses them (writes go through
+    /// [`Store::begin_write`]).
     pub(crate) fn pool(&self) -> &SqlitePool {
         &self.pool
     }

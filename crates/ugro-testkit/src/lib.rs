@@ -1,6 +1,7 @@
-//! Test harness for ugro-monitor: the real daemon binary in a temp dir, a systemd-style notify
-//! socket the test owns, `ugroctl` runs, and fixture paths. Later: a private sshd, an SMTP
-//! server and a latency proxy. Every wait here has a deadline.
+//! Test harness for ugro-monitor: the real daemon binary in a temp dir (optionally as another
+//! user), a systemd-style notify socket the test owns, `ugroctl` runs, commands as another user
+//! (`setpriv`), and — in the modules — a private sshd, an SMTP server, the nvidia-smi stand-in,
+//! a latency proxy and the benches' helpers. Every wait here has a deadline.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
