@@ -771,12 +771,58 @@ fn resolve(
     raw: RawFile,
     root_span: Range<usize>,
 ) -> Config {
-    let top = 0..0;
+    let _ = root_span;
+    let daemon = resolve_daemon(p, base, raw.daemon.unwrap_or_default());
+    Config {
+        path: path.to_path_buf(),
+        health: resolve_health(p, raw.health.unwrap_or_default()),
+        nodes: resolve_nodes(p, base, &daemon.state_dir, &raw.nodes),
+        roots: resolve_roots(p, base, &raw.roots),
+        http: resolve_http(p, raw.http.unwrap_or_default()),
+        summary: resolve_summary(p, base, &daemon.state_dir, raw.summary.unwrap_or_default()),
+        email: resolve_email(p, base, raw.email.unwrap_or_default()),
+        daemon,
+    }
+}
 
-    // [daemon]
-    let d = raw.daemon.unwrap_or_default();
+/// The value of every key that is left out (docs/configuration.md lists them too).
+pub mod defaults {
+    use std::time::Duration;
+
+    pub const STATE_DIR: &str = "/var/lib/ugro";
+    pub const SOCKET: &str = "/run/ugro/ugro.sock";
+    pub const CONTROL_GROUP: &str = "ugro";
+    pub const HEALTH_INTERVAL: Duration = Duration::from_secs(60);
+    pub const HEALTH_MIN_INTERVAL: Duration = Duration::from_secs(10);
+    pub const HEALTH_MAX_INTERVAL: Duration = Duration::from_secs(300);
+    pub const PASS_RATE: f64 = 0.9;
+    pub const DISK_FREE_MIN: u64 = 10_000_000_000;
+    pub const LATENCY_MAX: Duration = Duration::from_millis(100);
+    pub const PYTORCH_INTERVAL: Duration = Duration::from_secs(30 * 60);
+    pub const GPU_TEMP_MAX: f64 = 85.0;
+    pub const PROBE_TIMEOUT: Duration = Duration::from_secs(15);
+    pub const PYTORCH_TIMEOUT: Duration = Duration::from_secs(60);
+    pub const POLL_INTERVAL: Duration = Duration::from_secs(30);
+    pub const STALL_AFTER: Duration = Duration::from_secs(30 * 60);
+    pub const OUTDATED_AFTER: Duration = Duration::from_secs(30 * 86_400);
+    pub const SCHEDULE: &str = "0 55 23 * * *";
+    pub const TIMEZONE: &str = "UTC";
+    pub const METRICS_INTERVAL: Duration = Duration::from_secs(300);
+    pub const RETENTION: Duration = Duration::from_secs(30 * 86_400);
+    pub const LONG_RUNNING: Duration = Duration::from_secs(7 * 86_400);
+    pub const SMTP_HOST: &str = "localhost";
+    pub const SMTP_PORT: u16 = 587;
+    pub const FROM: &str = "ugro-monitor <ugro@localhost>";
+}
+
+/// The span of a value that is absent (the top of the file).
+const TOP: Range<usize> = 0..0;
+
+/// `[daemon]`.
+fn resolve_daemon(p: &mut Problems<'_>, base: &Path, d: RawDaemon) -> DaemonConfig {
+    let top = TOP;
     let state_dir = val(&d.state_dir).map_or_else(
-        || PathBuf::from("/var/lib/ugro"),
+        || PathBuf::from(defaults::STATE_DIR),
         |s| resolve_path(base, &s),
     );
     if d.state_dir.as_ref().is_some_and(|s| s.get_ref().is_empty()) {
@@ -786,7 +832,7 @@ fn resolve(
         );
     }
     let socket = val(&d.socket).map_or_else(
-        || PathBuf::from("/run/ugro/ugro.sock"),
+        || PathBuf::from(defaults::SOCKET),
         |s| resolve_path(base, &s),
     );
     if socket.as_os_str().len() > MAX_SOCKET_PATH {
@@ -800,7 +846,7 @@ fn resolve(
         );
     }
     let control_group = match &d.control_group {
-        None => Some("ugro".to_string()),
+        None => Some(defaults::CONTROL_GROUP.to_string()),
         Some(g) if g.get_ref().is_empty() => None,
         Some(g) => {
             if !valid_name(g.get_ref()) {
@@ -810,24 +856,32 @@ fn resolve(
         }
     };
 
-    // [health]
-    let h = raw.health.unwrap_or_default();
+    DaemonConfig {
+        state_dir,
+        socket,
+        control_group,
+    }
+}
+
+/// `[health]`.
+fn resolve_health(p: &mut Problems<'_>, h: RawHealth) -> HealthConfig {
+    let top = TOP;
     let health = HealthConfig {
-        interval: dur(&h.interval, Duration::from_secs(60)),
-        min_interval: dur(&h.min_interval, Duration::from_secs(10)),
-        max_interval: dur(&h.max_interval, Duration::from_secs(300)),
-        pass_rate: val(&h.pass_rate).unwrap_or(0.9),
+        interval: dur(&h.interval, defaults::HEALTH_INTERVAL),
+        min_interval: dur(&h.min_interval, defaults::HEALTH_MIN_INTERVAL),
+        max_interval: dur(&h.max_interval, defaults::HEALTH_MAX_INTERVAL),
+        pass_rate: val(&h.pass_rate).unwrap_or(defaults::PASS_RATE),
         disk_free_min: h
             .disk_free_min
             .as_ref()
-            .map_or(10_000_000_000, |s| s.get_ref().0),
-        latency_max: dur(&h.latency_max, Duration::from_millis(100)),
-        pytorch_interval: dur(&h.pytorch_interval, Duration::from_secs(30 * 60)),
-        gpu_temp_max: val(&h.gpu_temp_max).unwrap_or(85.0),
+            .map_or(defaults::DISK_FREE_MIN, |s| s.get_ref().0),
+        latency_max: dur(&h.latency_max, defaults::LATENCY_MAX),
+        pytorch_interval: dur(&h.pytorch_interval, defaults::PYTORCH_INTERVAL),
+        gpu_temp_max: val(&h.gpu_temp_max).unwrap_or(defaults::GPU_TEMP_MAX),
         load_per_core_max: val(&h.load_per_core_max)
             .unwrap_or(ugro_core::health::DEFAULT_LOAD_PER_CORE_MAX),
-        probe_timeout: dur(&h.probe_timeout, Duration::from_secs(15)),
-        pytorch_timeout: dur(&h.pytorch_timeout, Duration::from_secs(60)),
+        probe_timeout: dur(&h.probe_timeout, defaults::PROBE_TIMEOUT),
+        pytorch_timeout: dur(&h.pytorch_timeout, defaults::PYTORCH_TIMEOUT),
         login_check_interval: dur(&h.login_check_interval, DEFAULT_LOGIN_CHECK_INTERVAL),
     };
     for (name, v, range) in [
@@ -899,11 +953,20 @@ fn resolve(
         );
     }
 
-    // [[nodes]]
+    health
+}
+
+/// `[[nodes]]`; none means this machine alone (`local`).
+fn resolve_nodes(
+    p: &mut Problems<'_>,
+    base: &Path,
+    state_dir: &Path,
+    raw_nodes: &[(Range<usize>, RawNode)],
+) -> Vec<NodeConfig> {
     let mut nodes = Vec::new();
     let mut names = HashSet::new();
     let mut local_seen = false;
-    for (span, n) in &raw.nodes {
+    for (span, n) in raw_nodes {
         let Some(name) = &n.name else {
             p.push(span.clone(), "[[nodes]] entry is missing `name`");
             continue;
@@ -1023,7 +1086,7 @@ fn resolve(
             disk_paths,
         });
     }
-    if raw.nodes.is_empty() {
+    if raw_nodes.is_empty() {
         nodes.push(NodeConfig {
             name: "local".into(),
             host: NodeHost::Local,
@@ -1033,10 +1096,18 @@ fn resolve(
         });
     }
 
-    // [[roots]]
+    nodes
+}
+
+/// `[[roots]]`.
+fn resolve_roots(
+    p: &mut Problems<'_>,
+    base: &Path,
+    raw_roots: &[(Range<usize>, RawRoot)],
+) -> Vec<RootConfig> {
     let mut roots = Vec::new();
     let mut root_paths = HashSet::new();
-    for (span, r) in &raw.roots {
+    for (span, r) in raw_roots {
         let Some(rp) = &r.path else {
             p.push(span.clone(), "[[roots]] entry is missing `path`");
             continue;
@@ -1065,7 +1136,7 @@ fn resolve(
         p.duration_in("poll_interval", &r.poll_interval, POLL_INTERVAL_RANGE);
         p.duration_in("stall_after", &r.stall_after, STALL_AFTER_RANGE);
         p.duration_in("outdated_after", &r.outdated_after, OUTDATED_AFTER_RANGE);
-        let poll_interval = dur(&r.poll_interval, Duration::from_secs(30));
+        let poll_interval = dur(&r.poll_interval, defaults::POLL_INTERVAL);
         if let Some(e) = &r.epochs
             && *e.get_ref() == 0
         {
@@ -1074,20 +1145,23 @@ fn resolve(
                 "epochs = 0: a run needs at least one epoch (leave it out if unknown)",
             );
         }
-        let stall_after = dur(&r.stall_after, Duration::from_secs(30 * 60));
+        let stall_after = dur(&r.stall_after, defaults::STALL_AFTER);
         roots.push(RootConfig {
             path,
             watch: val(&r.watch).unwrap_or(WatchMode::Auto),
             poll_interval,
             epochs: val(&r.epochs),
             stall_after,
-            outdated_after: dur(&r.outdated_after, Duration::from_secs(30 * 86400)),
+            outdated_after: dur(&r.outdated_after, defaults::OUTDATED_AFTER),
             write_progress_json: val(&r.write_progress_json).unwrap_or(false),
         });
     }
 
-    // [http]
-    let hr = raw.http.unwrap_or_default();
+    roots
+}
+
+/// `[http]`.
+fn resolve_http(p: &mut Problems<'_>, hr: RawHttp) -> HttpConfig {
     let listen = hr.listen.as_ref().and_then(|l| match l.get_ref().parse::<SocketAddr>() {
         Ok(a) => Some(a),
         Err(_) => {
@@ -1099,16 +1173,25 @@ fn resolve(
         }
     });
 
-    // [summary]
-    let s = raw.summary.unwrap_or_default();
-    let schedule = val(&s.schedule).unwrap_or_else(|| "0 55 23 * * *".into());
+    HttpConfig { listen }
+}
+
+/// `[summary]`.
+fn resolve_summary(
+    p: &mut Problems<'_>,
+    base: &Path,
+    state_dir: &Path,
+    s: RawSummary,
+) -> SummaryConfig {
+    let top = TOP;
+    let schedule = val(&s.schedule).unwrap_or_else(|| defaults::SCHEDULE.into());
     if let Err(e) = parse_schedule(&schedule) {
         p.push(
             span_or(&s.schedule, &top),
             format!("invalid cron schedule \"{schedule}\": {e}"),
         );
     }
-    let tz_name = val(&s.timezone).unwrap_or_else(|| "UTC".into());
+    let tz_name = val(&s.timezone).unwrap_or_else(|| defaults::TIMEZONE.into());
     let timezone = tz_name.parse::<chrono_tz::Tz>().unwrap_or_else(|_| {
         p.push(
             span_or(&s.timezone, &top),
@@ -1133,29 +1216,31 @@ fn resolve(
     );
     p.duration_in("retention", &s.retention, RETENTION_RANGE);
     p.duration_in("long_running", &s.long_running, LONG_RUNNING_RANGE);
-    let metrics_interval = dur(&s.metrics_interval, Duration::from_secs(300));
-    let retention = dur(&s.retention, Duration::from_secs(30 * 86400));
-    let summary = SummaryConfig {
+    let metrics_interval = dur(&s.metrics_interval, defaults::METRICS_INTERVAL);
+    let retention = dur(&s.retention, defaults::RETENTION);
+    SummaryConfig {
         schedule,
         timezone,
         dir: val(&s.dir).map_or_else(|| state_dir.join("summaries"), |d| resolve_path(base, &d)),
         retention,
         metrics_interval,
-        long_running: dur(&s.long_running, Duration::from_secs(7 * 86400)),
-    };
+        long_running: dur(&s.long_running, defaults::LONG_RUNNING),
+    }
+}
 
-    // [email]
-    let e = raw.email.unwrap_or_default();
+/// `[email]`.
+fn resolve_email(p: &mut Problems<'_>, base: &Path, e: RawEmail) -> EmailConfig {
+    let top = TOP;
     let email_span = span_or(&e.enabled, &top);
     let email = EmailConfig {
         enabled: val(&e.enabled).unwrap_or(false),
-        smtp_host: val(&e.smtp_host).unwrap_or_else(|| "localhost".into()),
-        smtp_port: val(&e.smtp_port).unwrap_or(587),
+        smtp_host: val(&e.smtp_host).unwrap_or_else(|| defaults::SMTP_HOST.into()),
+        smtp_port: val(&e.smtp_port).unwrap_or(defaults::SMTP_PORT),
         tls: val(&e.tls).unwrap_or(TlsMode::Starttls),
         username: val(&e.username),
         password_file: val(&e.password_file).map(|f| resolve_path(base, &f)),
         ca_file: val(&e.ca_file).map(|f| resolve_path(base, &f)),
-        from: val(&e.from).unwrap_or_else(|| "ugro-monitor <ugro@localhost>".into()),
+        from: val(&e.from).unwrap_or_else(|| defaults::FROM.into()),
         to: e
             .to
             .as_ref()
@@ -1190,22 +1275,7 @@ fn resolve(
             "smtp_port 0 is not a valid port",
         );
     }
-    let _ = root_span;
-
-    Config {
-        path: path.to_path_buf(),
-        daemon: DaemonConfig {
-            state_dir,
-            socket,
-            control_group,
-        },
-        health,
-        nodes,
-        roots,
-        http: HttpConfig { listen },
-        summary,
-        email,
-    }
+    email
 }
 
 /// Parses a cron expression the way the scheduler will (5 or 6 fields, seconds optional).
@@ -1266,8 +1336,8 @@ mod tests {
     #[test]
     fn empty_file_gives_documented_defaults() {
         let c = parse_str("").unwrap();
-        assert_eq!(c.daemon.state_dir, PathBuf::from("/var/lib/ugro"));
-        assert_eq!(c.daemon.socket, PathBuf::from("/run/ugro/ugro.sock"));
+        assert_eq!(c.daemon.state_dir, PathBuf::from(defaults::STATE_DIR));
+        assert_eq!(c.daemon.socket, PathBuf::from(defaults::SOCKET));
         assert_eq!(c.daemon.control_group.as_deref(), Some("ugro"));
         assert_eq!(c.health.interval, Duration::from_secs(60));
         assert_eq!(c.health.disk_free_min, 10_000_000_000);
