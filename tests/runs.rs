@@ -473,7 +473,12 @@ fn progress_json_is_written_only_when_asked_and_only_for_trainers_and_evaluators
             .unwrap()
             .contains("mission_current")
     );
-    assert!(!root.join("t/.progress.json.ugro-tmp").exists());
+    let leftovers: Vec<String> = std::fs::read_dir(root.join("t"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
     // A new epoch updates it; our own write does not loop (the file settles).
     epoch(&root.join("t"), 3, Duration::ZERO);
     wait_for("the updated progress.json", Duration::from_secs(5), || {

@@ -6,6 +6,7 @@ pub mod chart;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod files;
 pub mod health;
 pub mod local;
 pub mod mail;

@@ -1899,16 +1899,13 @@ fn progress_json(r: &Run) -> Option<String> {
     serde_json::to_string_pretty(&v).ok()
 }
 
-/// Writes progress.json into each run whose content changed, atomically (temp file + rename).
+/// Writes progress.json into each run whose content changed ([`crate::files::write_atomic`]).
 /// Returns failures as (run id, message).
 fn write_progress_files(jobs: Vec<(String, PathBuf, String)>) -> Vec<(String, String)> {
     let mut failures = Vec::new();
     for (id, dir, text) in jobs {
-        let tmp = dir.join(".progress.json.ugro-tmp");
-        let result = std::fs::write(&tmp, text.as_bytes())
-            .and_then(|()| std::fs::rename(&tmp, dir.join("progress.json")));
+        let result = crate::files::write_atomic(&dir.join("progress.json"), text.as_bytes());
         if let Err(e) = result {
-            let _ = std::fs::remove_file(&tmp);
             failures.push((
                 id,
                 format!("cannot write {}: {e}", dir.join("progress.json").display()),

@@ -19,8 +19,8 @@ use ugro_core::runs::{self as core, EpochView, FileInfo, JsonRead, RunView};
 
 /// JSON files larger than this are not parsed (reported as unreadable).
 pub const MAX_JSON_BYTES: u64 = 16 * 1024 * 1024;
-/// At most this much of a log's end is read to classify a failure.
-pub const LOG_TAIL_BYTES: u64 = 64 * 1024;
+/// At most this much of a log's end is read to classify a failure (the one limit, ugro-core's).
+pub const LOG_TAIL_BYTES: u64 = ugro_core::runs::MAX_LOG_TAIL as u64;
 /// Directories deeper than this below a root are not searched for runs.
 pub const MAX_DEPTH: usize = 12;
 /// JSON files read at the top of a run directory.

@@ -100,25 +100,6 @@ pub fn snapshot_path(dir: &Path, taken_at: DateTime<Utc>, tz: Tz) -> PathBuf {
     ))
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
 /// The current state of every run and node, from the daemon's live views.
 pub async fn snapshot_of(
     store: &Store,
@@ -494,7 +475,10 @@ fn write_files(
         jobs.push((&png, c));
     }
     for (path, bytes) in jobs {
-        write_atomic(path, bytes).map_err(|e| (path.to_path_buf(), e))?;
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| (parent.to_path_buf(), e))?;
+        }
+        crate::files::write_atomic(path, bytes).map_err(|e| (path.to_path_buf(), e))?;
     }
     Ok(())
 }
