@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use http::{Method, StatusCode};
 use ugro_api::{ErrorBody, PROTOCOL_VERSION};
-use ugro_testkit::{Daemon, DaemonOptions, ctl_as};
+use ugro_testkit::{Daemon, DaemonOptions, bin, ctl_as, output_within, setpriv};
 
 const NOBODY: (u32, u32) = (65534, 65534);
 
@@ -18,9 +18,18 @@ fn running_as_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-/// Lets any local user connect (the daemon's own 0660 would stop `nobody` at connect()).
-fn open_socket_to_all(d: &Daemon) {
-    std::fs::set_permissions(&d.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+/// `ugroctl ARGS` as nobody, given the socket's group as a supplementary group so the socket's
+/// own 0660 lets it connect (a reader, as the daemon's group makes one): no chmod.
+fn ctl_as_reader(d: &Daemon, args: &[&str]) -> std::process::Output {
+    use std::os::unix::fs::MetadataExt;
+    let gid = std::fs::metadata(&d.socket).unwrap().gid();
+    output_within(
+        setpriv(NOBODY.0, NOBODY.1, &[gid], bin("ugroctl"))
+            .arg("--socket")
+            .arg(&d.socket)
+            .args(args),
+        Duration::from_secs(30),
+    )
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -44,9 +53,7 @@ fn non_member_gets_403_on_reload_but_may_read() {
         "this test needs root to run ugroctl as a second uid (nobody); CI runs as root"
     );
     let d = Daemon::start(&DaemonOptions::default()); // control_group = "" (none)
-    open_socket_to_all(&d);
-
-    let out = ctl_as(&d.socket, &["reload"], Some(NOBODY));
+    let out = ctl_as_reader(&d, &["reload"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
@@ -54,7 +61,7 @@ fn non_member_gets_403_on_reload_but_may_read() {
         "{stderr}"
     );
 
-    let out = ctl_as(&d.socket, &["--json", "status"], Some(NOBODY));
+    let out = ctl_as_reader(&d, &["--json", "status"]);
     assert!(
         out.status.success(),
         "{}",
@@ -77,8 +84,8 @@ fn control_group_member_may_reload() {
         control_group: Some("nogroup".into()),
         ..Default::default()
     });
-    open_socket_to_all(&d);
-    let out = ctl_as(&d.socket, &["reload"], Some(NOBODY));
+    // The socket belongs to nogroup, nobody's own group: it connects through the socket's mode.
+    let out = ctl_as_reader(&d, &["reload"]);
     assert!(
         out.status.success(),
         "{}",
