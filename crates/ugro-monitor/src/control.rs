@@ -991,17 +991,11 @@ pub async fn serve(
         };
         let privileged = peer.uid == 0 || peer.uid == own_uid;
         // Others may not take the last reserved places.
-        if !privileged && permits.available_permits() <= RESERVED_CONNECTIONS {
+        let permit = (privileged || permits.available_permits() > RESERVED_CONNECTIONS)
+            .then(|| permits.clone().try_acquire_owned().ok())
+            .flatten();
+        let Some(permit) = permit else {
             tracing::debug!(uid = peer.uid, "control connections exhausted; refusing");
-            refuse(
-                &refusals,
-                stream,
-                peer.uid,
-                "the daemon is serving too many connections",
-            );
-            continue;
-        }
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
             refuse(
                 &refusals,
                 stream,
