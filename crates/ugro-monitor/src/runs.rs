@@ -91,6 +91,19 @@ impl Run {
     }
 }
 
+/// The runs of `roots` with `status` under `root` (each filter when given), by root then id.
+fn matching<'a>(
+    roots: &'a BTreeMap<PathBuf, BTreeMap<String, RunInfo>>,
+    status: Option<&'a str>,
+    root: Option<&'a Path>,
+) -> impl Iterator<Item = &'a RunInfo> + Clone {
+    roots
+        .iter()
+        .filter(move |(r, _)| root.is_none_or(|want| r.as_path() == want))
+        .flat_map(|(_, runs)| runs.values())
+        .filter(move |r| status.is_none_or(|s| r.status.as_str() == s))
+}
+
 /// Every tracked run of every root, for the API.
 #[derive(Debug, Default)]
 pub struct Runs {
@@ -172,11 +185,7 @@ impl Runs {
             }
         }
         let roots = self.roots.read().unwrap_or_else(|e| e.into_inner());
-        let runs = roots
-            .iter()
-            .filter(|(r, _)| root.is_none_or(|want| r.as_path() == want))
-            .flat_map(|(_, runs)| runs.values())
-            .filter(|r| status.is_none_or(|s| r.status.as_str() == s));
+        let runs = matching(&roots, status, root);
         let mut out = Vec::with_capacity(64 * 1024);
         let mut ser = serde_json::Serializer::new(&mut out);
         let mut st = ser.serialize_struct("Runs", 1)?;
@@ -205,13 +214,7 @@ impl Runs {
     /// All runs, optionally filtered, ordered by root then id.
     pub fn list(&self, status: Option<&str>, root: Option<&Path>) -> Vec<RunInfo> {
         let roots = self.roots.read().unwrap_or_else(|e| e.into_inner());
-        roots
-            .iter()
-            .filter(|(r, _)| root.is_none_or(|want| r.as_path() == want))
-            .flat_map(|(_, runs)| runs.values())
-            .filter(|r| status.is_none_or(|s| r.status.as_str() == s))
-            .cloned()
-            .collect()
+        matching(&roots, status, root).cloned().collect()
     }
 
     /// One run by id (ids are unique across roots, see [`Ids`]).
@@ -1519,18 +1522,20 @@ async fn track_root(
                 presence.hung()
             }
         };
+        if let RootChange::Gone(why) | RootChange::Replaced(why) = &change {
+            tracing::warn!(root = %root.display(), "root {why}");
+            let _ = store
+                .send(Write::Events(vec![missing_event(
+                    &root,
+                    why,
+                    runs.len() + stale_prior.len(),
+                )]))
+                .await;
+        }
         match change {
             RootChange::Same => {}
-            RootChange::Gone(why) => {
-                tracing::warn!(root = %root.display(), "root {why}");
+            RootChange::Gone(_) => {
                 shared.runs.set_stale(&root, true);
-                let _ = store
-                    .send(Write::Events(vec![missing_event(
-                        &root,
-                        &why,
-                        runs.len() + stale_prior.len(),
-                    )]))
-                    .await;
                 if matches!(mode, Mode::Inotify(_)) {
                     // Its watches follow the old directory wherever it went: drop them.
                     mode = Mode::Poll;
@@ -1538,18 +1543,7 @@ async fn track_root(
                 }
                 tree = scan::Tree::default();
             }
-            RootChange::Back => back = true,
-            RootChange::Replaced(why) => {
-                tracing::warn!(root = %root.display(), "root {why}");
-                let _ = store
-                    .send(Write::Events(vec![missing_event(
-                        &root,
-                        &why,
-                        runs.len() + stale_prior.len(),
-                    )]))
-                    .await;
-                back = true;
-            }
+            RootChange::Back | RootChange::Replaced(_) => back = true,
         }
         if presence.is_missing() {
             // Drain what the old watches still report; nothing to read.
