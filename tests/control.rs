@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use http::{Method, StatusCode};
 use ugro_api::{ErrorBody, PROTOCOL_VERSION};
-use ugro_testkit::{Daemon, DaemonOptions, bin, ctl_as, output_within, setpriv};
+use ugro_testkit::{Daemon, DaemonOptions, ctl_as, ctl_with_groups};
 
 const NOBODY: (u32, u32) = (65534, 65534);
 
@@ -23,13 +23,7 @@ fn running_as_root() -> bool {
 fn ctl_as_reader(d: &Daemon, args: &[&str]) -> std::process::Output {
     use std::os::unix::fs::MetadataExt;
     let gid = std::fs::metadata(&d.socket).unwrap().gid();
-    output_within(
-        setpriv(NOBODY.0, NOBODY.1, &[gid], bin("ugroctl"))
-            .arg("--socket")
-            .arg(&d.socket)
-            .args(args),
-        Duration::from_secs(30),
-    )
+    ctl_with_groups(&d.socket, args, NOBODY, &[gid])
 }
 
 fn runtime() -> tokio::runtime::Runtime {

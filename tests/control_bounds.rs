@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::Duration;
 
-use ugro_testkit::{Daemon, DaemonOptions, ctl_as, output_within, setpriv, wait_output};
+use ugro_testkit::{Daemon, DaemonOptions, ctl_as, ctl_with_groups, setpriv, wait_output};
 
 const NOBODY: (u32, u32) = (65534, 65534);
 /// A uid with no passwd entry: SO_PEERCRED reports it all the same.
@@ -72,16 +72,10 @@ fn ctl_with_group(
     ids: Option<(u32, u32)>,
     gid: u32,
 ) -> std::process::Output {
-    let Some((uid, own_gid)) = ids else {
-        return ctl_as(socket, args, None);
-    };
-    output_within(
-        setpriv(uid, own_gid, &[gid], ugro_testkit::bin("ugroctl"))
-            .arg("--socket")
-            .arg(socket)
-            .args(args),
-        Duration::from_secs(30),
-    )
+    match ids {
+        None => ctl_as(socket, args, None),
+        Some(ids) => ctl_with_groups(socket, args, ids, &[gid]),
+    }
 }
 
 #[test]

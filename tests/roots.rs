@@ -11,33 +11,18 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use ugro_testkit::{Daemon, DaemonOptions, wait_for};
+use ugro_testkit::{Daemon, DaemonOptions, wait_for, write_epoch, write_file};
 
 /// A deadline for what the daemon should see within a few seconds (not a timing assertion).
 const SEEN: Duration = Duration::from_secs(20);
 
-fn write(p: &Path, text: &str) {
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, text).unwrap();
-}
-
 /// A trainer run with `done` complete epochs out of 10.
 fn trainer(run: &Path, done: u32) {
-    write(&run.join("config.json"), "{\"epochs\": 10}");
-    write(&run.join("train_val.log"), "epoch\n");
+    write_file(&run.join("config.json"), "{\"epochs\": 10}");
+    write_file(&run.join("train_val.log"), "epoch\n");
     for i in 0..done {
-        epoch(run, i);
+        write_epoch(run, i);
     }
-}
-
-fn epoch(run: &Path, i: u32) {
-    let d = run.join(format!("epoch_{i}"));
-    write(&d.join("training_losses.pt"), "xx");
-    write(&d.join("optimizer_buffer.json"), "{}");
-    write(
-        &d.join("validation_scores.json"),
-        &format!("{{\"acc\": 0.{i}}}"),
-    );
 }
 
 fn start(roots: &[(&Path, &str)]) -> Daemon {
@@ -180,7 +165,7 @@ fn a_root_created_after_the_start_is_scanned_at_once() {
         );
     }
     // The new root is watched: a new epoch shows up without waiting for any rescan.
-    epoch(&moved.join("a1"), 1);
+    write_epoch(&moved.join("a1"), 1);
     wait_runs(
         &d,
         &moved,
@@ -216,7 +201,7 @@ fn a_root_renamed_away_is_missing_and_stale_until_it_is_back() {
         &[("g/run_b", 1, true), ("run_a", 2, true)],
     );
     // Work goes on in the moved tree: an epoch, a new run, a run removed.
-    epoch(&away.join("run_a"), 2);
+    write_epoch(&away.join("run_a"), 2);
     trainer(&away.join("run_new"), 1);
     std::fs::remove_dir_all(away.join("g")).unwrap();
     std::thread::sleep(Duration::from_secs(3));
@@ -331,7 +316,7 @@ fn a_tmpfs_root_unmounted_and_remounted_is_seen_both_times() {
         &[("run_a", 3, false), ("run_c", 1, false)],
     );
     // And it is watched again: a new epoch is seen.
-    epoch(&logs.join("run_c"), 1);
+    write_epoch(&logs.join("run_c"), 1);
     wait_runs(
         &d,
         &logs,

@@ -12,29 +12,14 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
-use ugro_testkit::{Daemon, DaemonOptions, wait_for};
+use ugro_testkit::{Daemon, DaemonOptions, wait_for, write_epoch, write_file};
 
 const SEEN: Duration = Duration::from_secs(20);
 
-fn write(p: &Path, text: &str) {
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, text).unwrap();
-}
-
-fn epoch(run: &Path, i: u32) {
-    let d = run.join(format!("epoch_{i}"));
-    write(&d.join("training_losses.pt"), "xx");
-    write(&d.join("optimizer_buffer.json"), "{}");
-    write(
-        &d.join("validation_scores.json"),
-        &format!("{{\"acc\": 0.{i}}}"),
-    );
-}
-
 fn trainer(run: &Path, done: u32) {
-    write(&run.join("config.json"), "{\"epochs\": 10}");
+    write_file(&run.join("config.json"), "{\"epochs\": 10}");
     for i in 0..done {
-        epoch(run, i);
+        write_epoch(run, i);
     }
 }
 
@@ -139,7 +124,7 @@ fn the_same_relative_path_under_two_roots_is_two_reachable_runs() {
         "{text}"
     );
     // Epoch events name the run they are about.
-    epoch(&c.join("exp/run_1"), 3);
+    write_epoch(&c.join("exp/run_1"), 3);
     let ev = wait_for("an epoch event of the prefixed run", SEEN, || {
         std::thread::sleep(Duration::from_millis(100));
         let v = d.ctl_json(&["events", "--since", "1h", "--kind", "run.epoch_completed"]);
@@ -210,7 +195,7 @@ fn names_that_are_not_utf8_give_lossless_ids_and_no_repeated_events() {
             std::thread::sleep(Duration::from_millis(400));
             std::fs::remove_dir(root.join(format!("tmp{i}"))).unwrap();
         }
-        epoch(&ff, 2);
+        write_epoch(&ff, 2);
         wait_ids(
             &d,
             &format!("a new epoch of one of them ({watch})"),

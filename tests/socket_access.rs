@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use ugro_testkit::{Daemon, DaemonOptions, bin, output_within, setpriv};
+use ugro_testkit::{Daemon, DaemonOptions, ctl_with_groups, output_within, setpriv};
 
 /// A uid with no passwd entry (SO_PEERCRED reports it all the same).
 const USER: u32 = 54322;
@@ -79,21 +79,6 @@ print(data.decode("latin-1"))
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn ctl(socket: &Path, args: &[&str]) -> Vec<String> {
-    let mut v = vec![
-        bin("ugroctl").display().to_string(),
-        "--socket".to_string(),
-        socket.display().to_string(),
-    ];
-    v.extend(args.iter().map(|s| s.to_string()));
-    v
-}
-
-fn run(groups: &[u32], argv: &[String]) -> Output {
-    let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
-    as_user(groups, &refs)
-}
-
 #[test]
 fn control_group_owns_the_socket_members_may_change_others_cannot_connect() {
     assert!(
@@ -110,7 +95,7 @@ fn control_group_owns_the_socket_members_may_change_others_cannot_connect() {
     assert_eq!(meta.gid(), group.gid, "the socket belongs to control_group");
 
     // A member through a supplementary group (its own gid is not the group's): may reload.
-    let out = run(&[group.gid], &ctl(&d.socket, &["reload"]));
+    let out = ctl_with_groups(&d.socket, &["reload"], (USER, USER), &[group.gid]);
     assert!(
         out.status.success(),
         "member's reload: {}",
@@ -120,7 +105,7 @@ fn control_group_owns_the_socket_members_may_change_others_cannot_connect() {
     assert_eq!(ev["events"].as_array().unwrap().len(), 1, "{ev}");
 
     // Outside the group: the socket's mode stops it at connect(), and ugroctl says so.
-    let out = run(&[], &ctl(&d.socket, &["status"]));
+    let out = ctl_with_groups(&d.socket, &["status"], (USER, USER), &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
@@ -142,7 +127,12 @@ fn a_reader_outside_control_group_gets_403_on_every_changing_endpoint() {
     assert_eq!(meta.permissions().mode() & 0o777, 0o660);
     let daemon_gid = meta.gid();
 
-    let out = run(&[daemon_gid], &ctl(&d.socket, &["--json", "status"]));
+    let out = ctl_with_groups(
+        &d.socket,
+        &["--json", "status"],
+        (USER, USER),
+        &[daemon_gid],
+    );
     assert!(
         out.status.success(),
         "reader's status: {}",
@@ -164,7 +154,7 @@ fn a_reader_outside_control_group_gets_403_on_every_changing_endpoint() {
         );
         assert!(answer.contains(&format!("uid {USER}")), "{path}: {answer}");
     }
-    let out = run(&[daemon_gid], &ctl(&d.socket, &["reload"]));
+    let out = ctl_with_groups(&d.socket, &["reload"], (USER, USER), &[daemon_gid]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("(forbidden)"), "{stderr}");

@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use ugro_testkit::{Daemon, DaemonOptions, wait_for};
+use ugro_testkit::{Daemon, DaemonOptions, wait_for, write_epoch, write_file};
 
 /// The daemon's documented stop deadline (daemon.rs `STOP_DEADLINE`).
 const STOP_DEADLINE: Duration = Duration::from_secs(4);
@@ -57,27 +57,16 @@ impl Drop for Tmpfs {
     }
 }
 
-fn write(p: &Path, text: &str) {
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, text).unwrap();
-}
-
 /// A finished trainer run with `epochs` epochs.
 fn trainer(run: &Path, epochs: u32) {
-    write(
+    write_file(
         &run.join("config.json"),
         &format!("{{\"epochs\": {epochs}, \"lr\": 0.001}}"),
     );
     for i in 0..epochs {
-        let d = run.join(format!("epoch_{i}"));
-        write(&d.join("training_losses.pt"), "\u{1}\u{2}");
-        write(&d.join("optimizer_buffer.json"), "{\"step\": 1}");
-        write(
-            &d.join("validation_scores.json"),
-            &format!("{{\"val\": {{\"acc\": 0.{i}, \"loss\": 1.0}}}}"),
-        );
+        write_epoch(run, i);
     }
-    write(&run.join("train_val_2026-11-20.log"), "epoch 1: loss 1.9\n");
+    write_file(&run.join("train_val_2026-11-20.log"), "epoch 1: loss 1.9\n");
 }
 
 fn root_config(root: &Path) -> String {

@@ -406,6 +406,23 @@ pub fn setpriv(
     cmd
 }
 
+/// Runs `ugroctl --socket SOCKET ARGS` as `uid`/`gid` with exactly `groups` as supplementary
+/// groups ([`setpriv`]; root only): a user who reaches the 0660 socket through its group, or not.
+pub fn ctl_with_groups(
+    socket: &Path,
+    args: &[&str],
+    (uid, gid): (u32, u32),
+    groups: &[u32],
+) -> Output {
+    output_within(
+        setpriv(uid, gid, groups, bin("ugroctl"))
+            .arg("--socket")
+            .arg(socket)
+            .args(args),
+        Duration::from_secs(30),
+    )
+}
+
 /// Runs `cmd` (no stdin, `UGRO_SOCKET` unset, output captured) and waits for it at most
 /// `timeout` ([`wait_output`]).
 pub fn output_within(cmd: &mut Command, timeout: Duration) -> Output {
@@ -451,4 +468,17 @@ pub fn write_file(path: &Path, text: &str) {
     }
     let mut f = std::fs::File::create(path).unwrap();
     f.write_all(text.as_bytes()).unwrap();
+}
+
+/// Writes epoch `i` of the trainer run in `run`, complete: `epoch_i/` with its three files
+/// (`training_losses.pt`, `optimizer_buffer.json`, and `validation_scores.json` with an
+/// accuracy of `0.i`).
+pub fn write_epoch(run: &Path, i: u32) {
+    let d = run.join(format!("epoch_{i}"));
+    write_file(&d.join("training_losses.pt"), "\u{1}\u{2}");
+    write_file(&d.join("optimizer_buffer.json"), "{\"step\": 1}");
+    write_file(
+        &d.join("validation_scores.json"),
+        &format!("{{\"val\": {{\"acc\": 0.{i}, \"loss\": 1.0}}}}"),
+    );
 }
