@@ -120,6 +120,8 @@ pub struct Runs {
     /// Moves on every change of any list: an answer built at one generation is current until
     /// it moves (the control API serialises the full list once per generation).
     generation: std::sync::atomic::AtomicU64,
+    /// Told the new generation on every change ([`Runs::watch_generation`]).
+    generation_tx: tokio::sync::watch::Sender<u64>,
 }
 
 impl Runs {
@@ -153,6 +155,7 @@ impl Runs {
             first_claims: std::sync::Mutex::default(),
             claimed: tokio::sync::Notify::new(),
             generation: std::sync::atomic::AtomicU64::new(0),
+            generation_tx: tokio::sync::watch::Sender::new(0),
         }
     }
 
@@ -161,9 +164,16 @@ impl Runs {
         self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
+    /// Wakes when the generation moves (for the change stream).
+    pub fn watch_generation(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.generation_tx.subscribe()
+    }
+
     fn changed(&self) {
-        self.generation
+        let g = self
+            .generation
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.generation_tx.send_replace(g + 1);
     }
 
     /// `{"runs": [...]}` of the runs [`Runs::list`] would give, serialised under the read lock
