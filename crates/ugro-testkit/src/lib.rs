@@ -1,13 +1,14 @@
 //! Test harness for ugro-monitor: the real daemon binary in a temp dir (optionally as another
 //! user), a systemd-style notify socket the test owns, `ugroctl` runs, commands as another user
 //! (`setpriv`), and — in the modules — a private sshd, an SMTP server, the nvidia-smi stand-in,
-//! a latency proxy and the benches' helpers. Every wait here has a deadline.
+//! a latency proxy, a private single-node Slurm and the benches' helpers. Every wait here has a deadline.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod bench;
 pub mod gpu;
 pub mod proxy;
+pub mod slurm;
 pub mod smtp;
 pub mod sshd;
 
