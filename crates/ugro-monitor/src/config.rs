@@ -813,6 +813,10 @@ pub mod defaults {
     pub const SMTP_HOST: &str = "localhost";
     pub const SMTP_PORT: u16 = 587;
     pub const FROM: &str = "ugro-monitor <ugro@localhost>";
+    /// Messages of the change stream kept for clients that reconnect with `Last-Event-ID`.
+    pub const STREAM_RING_MESSAGES: usize = 4096;
+    /// Bytes of those messages kept at most (JSON plus a little per message).
+    pub const STREAM_RING_BYTES: usize = 8 * 1024 * 1024;
 }
 
 /// The span of a value that is absent (the top of the file).

@@ -117,6 +117,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/summaries", get(summaries))
         .route("/v1/summaries/{date}", get(summary_of))
         .route("/v1/summaries/{date}/send", post(send_summary))
+        .route("/v1/stream", get(crate::stream::handler))
         .route("/metrics", get(crate::metrics::handler))
         .fallback(not_found)
         .with_state(shared.clone())
@@ -1020,10 +1021,14 @@ pub async fn serve(
             );
             continue;
         };
+        // A change stream whose client stopped reading cancels this to close the connection.
+        let disconnect = CancellationToken::new();
+        let on_disconnect = crate::stream::Disconnect(disconnect.clone());
         let svc = router
             .clone()
             .map_request(move |mut req: axum::extract::Request<_>| {
                 req.extensions_mut().insert(peer);
+                req.extensions_mut().insert(on_disconnect.clone());
                 req
             });
         let conn = hyper::server::conn::http1::Builder::new()
@@ -1034,8 +1039,11 @@ pub async fn serve(
             .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "control connection ended with an error");
+            tokio::select! {
+                r = conn => if let Err(e) = r {
+                    tracing::debug!(error = %e, "control connection ended with an error");
+                },
+                _ = disconnect.cancelled() => tracing::debug!("closed a change stream that fell behind"),
             }
             drop(slot);
             drop(permit);

@@ -157,6 +157,7 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<(), DaemonError> 
         uid: nix::unistd::geteuid().as_raw(),
         reload_lock: tokio::sync::Mutex::new(()),
         runs_json: tokio::sync::Mutex::new(None),
+        changes: crate::stream::Changes::new(Default::default(), started_at),
     });
 
     if let Some(prev) = unclean {
@@ -226,6 +227,7 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<(), DaemonError> 
         "sampler" => crate::sampler::supervise,
         "scheduler" => crate::scheduler::supervise,
         "outbox" => crate::outbox::supervise,
+        "stream" => crate::stream::supervise,
     }
     if let Some(listen) = cfg.http.listen {
         let shared = shared.clone();

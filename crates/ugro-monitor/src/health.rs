@@ -445,6 +445,7 @@ async fn node_loop(
             restored: false,
         };
         rt.set_report(report.clone());
+        shared.changes.nodes_changed();
         for w in waiters {
             let _ = w.send(report.clone());
         }

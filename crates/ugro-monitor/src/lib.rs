@@ -19,6 +19,7 @@ pub mod scheduler;
 pub mod shared;
 pub mod ssh;
 pub mod store;
+pub mod stream;
 pub mod summary;
 pub mod supervise;
 pub mod systemd;

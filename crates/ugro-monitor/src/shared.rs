@@ -31,6 +31,8 @@ pub struct Shared {
     pub(crate) reload_lock: tokio::sync::Mutex<()>,
     /// The full run list as served by `/v1/runs`, with the `Runs` generation it was built at.
     pub runs_json: tokio::sync::Mutex<Option<(u64, axum::body::Bytes)>>,
+    /// The change stream (`/v1/stream`): every change of runs, nodes, events and summaries.
+    pub changes: crate::stream::Changes,
 }
 
 impl Shared {
@@ -63,8 +65,10 @@ impl Shared {
                 tracing::error!(kind = %e.kind, subject = %e.subject, "{}", e.message)
             }
         }
-        if let Err(err) = self.store.record_event(Utc::now(), &e).await {
-            tracing::error!(error = %err, kind = %e.kind, "could not record event");
+        let at = Utc::now();
+        match self.store.record_event(at, &e).await {
+            Ok(id) => self.changes.event(id, at, &e),
+            Err(err) => tracing::error!(error = %err, kind = %e.kind, "could not record event"),
         }
     }
 

@@ -278,7 +278,9 @@ pub async fn make(
         .summary_by_id(id)
         .await?
         .ok_or(SummaryError::NotFound(date))?;
-    Ok(store.doc(row, &dir).await?)
+    let doc = store.doc(row, &dir).await?;
+    shared.changes.summary(&doc.info);
+    Ok(doc)
 }
 
 /// What [`compose`] made.
