@@ -76,8 +76,8 @@ impl ClientError {
 #[derive(Debug, Clone)]
 pub struct Client {
     path: PathBuf,
-    connect_timeout: Duration,
-    request_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) request_timeout: Duration,
 }
 
 impl Client {

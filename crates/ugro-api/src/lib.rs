@@ -2,6 +2,7 @@
 //! version, and the HTTP-over-Unix-socket client used by `ugroctl` and the tests.
 
 pub mod client;
+pub mod stream;
 pub mod types;
 
 pub use client::{Client, ClientError};
