@@ -1,11 +1,151 @@
 //! JSON bodies of the `/v1` control API (see docs/ARCHITECTURE.md "Contracts"). Fields may be added;
 //! renaming or removing one needs a [`crate::PROTOCOL_VERSION`] bump.
+//!
+//! Every type that crosses the socket is defined here, not borrowed from ugro-core: the daemon
+//! converts its own types into these when it answers (ugro-monitor `view.rs`), so renaming a
+//! field of the daemon's types cannot change the protocol. `tests/wire_json.rs` pins the JSON
+//! of every `/v1` answer.
+
+use std::collections::BTreeMap;
+use std::fmt;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-pub use ugro_core::health::{CheckName, CheckResult, NodeState, Outcome, Severity};
-pub use ugro_core::parse::GpuReading;
+/// Declares a unit enum spoken on the wire as lowercase words, with `ALL`, `as_str`, `parse` and
+/// `Display`.
+macro_rules! wire_words {
+    ($(#[$meta:meta])* pub enum $name:ident { $($(#[$vmeta:meta])* $variant:ident = $word:literal,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $word)] $variant,)*
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
+
+            /// The word used in JSON.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $word,)*
+                }
+            }
+
+            /// Parses the JSON word.
+            pub fn parse(s: &str) -> Option<$name> {
+                match s {
+                    $($word => Some($name::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+wire_words! {
+    /// How bad an event or an alert is.
+    pub enum Severity {
+        Info = "info",
+        Warning = "warning",
+        Critical = "critical",
+    }
+}
+
+wire_words! {
+    /// The state of a node.
+    pub enum NodeState {
+        Healthy = "healthy",
+        Degraded = "degraded",
+        Unhealthy = "unhealthy",
+        /// ssh failed or hung.
+        Unreachable = "unreachable",
+        /// Never checked, or no check was applicable.
+        Unknown = "unknown",
+    }
+}
+
+impl NodeState {
+    pub fn is_healthy(self) -> bool {
+        self == NodeState::Healthy
+    }
+}
+
+wire_words! {
+    /// One kind of health check.
+    pub enum CheckName {
+        Ssh = "ssh",
+        Latency = "latency",
+        Gpu = "gpu",
+        Pytorch = "pytorch",
+        Disk = "disk",
+        Memory = "memory",
+        Load = "load",
+    }
+}
+
+wire_words! {
+    /// What became of one check in one sweep.
+    pub enum Outcome {
+        Pass = "pass",
+        Fail = "fail",
+        /// Not applicable to this node; not counted in the score.
+        Skipped = "skipped",
+        /// The probe did not answer by its deadline.
+        Hung = "hung",
+    }
+}
+
+/// The result of one check in the last sweep (`checks` of a node).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckResult {
+    pub name: CheckName,
+    /// `true` for pass, `false` for fail and hung, `null` for skipped.
+    pub passed: Option<bool>,
+    pub status: Outcome,
+    /// What was measured (a number, or an object for checks with several readings).
+    #[serde(default)]
+    pub value: Option<serde_json::Value>,
+    /// What it was compared against.
+    #[serde(default)]
+    pub threshold: Option<serde_json::Value>,
+    /// One short human line, e.g. "median 180 ms > 100 ms".
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub duration_ms: u64,
+    /// A failure that is only a warning (a busy node's load). Left out when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub warning: bool,
+}
+
+impl CheckResult {
+    /// A failure that is only a warning.
+    pub fn is_warning(&self) -> bool {
+        self.warning && self.status == Outcome::Fail
+    }
+}
+
+/// One GPU as its node's last GPU probe read it. Fields the GPU does not support are null.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GpuReading {
+    pub index: u32,
+    pub uuid: String,
+    pub name: String,
+    pub temperature_c: Option<f64>,
+    pub utilization_pct: Option<f64>,
+    pub memory_used_mib: Option<f64>,
+    pub memory_total_mib: Option<f64>,
+    pub power_w: Option<f64>,
+    pub ecc_uncorrected: Option<u64>,
+}
 
 /// Error envelope: every non-2xx answer is `{"error": {"code", "message"}}`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -175,7 +315,46 @@ pub struct Alert {
     pub since: DateTime<Utc>,
 }
 
-pub use ugro_core::runs::{Progress, RunStatus, RunnerKind};
+wire_words! {
+    /// What wrote a run directory.
+    pub enum RunnerKind {
+        Trainer = "trainer",
+        Evaluator = "evaluator",
+        Generic = "generic",
+        Unknown = "unknown",
+    }
+}
+
+wire_words! {
+    /// A run's status (docs/run-layouts.md "Status").
+    pub enum RunStatus {
+        Running = "running",
+        Finished = "finished",
+        Stuck = "stuck",
+        Failed = "failed",
+        Outdated = "outdated",
+        Unknown = "unknown",
+    }
+}
+
+/// Scores by flattened key (`"metrics.accuracy"`).
+pub type Scores = BTreeMap<String, f64>;
+
+/// A run's progress. For generic runs the unit of `completed_epochs`/`total_epochs`/
+/// `rate_per_hour` is whatever the run counts.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Progress {
+    pub completed_epochs: u32,
+    pub total_epochs: Option<u32>,
+    /// 0–100.
+    pub percentage: f64,
+    pub early_stopped: bool,
+    pub early_stopped_at_epoch: Option<u32>,
+    pub best_score: Option<Scores>,
+    pub latest_score: Option<Scores>,
+    pub rate_per_hour: Option<f64>,
+    pub eta_seconds: Option<u64>,
+}
 
 /// `GET /v1/runs`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use serde_json::json;
-use ugro_api::Severity;
+use ugro_core::health::Severity;
 use ugro_core::sample::{GpuSample, NodeSample};
 use ugro_monitor::store::{NewEvent, Store};
 
@@ -79,7 +79,7 @@ fn day_of_samples(day_start: DateTime<Utc>) -> (Vec<GpuSample>, Vec<NodeSample>)
     (gpus, nodes)
 }
 
-fn run_info(i: usize, now: DateTime<Utc>) -> ugro_api::RunInfo {
+fn run_info(i: usize, now: DateTime<Utc>) -> ugro_monitor::view::RunInfo {
     let status = ["running", "finished", "failed", "stuck", "outdated"][i % 5];
     let done = (i as u32 * 7) % EPOCHS + 1;
     serde_json::from_value(json!({
@@ -106,7 +106,7 @@ fn run_info(i: usize, now: DateTime<Utc>) -> ugro_api::RunInfo {
     .unwrap()
 }
 
-fn node_health(n: usize) -> ugro_api::NodeHealth {
+fn node_health(n: usize) -> ugro_monitor::view::NodeHealth {
     serde_json::from_value(json!({
         "name": format!("gpu{n:02}"), "host": format!("gpu{n:02}.lab:22"),
         "state": if n == 3 { "unreachable" } else { "healthy" },
@@ -178,7 +178,7 @@ async fn bench() {
                 .unwrap();
         }
     }
-    let runs: Vec<ugro_api::RunInfo> = (0..RUNS).map(|i| run_info(i, now)).collect();
+    let runs: Vec<ugro_monitor::view::RunInfo> = (0..RUNS).map(|i| run_info(i, now)).collect();
     let epochs: Vec<(String, u32, DateTime<Utc>)> = runs
         .iter()
         .flat_map(|r| {
@@ -196,7 +196,7 @@ async fn bench() {
         .save_runs("/data/experiments/logs", &runs, &[], &epochs, now)
         .await
         .unwrap();
-    let nodes: Vec<ugro_api::NodeHealth> = (0..NODES).map(node_health).collect();
+    let nodes: Vec<ugro_monitor::view::NodeHealth> = (0..NODES).map(node_health).collect();
     println!(
         "filled: {gpu_rows} GPU samples, {node_rows} node samples, {} events, {RUNS} runs, {} epoch rows in {:.1} s (samples {:.1} s)",
         DAYS as usize * EVENTS_PER_DAY,

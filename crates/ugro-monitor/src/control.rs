@@ -363,7 +363,10 @@ async fn events(
         .events(&filter)
         .await
         .map_err(ApiError::internal)?;
-    Ok(Json(Events { events, truncated }))
+    Ok(Json(Events {
+        events: events.iter().map(Into::into).collect(),
+        truncated,
+    }))
 }
 
 async fn reload(
@@ -496,18 +499,18 @@ async fn run(
             .await
             .map_err(ApiError::internal)?
             .into_iter()
-            .map(|(epoch, completed_at)| ugro_api::EpochTime {
+            .map(|(epoch, completed_at)| crate::view::EpochTime {
                 epoch,
                 completed_at,
             })
             .collect();
     }
-    Ok(Json(info))
+    Ok(Json((&info).into()))
 }
 
 async fn nodes(State(shared): State<Arc<Shared>>) -> Json<ugro_api::Nodes> {
     Json(ugro_api::Nodes {
-        nodes: shared.health.reports(),
+        nodes: shared.health.reports().iter().map(Into::into).collect(),
     })
 }
 
@@ -518,7 +521,7 @@ async fn node(
     shared
         .health
         .node(&name)
-        .map(|n| Json(n.report()))
+        .map(|n| Json((&n.report()).into()))
         .ok_or_else(|| unknown_node(&shared, &name))
 }
 
@@ -548,7 +551,7 @@ async fn check_node(
         + crate::ssh::CONNECT_TIMEOUT
         + Duration::from_secs(10);
     match shared.health.check_now(&name, deadline).await {
-        Ok(r) => Ok(Json(r)),
+        Ok(r) => Ok(Json((&r).into())),
         Err(crate::health::CheckNowError::UnknownNode(_)) => Err(unknown_node(&shared, &name)),
         Err(e @ crate::health::CheckNowError::Busy(_)) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

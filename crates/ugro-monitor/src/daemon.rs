@@ -12,7 +12,7 @@ use nix::fcntl::{Flock, FlockArg};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use ugro_api::Severity;
+use ugro_core::health::Severity;
 
 use crate::config::{Config, ConfigError};
 use crate::control::{self, ControlSocket, SocketError};

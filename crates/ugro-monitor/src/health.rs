@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use ugro_api::{NodeHealth, Severity};
+use ugro_core::health::Severity;
 use ugro_core::health::{
     self as core, CheckName, CheckResult, Hysteresis, IntervalPolicy, NodeState, Outcome,
 };
@@ -23,6 +23,7 @@ use crate::local::run_local;
 use crate::shared::Shared;
 use crate::ssh::{Exec, ExecOutput, NodeSession, shell_quote};
 use crate::store::{NewEvent, NodeStatusRow};
+use crate::view::NodeHealth;
 
 /// Marker that separates the probes of one batched remote command.
 const MARKER: &str = "@@ugro:";

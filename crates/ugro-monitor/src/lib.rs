@@ -23,6 +23,7 @@ pub mod stream;
 pub mod summary;
 pub mod supervise;
 pub mod systemd;
+pub mod view;
 
 /// Exit code for an unusable configuration (sysexits' EX_CONFIG).
 pub const EXIT_CONFIG: u8 = 78;

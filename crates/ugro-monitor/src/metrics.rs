@@ -14,10 +14,11 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
-use ugro_api::{NodeHealth, NodeState, Outcome};
+use ugro_core::health::{NodeState, Outcome};
 
 use crate::health::NodeCounters;
 use crate::shared::Shared;
+use crate::view::NodeHealth;
 
 const STATES: [NodeState; 5] = [
     NodeState::Healthy,
@@ -109,7 +110,7 @@ impl Collector for Snapshot {
         )?;
         // One series per node and applicable check; skipped checks are absent.
         let check_series =
-            |f: &dyn Fn(&ugro_api::CheckResult) -> Option<f64>| -> Vec<(Labels, f64)> {
+            |f: &dyn Fn(&ugro_core::health::CheckResult) -> Option<f64>| -> Vec<(Labels, f64)> {
                 self.nodes
                     .iter()
                     .flat_map(|(n, _)| {
@@ -154,7 +155,7 @@ impl Collector for Snapshot {
             "How long the check took in the last sweep.",
             check_series(&|c| Some(c.duration_ms as f64 / 1000.0)),
         )?;
-        let gpu_series = |f: &dyn Fn(&ugro_api::GpuReading) -> Option<f64>| -> Vec<(Labels, f64)> {
+        let gpu_series = |f: &dyn Fn(&ugro_core::parse::GpuReading) -> Option<f64>| -> Vec<(Labels, f64)> {
             self.nodes
                 .iter()
                 .flat_map(|(n, _)| {

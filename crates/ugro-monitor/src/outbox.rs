@@ -20,7 +20,7 @@ use lettre::message::header;
 use serde::Serialize;
 use sqlx::Row;
 use tokio_util::sync::CancellationToken;
-use ugro_api::Severity;
+use ugro_core::health::Severity;
 
 use crate::config::EmailConfig;
 use crate::mail;

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
-use ugro_api::{RunGpu, RunInfo, RunProcess, Severity};
+use ugro_core::health::Severity;
 use ugro_core::runs::{self as core, Evaluation, RunStatus, RunView, RunnerKind, StatusRules};
 
 use crate::config::{NodeHost, RootConfig, WatchMode};
@@ -25,6 +25,7 @@ use crate::scan::{self, ReadRun, Stamps};
 use crate::shared::Shared;
 use crate::ssh::Exec;
 use crate::store::{NewEvent, StoreError};
+use crate::view::{RunGpu, RunInfo, RunProcess};
 
 /// File events are gathered this long before the touched runs are recomputed.
 const DEBOUNCE: Duration = Duration::from_millis(20);
@@ -177,7 +178,7 @@ impl Runs {
     }
 
     /// `{"runs": [...]}` of the runs [`Runs::list`] would give, serialised under the read lock
-    /// without copying any run (20,000 runs cloned per request cost ~1 GB under 200 readers).
+    /// one run at a time (20,000 runs cloned per request cost ~1 GB under 200 readers).
     pub fn to_json(
         &self,
         status: Option<&str>,
@@ -189,7 +190,8 @@ impl Runs {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 let mut seq = s.serialize_seq(None)?;
                 for r in self.0.clone() {
-                    seq.serialize_element(r)?;
+                    // The wire form, one run at a time (ugro-api owns the protocol's types).
+                    seq.serialize_element(&ugro_api::RunInfo::from(r))?;
                 }
                 seq.end()
             }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 use tokio_util::sync::CancellationToken;
-use ugro_api::Severity;
+use ugro_core::health::Severity;
 use ugro_core::parse::{self, ParseError};
 use ugro_core::sample::{self, CpuTimes, GpuSample, NodeSample, Outage, parse_sample};
 

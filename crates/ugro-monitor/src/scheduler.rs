@@ -20,7 +20,7 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 use tokio_util::sync::CancellationToken;
-use ugro_api::Severity;
+use ugro_core::health::Severity;
 use ugro_core::schedule::{self, Due};
 
 use crate::shared::Shared;

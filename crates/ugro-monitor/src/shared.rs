@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
-use ugro_api::{ReloadResult, Severity};
+use ugro_api::ReloadResult;
+use ugro_core::health::Severity;
 
 use crate::config::{self, Config, ConfigError};
 use crate::store::{NewEvent, Store};

@@ -11,9 +11,12 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, Row, SqlitePool};
-use ugro_api::{Event, Severity, StoreState, StoreStatus};
+use ugro_api::{StoreState, StoreStatus};
+use ugro_core::health::Severity;
 use ugro_core::health::{Alert as CoreAlert, CheckResult, NodeState};
 use ugro_core::parse::GpuReading;
+
+use crate::view::Event;
 
 /// Migrations from the workspace's `migrations/`, compiled into the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
@@ -671,7 +674,7 @@ pub struct AlertChanges {
     /// (key, message) of alerts that no longer hold.
     pub resolved: Vec<(String, String)>,
     /// Every alert open after the sweep.
-    pub open: Vec<ugro_api::Alert>,
+    pub open: Vec<crate::view::Alert>,
 }
 
 impl Store {
@@ -826,7 +829,7 @@ impl Store {
     }
 
     /// Open alerts of a node, oldest first.
-    pub async fn open_alerts(&self, node: &str) -> Result<Vec<ugro_api::Alert>, StoreError> {
+    pub async fn open_alerts(&self, node: &str) -> Result<Vec<crate::view::Alert>, StoreError> {
         let rows: Vec<(String, String, i64)> = sqlx::query_as(
             "SELECT severity, message, since_ms FROM alerts WHERE node = ? AND resolved_ms IS NULL ORDER BY since_ms, id",
         )
@@ -866,7 +869,7 @@ impl Store {
 
 impl Store {
     /// Every stored run, grouped by root.
-    pub async fn load_runs(&self) -> Result<Vec<(String, ugro_api::RunInfo)>, StoreError> {
+    pub async fn load_runs(&self) -> Result<Vec<(String, crate::view::RunInfo)>, StoreError> {
         let rows: Vec<(String, String)> =
             sqlx::query_as("SELECT root, info_json FROM runs ORDER BY root, id")
                 .fetch_all(&self.pool)
@@ -884,7 +887,7 @@ impl Store {
     pub async fn save_runs(
         &self,
         root: &str,
-        changed: &[ugro_api::RunInfo],
+        changed: &[crate::view::RunInfo],
         gone: &[String],
         epochs: &[(String, u32, DateTime<Utc>)],
         at: DateTime<Utc>,
@@ -900,7 +903,7 @@ impl Store {
     async fn save_runs_tx(
         &self,
         root: &str,
-        changed: &[ugro_api::RunInfo],
+        changed: &[crate::view::RunInfo],
         gone: &[String],
         epochs: &[(String, u32, DateTime<Utc>)],
         at: DateTime<Utc>,
@@ -969,8 +972,8 @@ impl Store {
     }
 }
 
-fn api_alert((severity, message, since): (String, String, i64)) -> ugro_api::Alert {
-    ugro_api::Alert {
+fn api_alert((severity, message, since): (String, String, i64)) -> crate::view::Alert {
+    crate::view::Alert {
         severity: Severity::parse(&severity).unwrap_or(Severity::Warning),
         message,
         since: from_ms(since),

@@ -12,7 +12,8 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use chrono_tz::Tz;
 use sqlx::Row;
-use ugro_api::{EmailStatus, Severity, SummaryDoc, SummaryInfo};
+use ugro_api::{EmailStatus, SummaryDoc, SummaryInfo};
+use ugro_core::health::Severity;
 use ugro_core::sample::{GpuSample, NodeSample};
 use ugro_core::summary::{
     EventRecord, NodeSnapshot, ProcessSnapshot, RunSnapshot, Snapshot, SummaryInput,
@@ -103,8 +104,8 @@ pub fn snapshot_path(dir: &Path, taken_at: DateTime<Utc>, tz: Tz) -> PathBuf {
 /// The current state of every run and node, from the daemon's live views.
 pub async fn snapshot_of(
     store: &Store,
-    runs: Vec<ugro_api::RunInfo>,
-    nodes: Vec<ugro_api::NodeHealth>,
+    runs: Vec<crate::view::RunInfo>,
+    nodes: Vec<crate::view::NodeHealth>,
     now: DateTime<Utc>,
     with_epochs: bool,
 ) -> Result<Snapshot, StoreError> {
@@ -298,8 +299,8 @@ pub struct Composed {
 pub async fn compose(
     store: &Store,
     cfg: &crate::config::SummaryConfig,
-    runs: Vec<ugro_api::RunInfo>,
-    nodes: Vec<ugro_api::NodeHealth>,
+    runs: Vec<crate::view::RunInfo>,
+    nodes: Vec<crate::view::NodeHealth>,
     now: DateTime<Utc>,
     date: NaiveDate,
     scheduled: bool,

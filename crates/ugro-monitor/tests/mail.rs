@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::{NaiveDate, Utc};
 use mail_parser::{MessageParser, MimeHeaders};
 use tokio_util::sync::CancellationToken;
-use ugro_api::Severity;
+use ugro_core::health::Severity;
 use ugro_monitor::config::{EmailConfig, TlsMode};
 use ugro_monitor::mail::{self, CHART_CID, Email, MailError};
 use ugro_monitor::outbox::{self, NewOutboxMessage, Outbox, OutboxEntry, OutboxHost, OutboxState};

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use chrono_tz::Tz;
-use ugro_api::Severity;
+use ugro_core::health::Severity;
 use ugro_core::sample::{GpuSample, NodeSample};
 use ugro_monitor::scheduler::{self, Ticked};
 use ugro_monitor::store::{EventFilter, NewEvent, Store};
