@@ -9,6 +9,8 @@
 //!   status and failure classification from a view of a run directory.
 //! - [`sample`]: GPU/CPU/memory samples and the parsing of the sampler's probe output.
 //! - [`schedule`]: when summaries are due (cron in a timezone, catch-up), from a given `now`.
+//! - [`slurm`]: `squeue`/`sinfo` command lines and parsing, queued jobs, jobs of runs, drain
+//!   decisions (the `ugro: ` reason prefix).
 //! - [`summary`]: snapshots, their diff, and the nightly summary's content and rendering.
 
 pub mod health;
@@ -17,4 +19,5 @@ pub mod parse;
 pub mod runs;
 pub mod sample;
 pub mod schedule;
+pub mod slurm;
 pub mod summary;
