@@ -6,6 +6,7 @@ mod render;
 #[allow(clippy::unwrap_used)]
 mod snapshots;
 mod socket;
+mod watch;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -45,6 +46,10 @@ enum Command {
     Health {
         /// Only this node, with every check.
         node: Option<String>,
+        /// Keep the table current from the daemon's change stream (a line per change when
+        /// stdout is not a terminal).
+        #[arg(long)]
+        watch: bool,
     },
     /// Run a health sweep of NODE now and print it. Exit 1 if the node is not healthy.
     Check {
@@ -59,6 +64,10 @@ enum Command {
         /// Only runs under this root (absolute path, as configured).
         #[arg(long)]
         root: Option<String>,
+        /// Keep the table current from the daemon's change stream (a line per change when
+        /// stdout is not a terminal).
+        #[arg(long)]
+        watch: bool,
     },
     /// One run in detail: progress, scores, epoch times, process, error and diagnostic.
     Run {
@@ -79,6 +88,9 @@ enum Command {
         /// At most this many (the newest).
         #[arg(long, default_value_t = 200)]
         limit: u32,
+        /// Then print each new event as it is stored, until interrupted.
+        #[arg(short, long)]
+        follow: bool,
     },
     /// The nightly summary. Without options: make one now (since last night's) and print its
     /// Markdown. With --date: print the stored summary of that date.
@@ -152,20 +164,25 @@ async fn run(cli: Cli) -> ExitCode {
         }
     };
     let client = Client::new(&socket).with_timeout(cli.timeout);
+    if let Some(what) = watch::Watch::of(&cli.command) {
+        return watch::follow(&client, what, cli.json).await;
+    }
     let mut unhealthy = false;
     let result = match &cli.command {
-        Command::Health { node: None } => client.get::<Nodes>("/v1/nodes").await.map(|n| {
+        Command::Health { node: None, .. } => client.get::<Nodes>("/v1/nodes").await.map(|n| {
             unhealthy = n.nodes.iter().any(|n| !n.healthy);
             output(cli.json, &n, || render::nodes(&n, chrono::Utc::now()));
         }),
-        Command::Health { node: Some(name) } => client
+        Command::Health {
+            node: Some(name), ..
+        } => client
             .get::<NodeHealth>(&format!("/v1/nodes/{}", encode(name)))
             .await
             .map(|n| {
                 unhealthy = !n.healthy;
                 output(cli.json, &n, || render::node(&n, chrono::Utc::now()));
             }),
-        Command::Runs { status, root } => {
+        Command::Runs { status, root, .. } => {
             let mut uri = String::from("/v1/runs");
             let mut sep = '?';
             for (k, v) in [("status", status), ("root", root)] {
@@ -209,6 +226,7 @@ async fn run(cli: Cli) -> ExitCode {
             kind,
             subject,
             limit,
+            ..
         } => {
             let mut uri = format!("/v1/events?since={}&limit={limit}", encode(since));
             if let Some(k) = kind {
