@@ -243,9 +243,9 @@ fn when(t: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
 fn failing(n: &NodeHealth) -> Vec<String> {
     n.checks
         .iter()
-        .filter(|c| matches!(c.outcome, Outcome::Fail | Outcome::Hung))
+        .filter(|c| matches!(c.status, Outcome::Fail | Outcome::Hung))
         .map(|c| {
-            let tag = if c.outcome == Outcome::Hung {
+            let tag = if c.status == Outcome::Hung {
                 " (hung)"
             } else if c.is_warning() {
                 " (warning)"
@@ -330,16 +330,16 @@ pub fn node(n: &NodeHealth, now: DateTime<Utc>) -> String {
             if c.is_warning() {
                 "warn".to_string()
             } else {
-                c.outcome.as_str().to_string()
+                c.status.as_str().to_string()
             },
-            if c.outcome == Outcome::Skipped {
+            if c.status == Outcome::Skipped {
                 "-".into()
             } else {
                 format!("{} ms", c.duration_ms)
             },
             clean(&c.message),
         ]);
-        styles.push(match c.outcome {
+        styles.push(match c.status {
             Outcome::Pass => None,
             Outcome::Skipped => Some(DIM),
             Outcome::Fail if c.is_warning() => Some(YELLOW),
