@@ -1,6 +1,7 @@
 //! Pure domain logic of ugro-monitor. Nothing here touches the filesystem, the network or the
 //! clock: callers pass views of the world and `now`, so every rule is unit-testable.
 //!
+//! - [`event`]: the kinds of event the daemon records (one enum, stored as `run.failed` strings).
 //! - [`health`]: check results, verdict (score and state), hysteresis, adaptive interval, alerts.
 //! - [`liveness`]: which background tasks are alive, for the systemd watchdog.
 //! - [`parse`]: parsers of probe output (nvidia-smi, df, /proc, batched sections) and the checks
@@ -13,6 +14,7 @@
 //!   decisions (the `ugro: ` reason prefix).
 //! - [`summary`]: snapshots, their diff, and the nightly summary's content and rendering.
 
+pub mod event;
 pub mod health;
 pub mod liveness;
 pub mod parse;

@@ -750,12 +750,11 @@ pub enum SocketError {
     InUse { path: PathBuf, pid: Option<u32> },
     #[error("{path} exists and is not a socket; refusing to replace it")]
     NotASocket { path: PathBuf },
-    #[error("cannot {op} {path}: {source}")]
+    #[error("cannot {op} {path}: {cause}")]
     Io {
         op: &'static str,
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -767,7 +766,7 @@ impl ControlSocket {
         let io = |op, source| SocketError::Io {
             op,
             path: path.to_path_buf(),
-            source,
+            cause: source,
         };
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()

@@ -2,6 +2,7 @@
 //! state ([`crate::shared`]) and the supervised tasks, signals (TERM/INT stop, HUP reload), and
 //! a bounded, graceful stop. Retention runs in [`crate::scheduler`].
 
+use ugro_core::event::EventKind;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -40,12 +41,11 @@ pub enum DaemonError {
         "another ugro-monitor already uses state directory {dir} (lock {lock} is held); stop it first"
     )]
     StateLocked { dir: PathBuf, lock: PathBuf },
-    #[error("cannot {op} {path}: {source}")]
+    #[error("cannot {op} {path}: {cause}")]
     Io {
         op: &'static str,
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("installing signal handlers: {0}")]
     Signals(#[source] std::io::Error),
@@ -63,7 +63,7 @@ fn lock_file(path: &Path, dir: &Path) -> Result<Flock<File>, DaemonError> {
         .map_err(|source| DaemonError::Io {
             op: "open lock file",
             path: path.to_path_buf(),
-            source,
+            cause: source,
         })?;
     Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
         if errno == nix::errno::Errno::EWOULDBLOCK {
@@ -75,7 +75,7 @@ fn lock_file(path: &Path, dir: &Path) -> Result<Flock<File>, DaemonError> {
             DaemonError::Io {
                 op: "lock",
                 path: path.to_path_buf(),
-                source: errno.into(),
+                cause: errno.into(),
             }
         }
     })
@@ -108,7 +108,7 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<(), DaemonError> 
         DaemonError::Io {
             op: "create state directory",
             path: config.daemon.state_dir.clone(),
-            source,
+            cause: source,
         }
     })?;
     let lock_path = config.daemon.state_dir.join("ugro.lock");
@@ -163,7 +163,7 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<(), DaemonError> 
     if let Some(prev) = unclean {
         shared
             .event(NewEvent::new(
-                "daemon.unclean_stop",
+                EventKind::DaemonUncleanStop,
                 "daemon",
                 Severity::Warning,
                 format!(
@@ -176,7 +176,7 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<(), DaemonError> 
     let cfg = shared.config();
     shared
         .event(NewEvent::new(
-            "daemon.started",
+            EventKind::DaemonStarted,
             "daemon",
             Severity::Info,
             format!(
@@ -244,7 +244,7 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<(), DaemonError> 
             Err(e) => {
                 shared
                     .event(NewEvent::new(
-                        "daemon.http_bind_failed",
+                        EventKind::DaemonHttpBindFailed,
                         "daemon",
                         Severity::Warning,
                         format!("cannot listen on {listen} for /metrics: {e}; the control socket still serves /metrics"),
@@ -281,7 +281,7 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<(), DaemonError> 
                 let message = crate::store::corrupt_message(shared.store.path(), &problems);
                 shared
                     .event(NewEvent::new(
-                        "store.corrupt",
+                        EventKind::StoreCorrupt,
                         "daemon",
                         Severity::Critical,
                         message,
@@ -312,7 +312,7 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<(), DaemonError> 
                         if e.is_panic() { "panicked".to_string() } else { e.to_string() },
                     ),
                 };
-                shared.event(NewEvent::new("daemon.task_failed", "daemon", Severity::Critical,
+                shared.event(NewEvent::new(EventKind::DaemonTaskFailed, "daemon", Severity::Critical,
                     format!("background task '{name}' stopped unexpectedly ({how}); shutting down so the service manager can restart the daemon"))).await;
                 failure = Some(DaemonError::TaskEnded(name));
                 break "task failure";
@@ -338,7 +338,7 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<(), DaemonError> 
     let last_words = async {
         shared
             .event(NewEvent::new(
-                "daemon.stopped",
+                EventKind::DaemonStopped,
                 "daemon",
                 if failure.is_some() {
                     Severity::Critical

@@ -3,6 +3,7 @@
 //! transitions, and answers "check now" requests. A probe past its deadline is `hung` and never
 //! holds up another check or node. The rules themselves live in `ugro_core::health`.
 
+use ugro_core::event::EventKind;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -368,7 +369,7 @@ async fn node_loop(
                 for a in &changes.opened {
                     shared
                         .event(NewEvent::new(
-                            "node.alert_opened",
+                            EventKind::NodeAlertOpened,
                             &name,
                             match a.severity {
                                 Severity::Critical => Severity::Critical,
@@ -381,7 +382,7 @@ async fn node_loop(
                 for (_, message) in &changes.resolved {
                     shared
                         .event(NewEvent::new(
-                            "node.alert_resolved",
+                            EventKind::NodeAlertResolved,
                             &name,
                             Severity::Info,
                             format!("{name}: resolved: {message}"),
@@ -408,7 +409,7 @@ async fn node_loop(
             };
             shared
                 .event(NewEvent::new(
-                    "node.state_changed",
+                    EventKind::NodeStateChanged,
                     &name,
                     severity,
                     format!(

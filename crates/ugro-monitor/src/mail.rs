@@ -39,12 +39,11 @@ pub struct Email {
 
 #[derive(Debug, thiserror::Error)]
 pub enum MailError {
-    #[error("invalid {field} address {value:?}: {source}")]
+    #[error("invalid {field} address {value:?}: {cause}")]
     Address {
         field: &'static str,
         value: String,
-        #[source]
-        source: lettre::address::AddressError,
+        cause: lettre::address::AddressError,
     },
     #[error("no recipients: set email.to")]
     NoRecipients,
@@ -54,35 +53,31 @@ pub enum MailError {
         "email.username is set but no SMTP password is available: set email.password_file or provide the systemd credential {CREDENTIAL_NAME} ($CREDENTIALS_DIRECTORY/{CREDENTIAL_NAME})"
     )]
     NoPassword,
-    #[error("cannot read the SMTP password from {path}: {source}")]
+    #[error("cannot read the SMTP password from {path}: {cause}")]
     PasswordFile {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("the SMTP password file {path} is empty")]
     PasswordEmpty { path: PathBuf },
-    #[error("cannot read email.ca_file {path}: {source}")]
+    #[error("cannot read email.ca_file {path}: {cause}")]
     CaFile {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("email.ca_file {path} holds no PEM certificate")]
     CaInvalid { path: PathBuf },
-    #[error("TLS set-up for SMTP server {server}: {source}")]
+    #[error("TLS set-up for SMTP server {server}: {cause}")]
     TlsSetup {
         server: String,
-        #[source]
-        source: lettre::transport::smtp::Error,
+        cause: lettre::transport::smtp::Error,
     },
-    #[error("{op} via SMTP server {server} ({mode}): {source}")]
+    #[error("{op} via SMTP server {server} ({mode}): {cause}")]
     Smtp {
         op: &'static str,
         server: String,
         mode: &'static str,
-        #[source]
-        source: lettre::transport::smtp::Error,
+        cause: lettre::transport::smtp::Error,
     },
     #[error("{op} via SMTP server {server} ({mode}): no answer within {deadline:?}")]
     Timeout {
@@ -116,7 +111,7 @@ fn parse_mailbox(field: &'static str, value: &str) -> Result<Mailbox, MailError>
         .map_err(|source| MailError::Address {
             field,
             value: value.to_string(),
-            source,
+            cause: source,
         })
 }
 
@@ -183,7 +178,7 @@ async fn credentials(cfg: &EmailConfig) -> Result<Option<Credentials>, MailError
             .await
             .map_err(|source| MailError::PasswordFile {
                 path: path.clone(),
-                source,
+                cause: source,
             })?;
     let password = trim_password(&text);
     if password.is_empty() {
@@ -201,7 +196,7 @@ async fn tls_parameters(cfg: &EmailConfig) -> Result<TlsParameters, MailError> {
             .await
             .map_err(|source| MailError::CaFile {
                 path: path.clone(),
-                source,
+                cause: source,
             })?;
         // lettre accepts a file with no certificate at all; that is a mistake worth naming.
         if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
@@ -213,7 +208,7 @@ async fn tls_parameters(cfg: &EmailConfig) -> Result<TlsParameters, MailError> {
     }
     builder.build().map_err(|source| MailError::TlsSetup {
         server: server_name(cfg),
-        source,
+        cause: source,
     })
 }
 
@@ -273,7 +268,7 @@ pub async fn send_raw(
             op: "sending email",
             server,
             mode,
-            source,
+            cause: source,
         }),
         Err(_) => Err(MailError::Timeout {
             op: "sending email",

@@ -10,6 +10,7 @@
 //! be recorded is not sent again by this process. Delivery is at-least-once: a daemon killed
 //! between the server's acceptance and the database update sends that message again.
 
+use ugro_core::event::EventKind;
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
@@ -618,7 +619,7 @@ impl<H: OutboxHost> Sender<'_, H> {
         let n = m.recipients.len();
         self.host
             .event(NewEvent::new(
-                "email.delivered",
+                EventKind::EmailDelivered,
                 "email",
                 Severity::Info,
                 format!(
@@ -652,7 +653,7 @@ impl<H: OutboxHost> Sender<'_, H> {
                 if attempts == 1 {
                     self.host
                         .event(NewEvent::new(
-                            "email.deferred",
+                            EventKind::EmailDeferred,
                             "email",
                             Severity::Warning,
                             format!(
@@ -681,7 +682,7 @@ impl<H: OutboxHost> Sender<'_, H> {
                 let hours = (now - m.created).num_minutes() as f64 / 60.0;
                 self.host
                     .event(NewEvent::new(
-                        "email.given_up",
+                        EventKind::EmailGivenUp,
                         "email",
                         Severity::Critical,
                         format!(

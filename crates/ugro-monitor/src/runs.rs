@@ -10,6 +10,7 @@
 //! become events; only changed runs are stored and published. The rules live in
 //! `ugro_core::runs`; the filesystem reading in `crate::scan`.
 
+use ugro_core::event::EventKind;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -1160,7 +1161,7 @@ impl Presence {
 /// The `root.missing` event.
 fn missing_event(root: &Path, why: &str, runs: usize) -> NewEvent {
     NewEvent::new(
-        "root.missing",
+        EventKind::RootMissing,
         root.display().to_string(),
         Severity::Warning,
         format!(
@@ -1258,7 +1259,7 @@ async fn track_root(
     if presence.is_missing() {
         shared
             .event(NewEvent::new(
-                "root.missing",
+                EventKind::RootMissing,
                 root_s.clone(),
                 Severity::Warning,
                 format!(
@@ -1316,7 +1317,7 @@ async fn track_root(
                     }
                 }
                 None => events.push(NewEvent::new(
-                    "run.discovered",
+                    EventKind::RunDiscovered,
                     &r.id,
                     Severity::Info,
                     format!(
@@ -1330,7 +1331,7 @@ async fn track_root(
         }
         for id in prior.keys().filter(|id| !runs.contains_key(*id)) {
             events.push(NewEvent::new(
-                "run.removed",
+                EventKind::RunRemoved,
                 id,
                 Severity::Info,
                 format!("{id}: no longer under {}", root.display()),
@@ -1409,7 +1410,7 @@ async fn track_root(
     }
     // Recorded once the runs are stored: the end of the start-up work.
     events.push(NewEvent::new(
-        "root.scanned",
+        EventKind::RootScanned,
         root_s.clone(),
         Severity::Info,
         format!(
@@ -1744,7 +1745,7 @@ async fn track_root(
                 None => {
                     let r = Run::new(id.clone(), dir, read, cfg.epochs);
                     events.push(NewEvent::new(
-                        "run.discovered",
+                        EventKind::RunDiscovered,
                         &id,
                         Severity::Info,
                         format!(
@@ -1755,7 +1756,7 @@ async fn track_root(
                     ));
                     if r.eval.kind == RunnerKind::Unknown {
                         events.push(NewEvent::new(
-                            "run.unknown_runner",
+                            EventKind::RunUnknownRunner,
                             &id,
                             Severity::Warning,
                             format!(
@@ -1810,7 +1811,7 @@ async fn track_root(
         if back {
             tracing::info!(root = %root.display(), runs = runs.len(), "root is back");
             events.push(NewEvent::new(
-                "root.back",
+                EventKind::RootBack,
                 root_s.clone(),
                 Severity::Info,
                 format!(
@@ -1933,7 +1934,7 @@ fn epoch_event(r: &Run, before: u32, after: u32) -> NewEvent {
         .total_epochs
         .map_or("?".into(), |t| t.to_string());
     NewEvent::new(
-        "run.epoch_completed",
+        EventKind::RunEpochCompleted,
         &r.id,
         Severity::Info,
         format!("{}: {range} completed ({after}/{total})", r.id),
@@ -1968,7 +1969,7 @@ async fn write_progress(
     for (id, message) in failures {
         shared
             .event(NewEvent::new(
-                "run.progress_write_failed",
+                EventKind::RunProgressWriteFailed,
                 &id,
                 Severity::Warning,
                 format!("{id}: {message}"),
@@ -2253,25 +2254,25 @@ fn transition_event(r: &Run, old: RunStatus) -> Option<NewEvent> {
     );
     Some(match r.status {
         RunStatus::Running if old != RunStatus::Unknown => NewEvent::new(
-            "run.started",
+            EventKind::RunStarted,
             id,
             Severity::Info,
             format!("{id}: running ({epochs})"),
         ),
         RunStatus::Finished => NewEvent::new(
-            "run.finished",
+            EventKind::RunFinished,
             id,
             Severity::Info,
             format!("{id}: finished ({epochs})"),
         ),
         RunStatus::Failed => NewEvent::new(
-            "run.failed",
+            EventKind::RunFailed,
             id,
             Severity::Warning,
             format!("{id}: failed after {epochs}: {reason}"),
         ),
         RunStatus::Stuck => NewEvent::new(
-            "run.stuck",
+            EventKind::RunStuck,
             id,
             Severity::Warning,
             format!(
@@ -2281,7 +2282,7 @@ fn transition_event(r: &Run, old: RunStatus) -> Option<NewEvent> {
             ),
         ),
         RunStatus::Outdated => NewEvent::new(
-            "run.outdated",
+            EventKind::RunOutdated,
             id,
             Severity::Info,
             format!("{id}: outdated (finished, artifacts older than the root's outdated_after)"),
@@ -2397,7 +2398,7 @@ const INOTIFY_LIMIT: &str =
 /// The `root.watch_fallback` warning: this root is polled instead of watched.
 fn fallback_event(root: &Path, cfg: &RootConfig, why: &str) -> NewEvent {
     NewEvent::new(
-        "root.watch_fallback",
+        EventKind::RootWatchFallback,
         root.display().to_string(),
         Severity::Warning,
         format!(

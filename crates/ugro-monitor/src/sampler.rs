@@ -8,6 +8,7 @@
 //! `node.monitor_disconnected` once per outage and `node.monitor_reconnected` when it is back.
 //! The parsing and the tick/outage rules are pure, in [`ugro_core::sample`].
 
+use ugro_core::event::EventKind;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -52,11 +53,10 @@ pub enum SampleError {
         status: Option<u32>,
         detail: String,
     },
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}: {cause}")]
     Read {
         path: &'static str,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{0}")]
     Parse(#[from] ParseError),
@@ -198,7 +198,7 @@ async fn round(
                 nodes.push(s.node);
                 if let Some((since, lasted)) = track.outage.succeeded(at) {
                     events.push(NewEvent::new(
-                        "node.monitor_reconnected",
+                        EventKind::NodeMonitorReconnected,
                         &name,
                         Severity::Info,
                         format!(
@@ -213,7 +213,7 @@ async fn round(
                 tracing::debug!(node = %name, error = %e, "could not sample");
                 if track.outage.failed(at) {
                     events.push(NewEvent::new(
-                        "node.monitor_disconnected",
+                        EventKind::NodeMonitorDisconnected,
                         &name,
                         Severity::Critical,
                         format!("monitor disconnected from {name}: {}", e.reason()),
@@ -295,7 +295,7 @@ pub async fn sample_local(
     let read = |path: &'static str| async move {
         tokio::fs::read_to_string(path)
             .await
-            .map_err(|source| SampleError::Read { path, source })
+            .map_err(|cause| SampleError::Read { path, cause })
     };
     let procs = async {
         tokio::try_join!(

@@ -13,6 +13,7 @@
 //! job is created — `time_offset_seconds` in its `Job::new_async_tz` — so they drift by an hour
 //! after a DST change, and a scheduler that failed to start stopped retention.)
 
+use ugro_core::event::EventKind;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,11 +54,10 @@ pub enum TickError<E: std::error::Error + 'static> {
     Store(#[from] StoreError),
     #[error("invalid schedule \"{expr}\": {message}")]
     Schedule { expr: String, message: String },
-    #[error("making the summary of {date} failed: {source}")]
+    #[error("making the summary of {date} failed: {cause}")]
     Make {
         date: NaiveDate,
-        #[source]
-        source: E,
+        cause: E,
     },
 }
 
@@ -100,7 +100,7 @@ where
         Due::Make { date, late, .. } => {
             make(date, late)
                 .await
-                .map_err(|source| TickError::Make { date, source })?;
+                .map_err(|cause| TickError::Make { date, cause })?;
             Ok(Ticked::Made { date, late })
         }
     }
@@ -272,7 +272,7 @@ async fn run_tick(shared: &Arc<Shared>, clock: &dyn Clock) {
         Ok(Ticked::Made { date, late: true }) => {
             shared
                 .event(NewEvent::new(
-                    "summary.caught_up",
+                    EventKind::SummaryCaughtUp,
                     "summary",
                     Severity::Warning,
                     format!("the daemon was not running at the scheduled time; the summary of {date} was made at start-up"),
@@ -283,7 +283,7 @@ async fn run_tick(shared: &Arc<Shared>, clock: &dyn Clock) {
         Err(e) => {
             shared
                 .event(NewEvent::new(
-                    "summary.failed",
+                    EventKind::SummaryFailed,
                     "summary",
                     Severity::Critical,
                     format!("{e}; retrying at the next tick"),
@@ -313,7 +313,7 @@ async fn run_retention(shared: &Arc<Shared>, clock: &dyn Clock) {
             if !r.file_errors.is_empty() {
                 shared
                     .event(NewEvent::new(
-                        "retention.file_errors",
+                        EventKind::RetentionFileErrors,
                         "summary",
                         Severity::Warning,
                         format!(
@@ -328,7 +328,7 @@ async fn run_retention(shared: &Arc<Shared>, clock: &dyn Clock) {
         Err(e) => {
             shared
                 .event(NewEvent::new(
-                    "retention.failed",
+                    EventKind::RetentionFailed,
                     "summary",
                     Severity::Warning,
                     format!("retention failed: {e}"),

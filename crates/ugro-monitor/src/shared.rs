@@ -2,6 +2,7 @@
 //! its reload), the store, each subsystem's live view, the heartbeat registry, and the event
 //! log every part writes to. Composed by [`crate::daemon`]; subsystems take it from here.
 
+use ugro_core::event::EventKind;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -84,7 +85,7 @@ impl Shared {
             Ok(r) => r,
             Err(e) => Err(ConfigError::Read {
                 path: old.path.clone(),
-                source: std::io::Error::other(e.to_string()),
+                cause: std::io::Error::other(e.to_string()),
             }),
         };
         match outcome {
@@ -110,7 +111,7 @@ impl Shared {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner()) = Utc::now();
                 self.event(NewEvent::new(
-                    "config.reloaded",
+                    EventKind::ConfigReloaded,
                     "daemon",
                     Severity::Info,
                     msg,
@@ -122,7 +123,7 @@ impl Shared {
             Err(e) => {
                 let lines = e.lines();
                 self.event(NewEvent::new(
-                    "config.reload_rejected",
+                    EventKind::ConfigReloadRejected,
                     "daemon",
                     Severity::Warning,
                     format!(

@@ -12,6 +12,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, Row, SqlitePool};
 use ugro_api::{StoreState, StoreStatus};
+use ugro_core::event::EventKind;
 use ugro_core::health::Severity;
 use ugro_core::health::{Alert as CoreAlert, CheckResult, NodeState};
 use ugro_core::parse::GpuReading;
@@ -49,51 +50,43 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot create state directory {path}: {source}")]
+    #[error("cannot create state directory {path}: {cause}")]
     CreateDir {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("cannot open database {path}: {source}")]
-    Open {
-        path: PathBuf,
-        #[source]
-        source: sqlx::Error,
-    },
+    #[error("cannot open database {path}: {cause}")]
+    Open { path: PathBuf, cause: sqlx::Error },
     #[error(
         "database {path} was written by a newer ugro-monitor: it has schema migration {version}, which ugro-monitor {} does not know. Run the newer ugro-monitor again, or restore the backup taken before the upgrade (docs/operations.md); the database was not changed",
         env!("CARGO_PKG_VERSION")
     )]
     NewerSchema { path: PathBuf, version: i64 },
-    #[error("cannot migrate database {path}: {source}")]
+    #[error("cannot migrate database {path}: {cause}")]
     Migrate {
         path: PathBuf,
-        #[source]
-        source: sqlx::migrate::MigrateError,
+        cause: sqlx::migrate::MigrateError,
     },
-    #[error("database {path}: {op}: {source}")]
+    #[error("database {path}: {op}: {cause}")]
     Query {
         path: PathBuf,
         op: &'static str,
-        #[source]
-        source: sqlx::Error,
+        cause: sqlx::Error,
     },
     #[error("database {path}: {op}: no turn to write within {} s (other writes queued ahead)", WRITE_TURN_WAIT.as_secs())]
     NoTurn { path: PathBuf, op: &'static str },
-    #[error("database file {path}: {op}: {source}")]
+    #[error("database file {path}: {op}: {cause}")]
     File {
         path: PathBuf,
         op: &'static str,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
 /// A new event to record.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
-    pub kind: String,
+    pub kind: EventKind,
     pub subject: String,
     pub severity: Severity,
     pub message: String,
@@ -101,7 +94,7 @@ pub struct NewEvent {
 
 impl NewEvent {
     pub fn new(
-        kind: impl Into<String>,
+        kind: EventKind,
         subject: impl Into<String>,
         severity: Severity,
         message: impl Into<String>,
@@ -179,7 +172,7 @@ impl Store {
         {
             create_private_dir(dir).map_err(|source| StoreError::CreateDir {
                 path: dir.to_path_buf(),
-                source,
+                cause: source,
             })?;
         }
         // Created (or narrowed) before SQLite sees it: SQLite gives the -wal and -shm files the
@@ -188,7 +181,7 @@ impl Store {
         let opts = SqliteConnectOptions::from_str("sqlite://")
             .map_err(|source| StoreError::Open {
                 path: path.to_path_buf(),
-                source,
+                cause: source,
             })?
             .filename(path)
             .create_if_missing(true)
@@ -218,7 +211,7 @@ impl Store {
             .await
             .map_err(|source| StoreError::Open {
                 path: path.to_path_buf(),
-                source,
+                cause: source,
             })?;
         for suffix in ["-wal", "-shm"] {
             let mut p = path.as_os_str().to_owned();
@@ -233,7 +226,7 @@ impl Store {
             },
             source => StoreError::Migrate {
                 path: path.to_path_buf(),
-                source,
+                cause: source,
             },
         })?;
         Ok(Self {
@@ -356,7 +349,12 @@ impl Store {
         tracing::warn!(kind = "store.recovered", "{message}");
         let store = self.clone();
         tokio::spawn(async move {
-            let e = NewEvent::new("store.recovered", "daemon", Severity::Warning, message);
+            let e = NewEvent::new(
+                EventKind::StoreRecovered,
+                "daemon",
+                Severity::Warning,
+                message,
+            );
             if let Err(err) = store.record_event(now, &e).await {
                 tracing::error!(error = %err, kind = %e.kind, "could not record event");
             }
@@ -410,7 +408,7 @@ impl Store {
         move |source| StoreError::Query {
             path: self.path.clone(),
             op,
-            source,
+            cause: source,
         }
     }
 
@@ -421,7 +419,7 @@ impl Store {
             Err(_) => Err(StoreError::Query {
                 path: self.path.clone(),
                 op: "ping",
-                source: sqlx::Error::PoolTimedOut,
+                cause: sqlx::Error::PoolTimedOut,
             }),
         }
     }
@@ -483,7 +481,7 @@ impl Store {
             let dropped = store.health.unrecorded_dropped.swap(0, Ordering::Relaxed);
             if dropped > 0 {
                 let e = NewEvent::new(
-                    "store.events_lost",
+                    EventKind::StoreEventsLost,
                     "daemon",
                     Severity::Warning,
                     format!(
@@ -1001,7 +999,7 @@ fn restrict_file(path: &Path, create: bool) -> Result<(), StoreError> {
         move |source| StoreError::File {
             path: path.to_path_buf(),
             op,
-            source,
+            cause: source,
         }
     };
     match std::fs::metadata(path) {
@@ -1060,9 +1058,13 @@ mod tests {
         let t0 = Utc.with_ymd_and_hms(2026, 11, 22, 8, 0, 0).unwrap();
         {
             let s = Store::open(&path).await.unwrap();
-            for (i, kind) in ["daemon.started", "config.reloaded", "daemon.stopped"]
-                .iter()
-                .enumerate()
+            for (i, kind) in [
+                EventKind::DaemonStarted,
+                EventKind::ConfigReloaded,
+                EventKind::DaemonStopped,
+            ]
+            .iter()
+            .enumerate()
             {
                 let at = t0 + chrono::Duration::minutes(i as i64);
                 s.record_event(
@@ -1211,9 +1213,12 @@ mod tests {
             {
                 failed += 1;
             }
-            if s.record_event(Utc::now(), &NewEvent::new("t.x", "t", Severity::Info, "x"))
-                .await
-                .is_ok()
+            if s.record_event(
+                Utc::now(),
+                &NewEvent::new(EventKind::DaemonStarted, "t", Severity::Info, "x"),
+            )
+            .await
+            .is_ok()
             {
                 recorded += 1;
             }
@@ -1230,16 +1235,19 @@ mod tests {
             )
             .await
             .unwrap_or_else(|e| panic!("write {i} after space returned: {e}"));
-            s.record_event(Utc::now(), &NewEvent::new("t.y", "t", Severity::Info, "y"))
-                .await
-                .unwrap_or_else(|e| panic!("event {i} after space returned: {e}"));
+            s.record_event(
+                Utc::now(),
+                &NewEvent::new(EventKind::DaemonStopped, "t", Severity::Info, "y"),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("event {i} after space returned: {e}"));
         }
         // What said it was recorded is there, and what was refused was kept and recorded since.
         let mut kinds = Vec::new();
         for _ in 0..100 {
             let (events, _) = s
                 .events(&EventFilter {
-                    kind: Some("t.x".into()),
+                    kind: Some(EventKind::DaemonStarted.as_str().into()),
                     limit: 100,
                     ..Default::default()
                 })
@@ -1309,7 +1317,7 @@ mod tests {
         while wal_size() <= CHECKPOINT_WAL_ABOVE + (4 << 20) {
             s.record_event(
                 Utc::now(),
-                &NewEvent::new("t.big", "t", Severity::Info, &big),
+                &NewEvent::new(EventKind::DaemonStarted, "t", Severity::Info, &big),
             )
             .await
             .unwrap();
@@ -1364,9 +1372,12 @@ mod tests {
             s.sync_alerts("node1", Utc::now(), &current)
                 .await
                 .unwrap_or_else(|e| panic!("sweep {i}: {e}"));
-            s.record_event(Utc::now(), &NewEvent::new("t.e", "t", Severity::Info, "e"))
-                .await
-                .unwrap_or_else(|e| panic!("event {i}: {e}"));
+            s.record_event(
+                Utc::now(),
+                &NewEvent::new(EventKind::DaemonStarted, "t", Severity::Info, "e"),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("event {i}: {e}"));
         }
         stop.store(true, Ordering::Relaxed);
         let batches = discovery.await.unwrap();

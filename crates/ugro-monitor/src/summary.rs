@@ -5,6 +5,7 @@
 //! in SQLite in one transaction, then the files are written (a failure there is an event, not a
 //! lost summary), then the email is queued in the durable outbox.
 
+use ugro_core::event::EventKind;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -231,7 +232,7 @@ pub async fn make(
     if let Err((path, e)) = &files {
         shared
             .event(NewEvent::new(
-                "summary.write_failed",
+                EventKind::SummaryWriteFailed,
                 "summary",
                 Severity::Critical,
                 format!(
@@ -259,7 +260,7 @@ pub async fn make(
     }
     shared
         .event(NewEvent::new(
-            "summary.made",
+            EventKind::SummaryMade,
             "summary",
             Severity::Info,
             format!(

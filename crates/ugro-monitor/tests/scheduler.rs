@@ -9,6 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use chrono_tz::Tz;
 use ugro_core::health::Severity;
+use ugro_core::event::EventKind;
 use ugro_core::sample::{GpuSample, NodeSample};
 use ugro_monitor::scheduler::{self, Ticked};
 use ugro_monitor::store::{EventFilter, NewEvent, Store};
@@ -235,7 +236,10 @@ async fn retention_deletes_only_what_is_older_than_the_retention() {
 
     for (at, what) in [(old, "old"), (young, "young")] {
         store
-            .record_event(at, &NewEvent::new("test.event", what, Severity::Info, what))
+            .record_event(
+                at,
+                &NewEvent::new(EventKind::DaemonStarted, what, Severity::Info, what),
+            )
             .await
             .unwrap();
         store
