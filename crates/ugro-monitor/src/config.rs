@@ -79,6 +79,10 @@ pub const RETENTION_RANGE: DurationRange = DurationRange::secs(DAY, 3650 * DAY);
 pub const METRICS_INTERVAL_RANGE: DurationRange = DurationRange::secs(10, DAY);
 /// `summary.long_running`: 1m to 3650d (10 years).
 pub const LONG_RUNNING_RANGE: DurationRange = DurationRange::secs(MINUTE, 3650 * DAY);
+/// Largest `http.metrics_max_runs`.
+pub const METRICS_MAX_RUNS_MAX: u32 = 100_000;
+/// Longest `http.cluster`, in bytes.
+pub const CLUSTER_MAX_LEN: usize = 128;
 /// Largest `health.disk_free_min`: 1 PB (10¹⁵ bytes).
 pub const DISK_FREE_MIN_MAX: u64 = 1_000_000_000_000_000;
 
@@ -120,10 +124,11 @@ impl fmt::Display for Problem {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {cause}")]
+    #[error("cannot read config file {path}: {source}")]
     Read {
         path: PathBuf,
-        cause: std::io::Error,
+        #[source]
+        source: std::io::Error,
     },
     #[error("{} problem{} in {}:\n{}", problems.len(), if problems.len() == 1 { "" } else { "s" }, path.display(),
         problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"))]
@@ -242,9 +247,23 @@ pub struct RootConfig {
     pub write_progress_json: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpConfig {
     pub listen: Option<SocketAddr>,
+    /// At most this many running or stuck runs get their own series on `/metrics`.
+    pub metrics_max_runs: u32,
+    /// A `cluster` label on every series of `/metrics`, when set.
+    pub cluster: Option<String>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            metrics_max_runs: defaults::METRICS_MAX_RUNS,
+            cluster: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -341,6 +360,8 @@ struct RawRoot {
 #[serde(deny_unknown_fields)]
 struct RawHttp {
     listen: S<String>,
+    metrics_max_runs: S<u32>,
+    cluster: S<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -437,11 +458,11 @@ pub fn config_path(cli: Option<&Path>, env: Option<&std::ffi::OsStr>) -> PathBuf
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let abs = std::path::absolute(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
-        cause: source,
+        source,
     })?;
     let text = std::fs::read_to_string(&abs).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
-        cause: source,
+        source,
     })?;
     parse(&abs, &text)
 }
@@ -812,6 +833,8 @@ pub mod defaults {
     pub const SMTP_HOST: &str = "localhost";
     pub const SMTP_PORT: u16 = 587;
     pub const FROM: &str = "ugro-monitor <ugro@localhost>";
+    /// `http.metrics_max_runs`: running or stuck runs with their own series on `/metrics`.
+    pub const METRICS_MAX_RUNS: u32 = 500;
     /// Messages of the change stream kept for clients that reconnect with `Last-Event-ID`.
     pub const STREAM_RING_MESSAGES: usize = 4096;
     /// Bytes of those messages kept at most (JSON plus a little per message).
@@ -1176,7 +1199,37 @@ fn resolve_http(p: &mut Problems<'_>, hr: RawHttp) -> HttpConfig {
         }
     });
 
-    HttpConfig { listen }
+    let metrics_max_runs = match &hr.metrics_max_runs {
+        Some(n) if *n.get_ref() > METRICS_MAX_RUNS_MAX => {
+            p.push(
+                n.span(),
+                format!(
+                    "metrics_max_runs = {} is more than {METRICS_MAX_RUNS_MAX}",
+                    n.get_ref()
+                ),
+            );
+            defaults::METRICS_MAX_RUNS
+        }
+        Some(n) => *n.get_ref(),
+        None => defaults::METRICS_MAX_RUNS,
+    };
+    let cluster = hr.cluster.as_ref().and_then(|c| {
+        let v = c.get_ref();
+        if v.is_empty() || v.len() > CLUSTER_MAX_LEN || v.chars().any(char::is_control) {
+            p.push(
+                c.span(),
+                format!("invalid cluster \"{v}\": expected 1 to {CLUSTER_MAX_LEN} bytes without control characters"),
+            );
+            return None;
+        }
+        Some(v.clone())
+    });
+
+    HttpConfig {
+        listen,
+        metrics_max_runs,
+        cluster,
+    }
 }
 
 /// `[summary]`.

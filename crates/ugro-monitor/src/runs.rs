@@ -10,7 +10,6 @@
 //! become events; only changed runs are stored and published. The rules live in
 //! `ugro_core::runs`; the filesystem reading in `crate::scan`.
 
-use ugro_core::event::EventKind;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -18,7 +17,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
-use ugro_core::health::Severity;
+use ugro_api::{RunGpu, RunInfo, RunProcess, Severity};
 use ugro_core::runs::{self as core, Evaluation, RunStatus, RunView, RunnerKind, StatusRules};
 
 use crate::config::{NodeHost, RootConfig, WatchMode};
@@ -26,7 +25,6 @@ use crate::scan::{self, ReadRun, Stamps};
 use crate::shared::Shared;
 use crate::ssh::Exec;
 use crate::store::{NewEvent, StoreError};
-use crate::view::{RunGpu, RunInfo, RunProcess};
 
 /// File events are gathered this long before the touched runs are recomputed.
 const DEBOUNCE: Duration = Duration::from_millis(20);
@@ -124,6 +122,8 @@ pub struct Runs {
     generation: std::sync::atomic::AtomicU64,
     /// Told the new generation on every change ([`Runs::watch_generation`]).
     generation_tx: tokio::sync::watch::Sender<u64>,
+    /// Runs that turned failed since the daemon started, by kind (for `/metrics`).
+    pub failures: crate::metrics::RunFailures,
 }
 
 impl Runs {
@@ -158,7 +158,14 @@ impl Runs {
             claimed: tokio::sync::Notify::new(),
             generation: std::sync::atomic::AtomicU64::new(0),
             generation_tx: tokio::sync::watch::Sender::new(0),
+            failures: crate::metrics::RunFailures::default(),
         }
+    }
+
+    /// Calls `f` with every run of every root under the read lock, copying none (`/metrics`).
+    pub fn with_all<T>(&self, f: impl FnOnce(&mut dyn Iterator<Item = &RunInfo>) -> T) -> T {
+        let roots = self.roots.read().unwrap_or_else(|e| e.into_inner());
+        f(&mut matching(&roots, None, None))
     }
 
     /// See the `generation` field.
@@ -179,7 +186,7 @@ impl Runs {
     }
 
     /// `{"runs": [...]}` of the runs [`Runs::list`] would give, serialised under the read lock
-    /// one run at a time (20,000 runs cloned per request cost ~1 GB under 200 readers).
+    /// without copying any run (20,000 runs cloned per request cost ~1 GB under 200 readers).
     pub fn to_json(
         &self,
         status: Option<&str>,
@@ -191,8 +198,7 @@ impl Runs {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 let mut seq = s.serialize_seq(None)?;
                 for r in self.0.clone() {
-                    // The wire form, one run at a time (ugro-api owns the protocol's types).
-                    seq.serialize_element(&ugro_api::RunInfo::from(r))?;
+                    seq.serialize_element(r)?;
                 }
                 seq.end()
             }
@@ -1161,7 +1167,7 @@ impl Presence {
 /// The `root.missing` event.
 fn missing_event(root: &Path, why: &str, runs: usize) -> NewEvent {
     NewEvent::new(
-        EventKind::RootMissing,
+        "root.missing",
         root.display().to_string(),
         Severity::Warning,
         format!(
@@ -1259,7 +1265,7 @@ async fn track_root(
     if presence.is_missing() {
         shared
             .event(NewEvent::new(
-                EventKind::RootMissing,
+                "root.missing",
                 root_s.clone(),
                 Severity::Warning,
                 format!(
@@ -1313,11 +1319,17 @@ async fn track_root(
                     if old.status != r.status
                         && let Some(e) = transition_event(r, old.status)
                     {
+                        if r.status == RunStatus::Failed {
+                            shared
+                                .runs
+                                .failures
+                                .record(r.error.as_ref().map(|f| f.kind));
+                        }
                         events.push(e);
                     }
                 }
                 None => events.push(NewEvent::new(
-                    EventKind::RunDiscovered,
+                    "run.discovered",
                     &r.id,
                     Severity::Info,
                     format!(
@@ -1331,7 +1343,7 @@ async fn track_root(
         }
         for id in prior.keys().filter(|id| !runs.contains_key(*id)) {
             events.push(NewEvent::new(
-                EventKind::RunRemoved,
+                "run.removed",
                 id,
                 Severity::Info,
                 format!("{id}: no longer under {}", root.display()),
@@ -1410,7 +1422,7 @@ async fn track_root(
     }
     // Recorded once the runs are stored: the end of the start-up work.
     events.push(NewEvent::new(
-        EventKind::RootScanned,
+        "root.scanned",
         root_s.clone(),
         Severity::Info,
         format!(
@@ -1745,7 +1757,7 @@ async fn track_root(
                 None => {
                     let r = Run::new(id.clone(), dir, read, cfg.epochs);
                     events.push(NewEvent::new(
-                        EventKind::RunDiscovered,
+                        "run.discovered",
                         &id,
                         Severity::Info,
                         format!(
@@ -1756,7 +1768,7 @@ async fn track_root(
                     ));
                     if r.eval.kind == RunnerKind::Unknown {
                         events.push(NewEvent::new(
-                            EventKind::RunUnknownRunner,
+                            "run.unknown_runner",
                             &id,
                             Severity::Warning,
                             format!(
@@ -1803,7 +1815,15 @@ async fn track_root(
             let ids: Vec<String> = moved.iter().map(|(id, _)| id.clone()).collect();
             attach_errors(&mut runs, &ids).await;
             for (id, old) in moved {
-                if let Some(e) = runs.get(&id).and_then(|r| transition_event(r, old)) {
+                if let Some(r) = runs.get(&id)
+                    && let Some(e) = transition_event(r, old)
+                {
+                    if r.status == RunStatus::Failed {
+                        shared
+                            .runs
+                            .failures
+                            .record(r.error.as_ref().map(|f| f.kind));
+                    }
                     events.push(e);
                 }
             }
@@ -1811,7 +1831,7 @@ async fn track_root(
         if back {
             tracing::info!(root = %root.display(), runs = runs.len(), "root is back");
             events.push(NewEvent::new(
-                EventKind::RootBack,
+                "root.back",
                 root_s.clone(),
                 Severity::Info,
                 format!(
@@ -1934,7 +1954,7 @@ fn epoch_event(r: &Run, before: u32, after: u32) -> NewEvent {
         .total_epochs
         .map_or("?".into(), |t| t.to_string());
     NewEvent::new(
-        EventKind::RunEpochCompleted,
+        "run.epoch_completed",
         &r.id,
         Severity::Info,
         format!("{}: {range} completed ({after}/{total})", r.id),
@@ -1969,7 +1989,7 @@ async fn write_progress(
     for (id, message) in failures {
         shared
             .event(NewEvent::new(
-                EventKind::RunProgressWriteFailed,
+                "run.progress_write_failed",
                 &id,
                 Severity::Warning,
                 format!("{id}: {message}"),
@@ -2254,25 +2274,25 @@ fn transition_event(r: &Run, old: RunStatus) -> Option<NewEvent> {
     );
     Some(match r.status {
         RunStatus::Running if old != RunStatus::Unknown => NewEvent::new(
-            EventKind::RunStarted,
+            "run.started",
             id,
             Severity::Info,
             format!("{id}: running ({epochs})"),
         ),
         RunStatus::Finished => NewEvent::new(
-            EventKind::RunFinished,
+            "run.finished",
             id,
             Severity::Info,
             format!("{id}: finished ({epochs})"),
         ),
         RunStatus::Failed => NewEvent::new(
-            EventKind::RunFailed,
+            "run.failed",
             id,
             Severity::Warning,
             format!("{id}: failed after {epochs}: {reason}"),
         ),
         RunStatus::Stuck => NewEvent::new(
-            EventKind::RunStuck,
+            "run.stuck",
             id,
             Severity::Warning,
             format!(
@@ -2282,7 +2302,7 @@ fn transition_event(r: &Run, old: RunStatus) -> Option<NewEvent> {
             ),
         ),
         RunStatus::Outdated => NewEvent::new(
-            EventKind::RunOutdated,
+            "run.outdated",
             id,
             Severity::Info,
             format!("{id}: outdated (finished, artifacts older than the root's outdated_after)"),
@@ -2398,7 +2418,7 @@ const INOTIFY_LIMIT: &str =
 /// The `root.watch_fallback` warning: this root is polled instead of watched.
 fn fallback_event(root: &Path, cfg: &RootConfig, why: &str) -> NewEvent {
     NewEvent::new(
-        EventKind::RootWatchFallback,
+        "root.watch_fallback",
         root.display().to_string(),
         Severity::Warning,
         format!(
