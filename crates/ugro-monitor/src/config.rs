@@ -124,11 +124,10 @@ impl fmt::Display for Problem {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}: {cause}")]
     Read {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{} problem{} in {}:\n{}", problems.len(), if problems.len() == 1 { "" } else { "s" }, path.display(),
         problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"))]
@@ -458,11 +457,11 @@ pub fn config_path(cli: Option<&Path>, env: Option<&std::ffi::OsStr>) -> PathBuf
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let abs = std::path::absolute(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
-        source,
+        cause: source,
     })?;
     let text = std::fs::read_to_string(&abs).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
-        source,
+        cause: source,
     })?;
     parse(&abs, &text)
 }

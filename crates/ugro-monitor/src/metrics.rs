@@ -20,7 +20,6 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 use sqlx::Row;
 use tokio_util::sync::CancellationToken;
-use ugro_api::{NodeHealth, RunInfo};
 use ugro_core::health::{NodeState, Outcome};
 use ugro_core::runs::FailureKind;
 use ugro_core::runs::RunStatus;
@@ -28,6 +27,7 @@ use ugro_core::runs::RunStatus;
 use crate::health::NodeCounters;
 use crate::shared::Shared;
 use crate::store::{Store, StoreError};
+use crate::view::{NodeHealth, RunInfo};
 
 const STATES: [NodeState; 5] = [
     NodeState::Healthy,

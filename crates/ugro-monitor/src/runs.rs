@@ -10,6 +10,7 @@
 //! become events; only changed runs are stored and published. The rules live in
 //! `ugro_core::runs`; the filesystem reading in `crate::scan`.
 
+use ugro_core::event::EventKind;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -17,7 +18,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
-use ugro_api::{RunGpu, RunInfo, RunProcess, Severity};
+use ugro_core::health::Severity;
 use ugro_core::runs::{self as core, Evaluation, RunStatus, RunView, RunnerKind, StatusRules};
 
 use crate::config::{NodeHost, RootConfig, WatchMode};
@@ -25,6 +26,7 @@ use crate::scan::{self, ReadRun, Stamps};
 use crate::shared::Shared;
 use crate::ssh::Exec;
 use crate::store::{NewEvent, StoreError};
+use crate::view::{RunGpu, RunInfo, RunProcess};
 
 /// File events are gathered this long before the touched runs are recomputed.
 const DEBOUNCE: Duration = Duration::from_millis(20);
@@ -186,7 +188,7 @@ impl Runs {
     }
 
     /// `{"runs": [...]}` of the runs [`Runs::list`] would give, serialised under the read lock
-    /// without copying any run (20,000 runs cloned per request cost ~1 GB under 200 readers).
+    /// one run at a time (20,000 runs cloned per request cost ~1 GB under 200 readers).
     pub fn to_json(
         &self,
         status: Option<&str>,
@@ -198,7 +200,8 @@ impl Runs {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 let mut seq = s.serialize_seq(None)?;
                 for r in self.0.clone() {
-                    seq.serialize_element(r)?;
+                    // The wire form, one run at a time (ugro-api owns the protocol's types).
+                    seq.serialize_element(&ugro_api::RunInfo::from(r))?;
                 }
                 seq.end()
             }
@@ -1167,7 +1170,7 @@ impl Presence {
 /// The `root.missing` event.
 fn missing_event(root: &Path, why: &str, runs: usize) -> NewEvent {
     NewEvent::new(
-        "root.missing",
+        EventKind::RootMissing,
         root.display().to_string(),
         Severity::Warning,
         format!(
@@ -1265,7 +1268,7 @@ async fn track_root(
     if presence.is_missing() {
         shared
             .event(NewEvent::new(
-                "root.missing",
+                EventKind::RootMissing,
                 root_s.clone(),
                 Severity::Warning,
                 format!(
@@ -1329,7 +1332,7 @@ async fn track_root(
                     }
                 }
                 None => events.push(NewEvent::new(
-                    "run.discovered",
+                    EventKind::RunDiscovered,
                     &r.id,
                     Severity::Info,
                     format!(
@@ -1343,7 +1346,7 @@ async fn track_root(
         }
         for id in prior.keys().filter(|id| !runs.contains_key(*id)) {
             events.push(NewEvent::new(
-                "run.removed",
+                EventKind::RunRemoved,
                 id,
                 Severity::Info,
                 format!("{id}: no longer under {}", root.display()),
@@ -1422,7 +1425,7 @@ async fn track_root(
     }
     // Recorded once the runs are stored: the end of the start-up work.
     events.push(NewEvent::new(
-        "root.scanned",
+        EventKind::RootScanned,
         root_s.clone(),
         Severity::Info,
         format!(
@@ -1757,7 +1760,7 @@ async fn track_root(
                 None => {
                     let r = Run::new(id.clone(), dir, read, cfg.epochs);
                     events.push(NewEvent::new(
-                        "run.discovered",
+                        EventKind::RunDiscovered,
                         &id,
                         Severity::Info,
                         format!(
@@ -1768,7 +1771,7 @@ async fn track_root(
                     ));
                     if r.eval.kind == RunnerKind::Unknown {
                         events.push(NewEvent::new(
-                            "run.unknown_runner",
+                            EventKind::RunUnknownRunner,
                             &id,
                             Severity::Warning,
                             format!(
@@ -1831,7 +1834,7 @@ async fn track_root(
         if back {
             tracing::info!(root = %root.display(), runs = runs.len(), "root is back");
             events.push(NewEvent::new(
-                "root.back",
+                EventKind::RootBack,
                 root_s.clone(),
                 Severity::Info,
                 format!(
@@ -1954,7 +1957,7 @@ fn epoch_event(r: &Run, before: u32, after: u32) -> NewEvent {
         .total_epochs
         .map_or("?".into(), |t| t.to_string());
     NewEvent::new(
-        "run.epoch_completed",
+        EventKind::RunEpochCompleted,
         &r.id,
         Severity::Info,
         format!("{}: {range} completed ({after}/{total})", r.id),
@@ -1989,7 +1992,7 @@ async fn write_progress(
     for (id, message) in failures {
         shared
             .event(NewEvent::new(
-                "run.progress_write_failed",
+                EventKind::RunProgressWriteFailed,
                 &id,
                 Severity::Warning,
                 format!("{id}: {message}"),
@@ -2274,25 +2277,25 @@ fn transition_event(r: &Run, old: RunStatus) -> Option<NewEvent> {
     );
     Some(match r.status {
         RunStatus::Running if old != RunStatus::Unknown => NewEvent::new(
-            "run.started",
+            EventKind::RunStarted,
             id,
             Severity::Info,
             format!("{id}: running ({epochs})"),
         ),
         RunStatus::Finished => NewEvent::new(
-            "run.finished",
+            EventKind::RunFinished,
             id,
             Severity::Info,
             format!("{id}: finished ({epochs})"),
         ),
         RunStatus::Failed => NewEvent::new(
-            "run.failed",
+            EventKind::RunFailed,
             id,
             Severity::Warning,
             format!("{id}: failed after {epochs}: {reason}"),
         ),
         RunStatus::Stuck => NewEvent::new(
-            "run.stuck",
+            EventKind::RunStuck,
             id,
             Severity::Warning,
             format!(
@@ -2302,7 +2305,7 @@ fn transition_event(r: &Run, old: RunStatus) -> Option<NewEvent> {
             ),
         ),
         RunStatus::Outdated => NewEvent::new(
-            "run.outdated",
+            EventKind::RunOutdated,
             id,
             Severity::Info,
             format!("{id}: outdated (finished, artifacts older than the root's outdated_after)"),
@@ -2418,7 +2421,7 @@ const INOTIFY_LIMIT: &str =
 /// The `root.watch_fallback` warning: this root is polled instead of watched.
 fn fallback_event(root: &Path, cfg: &RootConfig, why: &str) -> NewEvent {
     NewEvent::new(
-        "root.watch_fallback",
+        EventKind::RootWatchFallback,
         root.display().to_string(),
         Severity::Warning,
         format!(
