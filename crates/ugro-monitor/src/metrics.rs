@@ -458,13 +458,13 @@ impl Snapshot {
         )?;
         gauges(
             enc,
-            "ugro_run_epochs_completed",
+            "ugro_run_completed_epochs",
             "Completed epochs of a running or stuck run.",
             per_run(&|r| Some(f64::from(r.completed_epochs))),
         )?;
         gauges(
             enc,
-            "ugro_run_epochs_total",
+            "ugro_run_total_epochs",
             "Total epochs of a running or stuck run (absent when unknown).",
             per_run(&|r| r.total_epochs.map(f64::from)),
         )?;
