@@ -208,7 +208,7 @@ fn scrape_all_runs(d: &Daemon, port: u16) -> String {
         (total == 2001.0).then_some(text)
     });
     // The daemon's own list agrees with the counts.
-    let runs = d.ctl_json(&["runs"]);
+    let runs = d.ctl_report(&["runs"]);
     assert_eq!(runs["runs"].as_array().unwrap().len(), 2001);
     scrape(port)
 }
@@ -279,7 +279,7 @@ fn metrics_of_2000_runs_pass_promtool_and_the_python_parser_and_the_cap_holds() 
 
     // A cap above the active runs (applied by a reload): every active run has its series,
     // nothing is dropped, and the odd run id comes back whole through the escaping.
-    let root = d.ctl_json(&["runs"])["runs"][0]["root"]
+    let root = d.ctl_report(&["runs"])["runs"][0]["root"]
         .as_str()
         .unwrap()
         .to_owned();
