@@ -16,6 +16,7 @@ mod epochs;
 mod failure;
 #[cfg(test)]
 mod fixtures;
+mod logs;
 mod model;
 mod progress;
 mod scores;
@@ -30,6 +31,10 @@ pub use epochs::{
 pub use failure::{
     Failure, FailureKind, MAX_ERROR_CHARS, MAX_LOG_TAIL, classify_failure, failure_from_log,
     log_tail_text,
+};
+pub use logs::{
+    LOGS_DIR, MAX_LOG_GLOB_DEPTH, MAX_LOG_GLOB_LEN, all_logs, glob_match, is_run_log, log_dirs,
+    log_glob_problem,
 };
 pub use model::{
     CONFIG_JSON, EVALUATOR_SCORES, GENERIC_PROGRESS_KEYS, PROGRESS_JSON, RunStatus, RunnerKind,

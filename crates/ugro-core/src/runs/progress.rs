@@ -13,7 +13,7 @@ use super::scores::merge_best;
 use super::{
     CONFIG_JSON, EVALUATOR_SCORES, FileInfo, PROGRESS_JSON, RunView, RunnerKind, STATUS_DONE,
     STATUS_STOPPED, Scores, VALIDATION_SCORES, completed_epochs, detect, epoch_completion_times,
-    epoch_gap, flatten_scores, is_log_of, median_epoch_duration,
+    epoch_gap, flatten_scores, median_epoch_duration,
 };
 
 /// A run's progress, as in the `runs` JSON (`progress`). For generic runs the unit of
@@ -41,7 +41,8 @@ pub struct Evaluation {
     /// Unknown runs: the detection diagnostic. Other kinds: notable problems (total epochs
     /// unknown, a gap before a later epoch, an empty or corrupt scores file, …).
     pub diagnostic: Option<String>,
-    /// The newest log of the kind's pattern ([`is_log_of`]): its tail explains failures.
+    /// The newest log of the kind's pattern, `logs/*.log` or the root's globs
+    /// ([`is_run_log`](super::is_run_log)): its tail explains failures.
     pub newest_log: Option<(String, FileInfo)>,
     /// The newest change that counts as activity: `newest_log`, and for generic runs also
     /// `progress.json` unless its `status` is terminal ([`STATUS_DONE`], [`STATUS_STOPPED`]).
@@ -263,7 +264,7 @@ pub fn evaluate(view: &RunView, root_epochs: Option<u32>) -> Evaluation {
     let newest_log = view
         .files
         .iter()
-        .filter(|(name, _)| is_log_of(kind, name))
+        .filter(|(name, _)| super::is_run_log(kind, &view.log_globs, name))
         .max_by(|a, b| a.1.mtime.cmp(&b.1.mtime).then_with(|| a.0.cmp(b.0)))
         .map(|(n, f)| (n.clone(), f.clone()));
     let mut last_activity = newest_log.as_ref().map(|(_, f)| f.mtime);

@@ -127,6 +127,9 @@ pub struct RunView {
     pub epochs: BTreeMap<u32, EpochView>,
     /// Parsed `config.json` / `progress.json` / `evaluation_scores.json` when present.
     pub json: BTreeMap<String, JsonRead>,
+    /// The root's `log_globs`: files of `files` they match are logs of the run as well
+    /// ([`is_run_log`](super::is_run_log)).
+    pub log_globs: Vec<String>,
 }
 
 impl RunView {
@@ -180,13 +183,20 @@ pub fn is_run_dir(file_names: &[&str], subdir_names: &[&str]) -> bool {
 
 /// Whether `file_name` is a log whose changes show activity of a run of `kind`:
 /// trainer `train_val*.log`, evaluator `eval_*.log`, generic and unknown any `*.log` (for generic
-/// runs `progress.json` counts as well, see [`evaluate`](super::evaluate)). Matched on the part
-/// after the last `/`, case-sensitively.
+/// runs `progress.json` counts as well, see [`evaluate`](super::evaluate)); for every kind, any
+/// `*.log` in the run's `logs/` subfolder (`logs/training_*.log`, the long-job layout). Matched
+/// on the part after the last `/`, case-sensitively.
 pub fn is_log_of(kind: RunnerKind, file_name: &str) -> bool {
     let base = file_name.rsplit('/').next().unwrap_or(file_name);
     let Some(stem) = base.strip_suffix(".log") else {
         return false;
     };
+    if let Some(rest) = file_name.strip_prefix(super::LOGS_DIR)
+        && let Some(name) = rest.strip_prefix('/')
+        && !name.contains('/')
+    {
+        return !stem.is_empty();
+    }
     match kind {
         RunnerKind::Trainer => stem.starts_with("train_val"),
         RunnerKind::Evaluator => stem.starts_with("eval_"),
@@ -239,6 +249,10 @@ mod tests {
         assert!(is_log_of(Trainer, "train_val_2025-01-01.log"));
         assert!(is_log_of(Trainer, "logs/train_val_0.log"));
         assert!(!is_log_of(Trainer, "training.log"));
+        assert!(is_log_of(Trainer, "logs/training_20251110.log"));
+        assert!(is_log_of(Evaluator, "logs/training_20251110.log"));
+        assert!(!is_log_of(Trainer, "logs/.log"));
+        assert!(!is_log_of(Trainer, "old/logs/training_1.log"));
         assert!(!is_log_of(Trainer, "train_val.log.1"));
         assert!(!is_log_of(Trainer, "eval_0.log"));
         assert!(is_log_of(Evaluator, "eval_0.log"));
