@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
+use crate::event::EventKind;
 use crate::health::{NodeState, Severity};
 use crate::runs::{RunStatus, RunnerKind};
 use crate::sample::NodeSample;
@@ -33,20 +34,20 @@ pub const MIN_CONDITION: Duration = Duration::from_secs(3600);
 pub const REASON_MAX_CHARS: usize = 200;
 
 /// Event kinds that always appear under Key Events (besides any warning or critical event).
-pub const KEY_EVENT_KINDS: [&str; 13] = [
-    "run.stuck",
-    "run.outdated",
-    "run.failed",
-    "node.state_changed",
-    "node.monitor_disconnected",
-    "node.monitor_reconnected",
-    "daemon.unclean_stop",
-    "daemon.started",
-    "daemon.task_failed",
-    "root.missing",
-    "root.back",
-    "root.watch_fallback",
-    "email.given_up",
+pub const KEY_EVENT_KINDS: [EventKind; 13] = [
+    EventKind::RunStuck,
+    EventKind::RunOutdated,
+    EventKind::RunFailed,
+    EventKind::NodeStateChanged,
+    EventKind::NodeMonitorDisconnected,
+    EventKind::NodeMonitorReconnected,
+    EventKind::DaemonUncleanStop,
+    EventKind::DaemonStarted,
+    EventKind::DaemonTaskFailed,
+    EventKind::RootMissing,
+    EventKind::RootBack,
+    EventKind::RootWatchFallback,
+    EventKind::EmailGivenUp,
 ];
 
 struct Window {
@@ -932,7 +933,7 @@ mod tests {
             .map(|i| {
                 let mut e = event(
                     "2026-11-22T10:00:00Z",
-                    "node.alert_opened",
+                    EventKind::NodeAlertOpened,
                     "gpu1",
                     Severity::Warning,
                     &format!("gpu1: alert {i}"),
@@ -964,35 +965,35 @@ mod tests {
         fx.events = vec![
             event(
                 "2026-11-22T18:45:00Z",
-                "run.failed",
+                EventKind::RunFailed,
                 "m3",
                 Severity::Warning,
                 "m3: failed after 3/10 epochs: CUDA out of memory",
             ),
             event(
                 "2026-11-22T09:00:00Z",
-                "run.discovered",
+                EventKind::RunDiscovered,
                 "a",
                 Severity::Info,
                 "a: discovered",
             ),
             event(
                 "2026-11-22T06:00:00Z",
-                "daemon.started",
+                EventKind::DaemonStarted,
                 "daemon",
                 Severity::Info,
                 "started (version 0.1.0)",
             ),
             event(
                 "2026-11-22T14:15:00Z",
-                "node.state_changed",
+                EventKind::NodeStateChanged,
                 "gpu2",
                 Severity::Critical,
                 "gpu2: healthy → unreachable (score 0): ssh failed",
             ),
             event(
                 "2026-11-22T12:00:00Z",
-                "disk.full",
+                EventKind::StoreCorrupt,
                 "gpu1",
                 Severity::Critical,
                 "gpu1: /data full",
@@ -1006,7 +1007,7 @@ mod tests {
                 .collect::<Vec<_>>(),
             [
                 "daemon.started",
-                "disk.full",
+                "store.corrupt",
                 "node.state_changed",
                 "run.failed"
             ]
@@ -1022,7 +1023,7 @@ mod tests {
             body,
             [
                 "- 06:00 — daemon: started (version 0.1.0) (daemon.started)",
-                "- 12:00 — **critical** gpu1: /data full (disk.full)",
+                "- 12:00 — **critical** gpu1: /data full (store.corrupt)",
                 "- 14:15 — **critical** gpu2: healthy → unreachable (score 0): ssh failed (node.state_changed)",
                 "- 18:45 — m3: failed after 3/10 epochs: CUDA out of memory (run.failed)",
             ]
@@ -1035,14 +1036,14 @@ mod tests {
         fx.events = vec![
             event(
                 "2026-11-21T23:58:00Z",
-                "daemon.unclean_stop",
+                EventKind::DaemonUncleanStop,
                 "daemon",
                 Severity::Warning,
                 "daemon: crashed",
             ),
             event(
                 "2026-11-22T13:05:00Z",
-                "root.missing",
+                EventKind::RootMissing,
                 "/data",
                 Severity::Warning,
                 "/data: root missing",
@@ -1102,7 +1103,7 @@ mod tests {
         let mut fx = Fx::new(vec![]);
         fx.events = vec![event(
             "2026-11-22T01:00:00Z",
-            "run.stuck",
+            EventKind::RunStuck,
             "a",
             Severity::Warning,
             "a: stuck",
@@ -1245,7 +1246,7 @@ mod tests {
         // Something must happen, or the window is quiet and shows no resources.
         fx.events = vec![event(
             "2026-11-22T01:00:00Z",
-            "run.stuck",
+            EventKind::RunStuck,
             "a",
             Severity::Warning,
             "a: stuck",
@@ -1271,7 +1272,7 @@ mod tests {
         let mut fx = Fx::new(vec![run("a", RunStatus::Running, 2, 10)]);
         fx.events = vec![event(
             "2026-11-22T01:00:00Z",
-            "run.stuck",
+            EventKind::RunStuck,
             "a",
             Severity::Warning,
             "a: stuck",

@@ -9,6 +9,7 @@ use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use chrono_tz::Tz;
 
 use super::*;
+use crate::event::EventKind;
 use crate::health::{NodeState, Severity};
 use crate::runs::{RunStatus, RunnerKind};
 use crate::sample::{GpuSample, NodeSample};
@@ -56,7 +57,7 @@ pub(super) fn node(name: &str, state: NodeState) -> NodeSnapshot {
 
 pub(super) fn event(
     at: &str,
-    kind: &str,
+    kind: EventKind,
     subject: &str,
     severity: Severity,
     msg: &str,
@@ -209,7 +210,7 @@ pub(super) fn busy_fixture() -> Fx {
     fx.current.nodes.push(node("gpu2", NodeState::Unreachable));
     fx.events = vec![event(
         "2026-11-22T14:15:00Z",
-        "run.stuck",
+        EventKind::RunStuck,
         "exp/b",
         Severity::Warning,
         "exp/b: stuck",

@@ -82,6 +82,7 @@ pub fn render_html(s: &Summary, chart_cid: Option<&str>) -> String {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use crate::event::EventKind;
     use crate::health::Severity;
     use crate::summary::fixtures::*;
 
@@ -90,7 +91,7 @@ mod tests {
         let mut fx = busy_fixture();
         fx.events.push(event(
             "2026-11-22T15:00:00Z",
-            "daemon.task_failed",
+            EventKind::DaemonTaskFailed,
             "daemon",
             Severity::Critical,
             "daemon: <script>alert(1)</script> & friends",

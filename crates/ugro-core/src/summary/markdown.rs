@@ -584,12 +584,13 @@ mod tests {
             run("a", RunStatus::Running, 5, 10),
             run("b", RunStatus::Failed, 2, 10),
         ];
+    use crate::event::EventKind;
         let mut fx = Fx::new(runs.clone()).previous(runs);
         fx.current.nodes.push(node("gpu2", NodeState::Degraded));
         // Info events of other kinds are not notable; samples alone do not make a window busy.
         fx.events = vec![event(
             "2026-11-22T03:00:00Z",
-            "root.scanned",
+            EventKind::RootScanned,
             "/data",
             Severity::Info,
             "scanned",
@@ -676,7 +677,7 @@ mod tests {
         let mut fx = Fx::new(vec![red]).previous(vec![run("exp/x", RunStatus::Running, 4, 20)]);
         fx.events.push(event(
             "2026-11-22T18:46:00Z",
-            "run.failed",
+            EventKind::RunFailed,
             "exp/red",
             Severity::Warning,
             "failed: \u{1b}[2Jcleared",
