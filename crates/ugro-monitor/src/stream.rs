@@ -558,14 +558,22 @@ fn diff_runs(shared: &Shared, seen: &mut Seen, publish: bool) {
     let list = shared.runs.list(None, None);
     let mut next = Seen::with_capacity(list.len());
     let mut changed = Vec::new();
+    let mut n_changed = 0usize;
     for r in &list {
+        // The wire form, as `/v1/runs` serialises it.
+        let r = ugro_api::RunInfo::from(r);
         let fp = fingerprint(|h| {
-            let _ = serde_json::to_writer(HashWriter(h), r);
+            let _ = serde_json::to_writer(HashWriter(h), &r);
         });
-        if publish && seen.get(&r.id) != Some(&fp) {
-            changed.push(r);
+        let id = r.id.clone();
+        if publish && seen.get(&id) != Some(&fp) {
+            // Past the burst bound only the count matters (a reset is sent instead).
+            if changed.len() <= BURST_RESET {
+                changed.push(r);
+            }
+            n_changed += 1;
         }
-        next.insert(r.id.clone(), fp);
+        next.insert(id, fp);
     }
     let gone: Vec<String> = if publish {
         seen.keys()
@@ -580,19 +588,22 @@ fn diff_runs(shared: &Shared, seen: &mut Seen, publish: bool) {
         return;
     }
     let hub = &shared.changes;
-    if changed.len() + gone.len() > BURST_RESET {
+    if n_changed + gone.len() > BURST_RESET {
         tracing::debug!(
-            changed = changed.len(),
+            changed = n_changed,
             gone = gone.len(),
             "many runs changed at once; the stream says reset"
         );
         let data = serde_json::json!({
-            "reason": format!("{} runs changed at once: fetch the run list again", changed.len() + gone.len())
+            "reason": format!(
+                "{} runs changed at once: fetch the run list again",
+                n_changed + gone.len()
+            )
         });
         hub.publish(Kind::Run, "reset", data.to_string());
         return;
     }
-    for r in changed {
+    for r in &changed {
         hub.publish_json(Kind::Run, r);
     }
     for id in gone {
@@ -635,6 +646,8 @@ fn node_fingerprint(node: &serde_json::Value) -> u64 {
 fn diff_nodes(shared: &Shared, seen: &mut Seen, publish: bool) {
     let mut next = Seen::new();
     for n in shared.health.reports() {
+        // The wire form, as `/v1/nodes` serialises it.
+        let n = ugro_api::NodeHealth::from(&n);
         let Ok(v) = serde_json::to_value(&n) else {
             continue;
         };
