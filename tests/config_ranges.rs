@@ -10,6 +10,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use ugro_core::event::EventKind;
 use ugro_testkit::{Daemon, DaemonOptions, wait_for};
 
 fn check_config(path: &Path) -> Output {
@@ -124,7 +125,7 @@ fn reload_refuses_out_of_range_values_and_the_daemon_keeps_serving() {
             "ugroctl reload names file:line:col, the value and the range: {said}"
         );
         let events = wait_for("the reload_rejected event", Duration::from_secs(5), || {
-            let e = events_of_kind(&d, "config.reload_rejected");
+            let e = events_of_kind(&d, EventKind::ConfigReloadRejected.as_str());
             (e.len() == i + 1).then_some(e)
         });
         assert!(

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use http::{Method, StatusCode};
 use ugro_api::{ErrorBody, PROTOCOL_VERSION};
+use ugro_core::event::EventKind;
 use ugro_testkit::{Daemon, DaemonOptions, ctl_as, ctl_with_groups};
 
 const NOBODY: (u32, u32) = (65534, 65534);
@@ -201,11 +202,18 @@ fn events_filter_by_kind_family_and_time() {
     let config = d.ctl_json(&["events", "--since", "1h", "--kind", "config."]);
     let config = config["events"].as_array().unwrap().clone();
     assert_eq!(config.len(), 2);
-    assert!(config.iter().all(|e| e["kind"] == "config.reloaded"));
+    assert!(
+        config
+            .iter()
+            .all(|e| e["kind"] == EventKind::ConfigReloaded.as_str())
+    );
     let daemon = d.ctl_json(&["events", "--kind", "daemon."]);
-    assert_eq!(daemon["events"][0]["kind"], "daemon.started");
+    assert_eq!(
+        daemon["events"][0]["kind"],
+        EventKind::DaemonStarted.as_str()
+    );
     assert_eq!(daemon["events"].as_array().unwrap().len(), 1);
-    let exact = d.ctl_json(&["events", "--kind", "daemon.started"]);
+    let exact = d.ctl_json(&["events", "--kind", EventKind::DaemonStarted.as_str()]);
     assert_eq!(
         exact["events"].as_array().unwrap().len(),
         1,

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
+use ugro_core::event::EventKind;
 use ugro_testkit::{Daemon, DaemonOptions, NotifySocket, wait_for};
 
 fn events_of_kind(d: &Daemon, kind: &str) -> Vec<serde_json::Value> {
@@ -70,13 +71,16 @@ fn notify_ready_watchdog_reload_and_graceful_stop() {
     wait_for("the reload to apply", Duration::from_secs(5), || {
         (d.ctl_json(&["status"])["counts"]["roots"] == 1).then_some(())
     });
-    assert_eq!(events_of_kind(&d, "config.reloaded").len(), 1);
+    assert_eq!(
+        events_of_kind(&d, EventKind::ConfigReloaded.as_str()).len(),
+        1
+    );
 
     // A broken config on SIGHUP: rejected, recorded, the old one keeps serving.
     d.write_config("[health]\ninterval = \"soon\"\n");
     d.signal(Signal::SIGHUP);
     let rejected = wait_for("the reload_rejected event", Duration::from_secs(5), || {
-        let e = events_of_kind(&d, "config.reload_rejected");
+        let e = events_of_kind(&d, EventKind::ConfigReloadRejected.as_str());
         (!e.is_empty()).then_some(e)
     });
     let msg = rejected[0]["message"].as_str().unwrap();
@@ -117,11 +121,11 @@ fn notify_ready_watchdog_reload_and_graceful_stop() {
     assert_eq!(
         kinds,
         [
-            "daemon.started",
-            "config.reloaded",
-            "config.reload_rejected",
-            "daemon.stopped",
-            "daemon.started"
+            EventKind::DaemonStarted.as_str(),
+            EventKind::ConfigReloaded.as_str(),
+            EventKind::ConfigReloadRejected.as_str(),
+            EventKind::DaemonStopped.as_str(),
+            EventKind::DaemonStarted.as_str()
         ]
     );
 }
@@ -144,10 +148,13 @@ fn restart_after_kill_9_reuses_state_and_socket_and_reports_the_crash() {
 
     d.spawn(&opts);
     d.wait_ready();
-    let unclean = events_of_kind(&d, "daemon.unclean_stop");
+    let unclean = events_of_kind(&d, EventKind::DaemonUncleanStop.as_str());
     assert_eq!(unclean.len(), 1, "the crash is reported once");
     assert_eq!(unclean[0]["severity"], "warning");
-    assert_eq!(events_of_kind(&d, "daemon.started").len(), 2);
+    assert_eq!(
+        events_of_kind(&d, EventKind::DaemonStarted.as_str()).len(),
+        2
+    );
 }
 
 #[test]

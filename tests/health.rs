@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use serde_json::Value;
+use ugro_core::event::EventKind;
 use ugro_testkit::gpu::{FakeGpu, install_fake_nvidia_smi};
 use ugro_testkit::proxy::DelayProxy;
 use ugro_testkit::sshd::{Sshd, SshdOptions, established_tcp_connections};
@@ -167,7 +168,7 @@ fn remote_node_healthy_unreachable_back_and_host_key_change_over_one_connection(
     let ev = d.ctl_json(&[
         "events",
         "--kind",
-        "node.state_changed",
+        EventKind::NodeStateChanged.as_str(),
         "--subject",
         "gpu1",
     ]);
@@ -274,7 +275,13 @@ fn gpu_stand_ins_lost_hung_hot_and_absent_nvml() {
     });
     assert_eq!(check(&n, "gpu")["status"], "pass");
     std::thread::sleep(Duration::from_secs(3)); // more sweeps: still one alert
-    let ev = d.ctl_json(&["events", "--kind", "node.alert_opened", "--subject", "hot"]);
+    let ev = d.ctl_json(&[
+        "events",
+        "--kind",
+        EventKind::NodeAlertOpened.as_str(),
+        "--subject",
+        "hot",
+    ]);
     let gpu_alerts = ev["events"]
         .as_array()
         .unwrap()

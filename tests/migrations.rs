@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use ugro_core::event::EventKind;
 use ugro_testkit::{Daemon, DaemonOptions, repo_root};
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -76,7 +77,7 @@ fn a_first_release_database_is_upgraded_with_nothing_lost() {
                 "INSERT INTO events (ts_ms, kind, subject, severity, message) VALUES (?, ?, ?, ?, ?)",
             )
             .bind(chrono::Utc::now().timestamp_millis() - 60_000 + i)
-            .bind("run.failed")
+            .bind(EventKind::RunFailed.as_str())
             .bind(format!("exp/run_{i}"))
             .bind("warning")
             .bind(format!("old event {i}"))
@@ -96,7 +97,13 @@ fn a_first_release_database_is_upgraded_with_nothing_lost() {
     d.spawn(&opts);
     d.wait_ready();
     // Every old event is still there, beside the new daemon's own.
-    let ev = d.ctl_json(&["events", "--since", "1h", "--kind", "run.failed"]);
+    let ev = d.ctl_json(&[
+        "events",
+        "--since",
+        "1h",
+        "--kind",
+        EventKind::RunFailed.as_str(),
+    ]);
     let old: Vec<&str> = ev["events"]
         .as_array()
         .unwrap()
@@ -106,7 +113,13 @@ fn a_first_release_database_is_upgraded_with_nothing_lost() {
     assert_eq!(old.len(), 50, "{ev}");
     assert!(old.contains(&"old event 0") && old.contains(&"old event 49"));
     // The previous session was closed: no unclean-stop report.
-    let unclean = d.ctl_json(&["events", "--since", "1h", "--kind", "daemon.unclean_stop"]);
+    let unclean = d.ctl_json(&[
+        "events",
+        "--since",
+        "1h",
+        "--kind",
+        EventKind::DaemonUncleanStop.as_str(),
+    ]);
     assert_eq!(unclean["events"].as_array().unwrap().len(), 0, "{unclean}");
     // And the schema is the current one: every migration of the repository applied.
     d.signal(nix::sys::signal::Signal::SIGTERM);

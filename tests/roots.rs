@@ -11,6 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
+use ugro_core::event::EventKind;
 use ugro_testkit::{Daemon, DaemonOptions, wait_for, write_epoch, write_file};
 
 /// A deadline for what the daemon should see within a few seconds (not a timing assertion).
@@ -130,13 +131,13 @@ fn a_root_created_after_the_start_is_scanned_at_once() {
     let polled = base.path().join("polled");
     let d = start(&[(&logs, "auto"), (&moved, "auto"), (&polled, "poll")]);
     for root in [&logs, &moved, &polled] {
-        wait_event(&d, "root.missing", root, 1);
+        wait_event(&d, EventKind::RootMissing.as_str(), root, 1);
     }
     assert!(of_root(&d, &logs).is_empty());
 
     // The quickstart: `mkdir logs`, then runs go into it.
     std::fs::create_dir(&logs).unwrap();
-    wait_event(&d, "root.back", &logs, 1);
+    wait_event(&d, EventKind::RootBack.as_str(), &logs, 1);
     trainer(&logs.join("exp/run_1"), 2);
     wait_runs(
         &d,
@@ -158,7 +159,7 @@ fn a_root_created_after_the_start_is_scanned_at_once() {
             "the runs of a tree moved into place",
             &[(&format!("a{n}"), 1, false), (&format!("b/c{n}"), 3, false)],
         );
-        let back = wait_event(&d, "root.back", root, 1);
+        let back = wait_event(&d, EventKind::RootBack.as_str(), root, 1);
         assert!(
             back["message"].as_str().unwrap().contains("2 run(s)"),
             "{back}"
@@ -187,11 +188,11 @@ fn a_root_renamed_away_is_missing_and_stale_until_it_is_back() {
         "the first scan",
         &[("g/run_b", 1, false), ("run_a", 2, false)],
     );
-    assert!(events(&d, "root.missing", &logs).is_empty());
+    assert!(events(&d, EventKind::RootMissing.as_str(), &logs).is_empty());
 
     let away = base.path().join("logs.away");
     std::fs::rename(&logs, &away).unwrap();
-    let missing = wait_event(&d, "root.missing", &logs, 1);
+    let missing = wait_event(&d, EventKind::RootMissing.as_str(), &logs, 1);
     assert_eq!(missing["severity"], "warning", "{missing}");
     // Still listed as they were, marked stale: not dropped, not turned failed.
     wait_runs(
@@ -214,7 +215,7 @@ fn a_root_renamed_away_is_missing_and_stale_until_it_is_back() {
         "nothing is read while the root is away"
     );
     std::fs::rename(&away, &logs).unwrap();
-    let back = wait_event(&d, "root.back", &logs, 1);
+    let back = wait_event(&d, EventKind::RootBack.as_str(), &logs, 1);
     assert_eq!(back["severity"], "info", "{back}");
     wait_runs(
         &d,
@@ -292,7 +293,7 @@ fn a_tmpfs_root_unmounted_and_remounted_is_seen_both_times() {
 
     // Unmounted: the empty mount point left behind is not the root.
     fs.unmount();
-    let missing = wait_event(&d, "root.missing", &logs, 1);
+    let missing = wait_event(&d, EventKind::RootMissing.as_str(), &logs, 1);
     assert!(
         missing["message"].as_str().unwrap().contains("unmounted"),
         "{missing}"
@@ -308,7 +309,7 @@ fn a_tmpfs_root_unmounted_and_remounted_is_seen_both_times() {
     let _fs = Tmpfs::mount(&logs).unwrap();
     trainer(&logs.join("run_a"), 3);
     trainer(&logs.join("run_c"), 1);
-    wait_event(&d, "root.back", &logs, 1);
+    wait_event(&d, EventKind::RootBack.as_str(), &logs, 1);
     wait_runs(
         &d,
         &logs,

@@ -12,6 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
+use ugro_core::event::EventKind;
 use ugro_testkit::{Daemon, DaemonOptions, wait_for, write_epoch, write_file};
 
 const SEEN: Duration = Duration::from_secs(20);
@@ -127,7 +128,13 @@ fn the_same_relative_path_under_two_roots_is_two_reachable_runs() {
     write_epoch(&c.join("exp/run_1"), 3);
     let ev = wait_for("an epoch event of the prefixed run", SEEN, || {
         std::thread::sleep(Duration::from_millis(100));
-        let v = d.ctl_json(&["events", "--since", "1h", "--kind", "run.epoch_completed"]);
+        let v = d.ctl_json(&[
+            "events",
+            "--since",
+            "1h",
+            "--kind",
+            EventKind::RunEpochCompleted.as_str(),
+        ]);
         v["events"]
             .as_array()
             .unwrap()
@@ -202,7 +209,13 @@ fn names_that_are_not_utf8_give_lossless_ids_and_no_repeated_events() {
             &[("run_\\xfe", &root, 1), ("run_\\xff", &root, 3)],
         );
         std::thread::sleep(Duration::from_secs(3)); // a few more polls
-        let ev = d.ctl_json(&["events", "--since", "1h", "--kind", "run.epoch_completed"]);
+        let ev = d.ctl_json(&[
+            "events",
+            "--since",
+            "1h",
+            "--kind",
+            EventKind::RunEpochCompleted.as_str(),
+        ]);
         let subjects: Vec<&str> = ev["events"]
             .as_array()
             .unwrap()

@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
+use ugro_core::event::EventKind;
 use ugro_testkit::gpu::{FakeApp, FakeGpu, fake_gpu_uuid, install_fake_nvidia_smi_with_apps};
 use ugro_testkit::sshd::{Sshd, SshdOptions};
 use ugro_testkit::{Daemon, DaemonOptions, bin, wait_for};
@@ -272,7 +273,7 @@ fn every_status_rule_on_real_files() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|e| e["kind"] == "run.failed")
+            .any(|e| e["kind"] == EventKind::RunFailed.as_str())
             .then_some(())
     });
 
@@ -306,7 +307,13 @@ fn new_epoch_visible(watch: &str, within: Duration) {
     });
     // The root is watched the way asked, not silently polled instead.
     let scanned = wait_for("the root.scanned event", Duration::from_secs(10), || {
-        let ev = d.ctl_json(&["events", "--since", "1h", "--kind", "root.scanned"]);
+        let ev = d.ctl_json(&[
+            "events",
+            "--since",
+            "1h",
+            "--kind",
+            EventKind::RootScanned.as_str(),
+        ]);
         ev["events"].as_array().unwrap().first().cloned()
     });
     let how = if watch == "inotify" {
@@ -826,7 +833,7 @@ fn spawn_with_watch_limit(root: &Path, limit: u32) -> Spawned {
 }
 
 fn fallback_events(d: &Daemon) -> Vec<Value> {
-    d.ctl_json(&["events", "--kind", "root.watch_fallback"])["events"]
+    d.ctl_json(&["events", "--kind", EventKind::RootWatchFallback.as_str()])["events"]
         .as_array()
         .unwrap()
         .clone()
@@ -889,7 +896,7 @@ fn out_of_inotify_watches_later_the_root_falls_back_to_polling() {
         |r| r["progress"]["completed_epochs"] == 2,
     );
     let scanned = wait_for("the root.scanned event", Duration::from_secs(10), || {
-        let ev = d.ctl_json(&["events", "--kind", "root.scanned"]);
+        let ev = d.ctl_json(&["events", "--kind", EventKind::RootScanned.as_str()]);
         (!ev["events"].as_array().unwrap().is_empty()).then_some(ev)
     });
     assert!(
@@ -1021,9 +1028,9 @@ fn a_run_whose_process_started_after_the_last_listing_is_stuck_never_failed_firs
         .iter()
         .map(|e| e["kind"].as_str().unwrap())
         .collect();
-    assert!(kinds.contains(&"run.stuck"), "{kinds:?}");
+    assert!(kinds.contains(&EventKind::RunStuck.as_str()), "{kinds:?}");
     assert!(
-        !kinds.contains(&"run.failed"),
+        !kinds.contains(&EventKind::RunFailed.as_str()),
         "a false failure before stuck: {kinds:?}\n{}",
         d.log()
     );

@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde_json::Value;
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+use ugro_core::event::EventKind;
 use ugro_testkit::gpu::{
     BUSY_GPU_UTILIZATION, FakeApp, FakeGpu, install_fake_nvidia_smi_with_apps,
 };
@@ -153,14 +154,18 @@ fn remote_and_local_nodes_sampled_and_one_event_per_outage() {
         db.gpu_rows("here").is_empty(),
         "no NVML and no nvidia-smi here: no GPU rows, and not an outage"
     );
-    assert!(events(&d, "node.monitor_disconnected").is_empty());
+    assert!(events(&d, EventKind::NodeMonitorDisconnected.as_str()).is_empty());
 
     // The node goes down for several intervals: one critical event, not one per sample.
     sshd.stop();
-    let ev = wait_for("node.monitor_disconnected", Duration::from_secs(30), || {
-        let ev = events(&d, "node.monitor_disconnected");
-        (!ev.is_empty()).then_some(ev)
-    });
+    let ev = wait_for(
+        EventKind::NodeMonitorDisconnected.as_str(),
+        Duration::from_secs(30),
+        || {
+            let ev = events(&d, EventKind::NodeMonitorDisconnected.as_str());
+            (!ev.is_empty()).then_some(ev)
+        },
+    );
     assert_eq!(ev[0]["severity"], "critical");
     let msg = ev[0]["message"].as_str().unwrap();
     assert!(msg.starts_with("monitor disconnected from gpu1: "), "{msg}");
@@ -172,7 +177,7 @@ fn remote_and_local_nodes_sampled_and_one_event_per_outage() {
     let here_before = db.node_rows("here").len();
     std::thread::sleep(Duration::from_secs(32));
     assert_eq!(
-        events(&d, "node.monitor_disconnected").len(),
+        events(&d, EventKind::NodeMonitorDisconnected.as_str()).len(),
         1,
         "one event per outage"
     );
@@ -181,16 +186,20 @@ fn remote_and_local_nodes_sampled_and_one_event_per_outage() {
         db.node_rows("here").len() >= here_before + 2,
         "the local node is sampled on while gpu1 is down"
     );
-    assert!(events(&d, "node.monitor_reconnected").is_empty());
+    assert!(events(&d, EventKind::NodeMonitorReconnected.as_str()).is_empty());
 
     // Back: one reconnection event with the outage's length, and samples again. (A check
     // now reconnects at once instead of after the session's backoff.)
     sshd.restart();
     let _ = d.ctl(&["check", "gpu1"]);
-    let ev = wait_for("node.monitor_reconnected", Duration::from_secs(40), || {
-        let ev = events(&d, "node.monitor_reconnected");
-        (!ev.is_empty()).then_some(ev)
-    });
+    let ev = wait_for(
+        EventKind::NodeMonitorReconnected.as_str(),
+        Duration::from_secs(40),
+        || {
+            let ev = events(&d, EventKind::NodeMonitorReconnected.as_str());
+            (!ev.is_empty()).then_some(ev)
+        },
+    );
     assert_eq!(ev.len(), 1);
     assert_eq!(ev[0]["severity"], "info");
     let msg = ev[0]["message"].as_str().unwrap();
@@ -200,7 +209,10 @@ fn remote_and_local_nodes_sampled_and_one_event_per_outage() {
         "{msg}"
     );
     assert!(db.node_rows("gpu1").len() > down_rows);
-    assert_eq!(events(&d, "node.monitor_disconnected").len(), 1);
+    assert_eq!(
+        events(&d, EventKind::NodeMonitorDisconnected.as_str()).len(),
+        1
+    );
     let log = d.log();
     assert!(!log.contains("could not store the samples"), "{log}");
 }

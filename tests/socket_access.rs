@@ -11,6 +11,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use ugro_core::event::EventKind;
 use ugro_testkit::{Daemon, DaemonOptions, ctl_with_groups, output_within, setpriv};
 
 /// A uid with no passwd entry (SO_PEERCRED reports it all the same).
@@ -101,7 +102,13 @@ fn control_group_owns_the_socket_members_may_change_others_cannot_connect() {
         "member's reload: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let ev = d.ctl_json(&["events", "--since", "1h", "--kind", "config.reloaded"]);
+    let ev = d.ctl_json(&[
+        "events",
+        "--since",
+        "1h",
+        "--kind",
+        EventKind::ConfigReloaded.as_str(),
+    ]);
     assert_eq!(ev["events"].as_array().unwrap().len(), 1, "{ev}");
 
     // Outside the group: the socket's mode stops it at connect(), and ugroctl says so.

@@ -13,6 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
+use ugro_core::event::EventKind;
 use ugro_testkit::{Daemon, DaemonOptions, wait_for, write_epoch, write_file};
 
 /// The daemon's documented stop deadline (daemon.rs `STOP_DEADLINE`).
@@ -198,13 +199,13 @@ fn a_full_state_disk_degrades_the_store_and_everything_lands_once_space_returns(
     });
     assert_eq!(ok["pending_writes"], 0, "{ok}");
     let recovered = wait_for("a store.recovered event", Duration::from_secs(10), || {
-        let v = d.ctl_json(&["events", "--kind", "store.recovered"]);
+        let v = d.ctl_json(&["events", "--kind", EventKind::StoreRecovered.as_str()]);
         let e = v["events"].as_array().unwrap().clone();
         (!e.is_empty()).then_some(e)
     });
     assert_eq!(recovered.len(), 1, "the outage is on record: {recovered:?}");
     // The events of the outage were kept and recorded late, with their own times.
-    let discovered = d.ctl_json(&["events", "--kind", "run.discovered"]);
+    let discovered = d.ctl_json(&["events", "--kind", EventKind::RunDiscovered.as_str()]);
     let discovered = discovered["events"].as_array().unwrap();
     let t = |v: &Value| {
         chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap())
@@ -316,7 +317,7 @@ fn damage_in_the_middle_of_the_database_starts_with_a_critical_event() {
     d.spawn(&opts);
     d.wait_ready();
     let events = wait_for("a store.corrupt event", Duration::from_secs(30), || {
-        let v = d.ctl_json(&["events", "--kind", "store.corrupt"]);
+        let v = d.ctl_json(&["events", "--kind", EventKind::StoreCorrupt.as_str()]);
         let e = v["events"].as_array().unwrap().clone();
         (!e.is_empty()).then_some(e)
     });

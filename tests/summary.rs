@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use mail_parser::{MessageParser, MimeHeaders};
 use serde_json::Value;
+use ugro_core::event::EventKind;
 use ugro_testkit::smtp::{SmtpOptions, SmtpServer, TestCa};
 use ugro_testkit::{Daemon, DaemonOptions, wait_for};
 
@@ -267,8 +268,14 @@ fn smtp_down_at_summary_time_is_delivered_later_also_across_a_restart() {
         .iter()
         .map(|e| e["kind"].as_str().unwrap())
         .collect();
-    assert!(kinds.contains(&"email.deferred"), "{kinds:?}");
-    assert!(kinds.contains(&"email.delivered"), "{kinds:?}");
+    assert!(
+        kinds.contains(&EventKind::EmailDeferred.as_str()),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&EventKind::EmailDelivered.as_str()),
+        "{kinds:?}"
+    );
 
     // Down again, without a restart this time: the retry after the server is back delivers.
     smtp.stop();
@@ -313,7 +320,7 @@ fn the_schedule_makes_one_nightly_summary_per_date_even_across_a_restart() {
     assert_eq!(after.len(), 1, "{after:?}");
     assert_eq!(after[0]["made_at"], first[0]["made_at"]);
     // Not a catch-up: it was made on time.
-    let caught = d.ctl_json(&["events", "--kind", "summary.caught_up"]);
+    let caught = d.ctl_json(&["events", "--kind", EventKind::SummaryCaughtUp.as_str()]);
     assert_eq!(caught["events"].as_array().unwrap().len(), 0);
     // Its Markdown file is there.
     let date = after[0]["date"].as_str().unwrap();
@@ -361,7 +368,7 @@ fn an_unwritable_summary_dir_loses_nothing_and_says_why() {
     );
     let md = String::from_utf8(out.stdout).unwrap();
     in_order(&md, &SECTIONS);
-    let ev = d.ctl_json(&["events", "--kind", "summary.write_failed"]);
+    let ev = d.ctl_json(&["events", "--kind", EventKind::SummaryWriteFailed.as_str()]);
     let msg = ev["events"][0]["message"]
         .as_str()
         .unwrap_or_default()

@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use ugro_core::event::EventKind;
 use ugro_testkit::{Daemon, DaemonOptions, NotifySocket};
 
 /// The daemon's tasks beat every 20 s and count as dead after 60 s of silence
@@ -96,7 +97,13 @@ fn a_task_that_dies_is_reported_stops_the_pings_and_exits_1() {
     // The event is in the database: the next daemon (no failpoint) serves it.
     d.spawn(&DaemonOptions::default());
     d.wait_ready();
-    let ev = d.ctl_json(&["events", "--since", "1h", "--kind", "daemon.task_failed"]);
+    let ev = d.ctl_json(&[
+        "events",
+        "--since",
+        "1h",
+        "--kind",
+        EventKind::DaemonTaskFailed.as_str(),
+    ]);
     let events = ev["events"].as_array().unwrap();
     assert_eq!(events.len(), 1, "{ev}");
     assert_eq!(events[0]["severity"], "critical");

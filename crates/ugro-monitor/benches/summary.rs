@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use serde_json::json;
+use ugro_core::event::EventKind;
 use ugro_core::health::Severity;
 use ugro_core::sample::{GpuSample, NodeSample};
 use ugro_monitor::store::{NewEvent, Store};
@@ -159,10 +160,10 @@ async fn bench() {
                 + TimeDelta::days(d)
                 + TimeDelta::seconds((e as i64) * 86_400 / EVENTS_PER_DAY as i64);
             let (kind, sev) = match e % 4 {
-                0 => ("run.epoch_completed", Severity::Info),
-                1 => ("run.failed", Severity::Warning),
-                2 => ("node.state_changed", Severity::Warning),
-                _ => ("run.started", Severity::Info),
+                0 => (EventKind::RunEpochCompleted, Severity::Info),
+                1 => (EventKind::RunFailed, Severity::Warning),
+                2 => (EventKind::NodeStateChanged, Severity::Warning),
+                _ => (EventKind::RunStarted, Severity::Info),
             };
             store
                 .record_event(
@@ -221,6 +222,7 @@ async fn bench() {
         &cfg,
         runs.clone(),
         nodes.clone(),
+        Vec::new(),
         yesterday,
         yesterday.date_naive(),
         true,
@@ -244,6 +246,7 @@ async fn bench() {
             &cfg,
             runs.clone(),
             nodes.clone(),
+            Vec::new(),
             at,
             at.date_naive(),
             false,

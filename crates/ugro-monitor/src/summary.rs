@@ -29,7 +29,7 @@ pub const FIRST_WINDOW: TimeDelta = TimeDelta::hours(24);
 /// fewer and says how many it left out.
 pub const MAX_WINDOW_EVENTS: u32 = 20_000;
 /// Event kinds too frequent and too dull for a summary; left out of the window's events.
-const NOISY_KINDS: [&str; 2] = ["run.epoch_completed", "run.discovered"];
+const NOISY_KINDS: [EventKind; 2] = [EventKind::RunEpochCompleted, EventKind::RunDiscovered];
 
 #[derive(Debug, thiserror::Error)]
 pub enum SummaryError {
@@ -660,8 +660,8 @@ impl Store {
         )
         .bind(to_ms(start))
         .bind(to_ms(end))
-        .bind(NOISY_KINDS[0])
-        .bind(NOISY_KINDS[1])
+        .bind(NOISY_KINDS[0].as_str())
+        .bind(NOISY_KINDS[1].as_str())
         .bind(i64::from(MAX_WINDOW_EVENTS))
         .fetch_all(self.pool())
         .await
