@@ -14,6 +14,7 @@
 //!   decisions (the `ugro: ` reason prefix).
 //! - [`summary`]: snapshots, their diff, and the nightly summary's content and rendering.
 
+pub mod containers;
 pub mod event;
 pub mod health;
 pub mod liveness;
