@@ -337,6 +337,21 @@ fn time_ticks(start: DateTime<Utc>, end: DateTime<Utc>, tz: Tz) -> (Vec<DateTime
     (ticks, daily)
 }
 
+/// The same chart as an SVG document (for the web dashboard), with its own y-axis name and
+/// empty-window message; text is drawn as SVG `<text>` (laid out with the system font when
+/// there is one).
+pub fn chart_svg(input: &ChartInput, y_desc: &str, empty: &str) -> Result<String, ChartError> {
+    let text = font_available();
+    let mut out = String::new();
+    {
+        let root =
+            SVGBackend::with_string(&mut out, (CHART_WIDTH, CHART_HEIGHT)).into_drawing_area();
+        draw_with(&root, input, text, (y_desc, empty))?;
+        root.present().map_err(draw_error("finishing the SVG"))?;
+    }
+    Ok(out)
+}
+
 fn render_png(input: &ChartInput, text: bool) -> Result<Vec<u8>, ChartError> {
     let mut rgb = vec![0u8; CHART_WIDTH as usize * CHART_HEIGHT as usize * 3];
     {
@@ -366,6 +381,19 @@ fn draw(
     input: &ChartInput,
     text: bool,
 ) -> Result<(), ChartError> {
+    draw_with(root, input, text, ("GPU utilisation", EMPTY_MESSAGE))
+}
+
+/// Draws on any backend; `labels` is the y-axis name and the empty-window message.
+fn draw_with<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    input: &ChartInput,
+    text: bool,
+    labels: (&str, &str),
+) -> Result<(), ChartError>
+where
+    DB::ErrorType: 'static,
+{
     root.fill(&WHITE)
         .map_err(draw_error("filling the background"))?;
 
@@ -435,7 +463,7 @@ fn draw(
         mesh.label_style((FONT_FAMILY, 12).into_font().color(&TEXT))
             .axis_desc_style((FONT_FAMILY, 13).into_font().color(&TEXT))
             .x_desc(x_desc)
-            .y_desc("GPU utilisation");
+            .y_desc(labels.0);
     }
     mesh.draw()
         .map_err(draw_error("drawing the grid and axes"))?;
@@ -475,7 +503,7 @@ fn draw(
             chart
                 .plotting_area()
                 .strip_coord_spec()
-                .draw_text(EMPTY_MESSAGE, &style, (w as i32 / 2, h as i32 / 2))
+                .draw_text(labels.1, &style, (w as i32 / 2, h as i32 / 2))
                 .map_err(draw_error("drawing the empty-window message"))?;
         } else {
             draw_legend(&legend_area, &lines)?;
@@ -486,7 +514,13 @@ fn draw(
 
 /// Legend rows (colour sample + node name) down the right column; a second column when the
 /// nodes do not fit in one, and "+N more" when they do not fit in two.
-fn draw_legend(area: &DrawingArea<BitMapBackend, Shift>, lines: &[Line]) -> Result<(), ChartError> {
+fn draw_legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    lines: &[Line],
+) -> Result<(), ChartError>
+where
+    DB::ErrorType: 'static,
+{
     let (width, height) = area.dim_in_pixel();
     let top = 10;
     let rows = ((height as i32 - top) / LEGEND_ROW).max(1) as usize;
@@ -531,8 +565,8 @@ fn draw_legend(area: &DrawingArea<BitMapBackend, Shift>, lines: &[Line]) -> Resu
 
 /// `text`, shortened in the middle (node names tend to share prefixes and differ at the end)
 /// until it is at most `max_width` pixels wide.
-fn fit_text(
-    area: &DrawingArea<BitMapBackend, Shift>,
+fn fit_text<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
     text: &str,
     style: &TextStyle,
     max_width: i32,

@@ -253,6 +253,8 @@ pub struct HttpConfig {
     pub metrics_max_runs: u32,
     /// A `cluster` label on every series of `/metrics`, when set.
     pub cluster: Option<String>,
+    /// The bearer token of the dashboard (required when `listen` is not a loopback address).
+    pub token_file: Option<PathBuf>,
 }
 
 impl Default for HttpConfig {
@@ -261,6 +263,7 @@ impl Default for HttpConfig {
             listen: None,
             metrics_max_runs: defaults::METRICS_MAX_RUNS,
             cluster: None,
+            token_file: None,
         }
     }
 }
@@ -361,6 +364,7 @@ struct RawHttp {
     listen: S<String>,
     metrics_max_runs: S<u32>,
     cluster: S<String>,
+    token_file: S<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -797,7 +801,7 @@ fn resolve(
         health: resolve_health(p, raw.health.unwrap_or_default()),
         nodes: resolve_nodes(p, base, &daemon.state_dir, &raw.nodes),
         roots: resolve_roots(p, base, &raw.roots),
-        http: resolve_http(p, raw.http.unwrap_or_default()),
+        http: resolve_http(p, base, raw.http.unwrap_or_default()),
         summary: resolve_summary(p, base, &daemon.state_dir, raw.summary.unwrap_or_default()),
         email: resolve_email(p, base, raw.email.unwrap_or_default()),
         daemon,
@@ -1186,7 +1190,7 @@ fn resolve_roots(
 }
 
 /// `[http]`.
-fn resolve_http(p: &mut Problems<'_>, hr: RawHttp) -> HttpConfig {
+fn resolve_http(p: &mut Problems<'_>, base: &Path, hr: RawHttp) -> HttpConfig {
     let listen = hr.listen.as_ref().and_then(|l| match l.get_ref().parse::<SocketAddr>() {
         Ok(a) => Some(a),
         Err(_) => {
@@ -1224,10 +1228,21 @@ fn resolve_http(p: &mut Problems<'_>, hr: RawHttp) -> HttpConfig {
         Some(v.clone())
     });
 
+    let token_file = hr.token_file.as_ref().map(|t| resolve_path(base, t.get_ref()));
+    if let (Some(l), Some(addr)) = (&hr.listen, listen)
+        && !addr.ip().is_loopback()
+        && token_file.is_none()
+    {
+        p.push(
+            l.span(),
+            format!("listen = \"{addr}\" is not a loopback address: set token_file (the dashboard's bearer token) too"),
+        );
+    }
     HttpConfig {
         listen,
         metrics_max_runs,
         cluster,
+        token_file,
     }
 }
 
@@ -1368,6 +1383,9 @@ impl Config {
         }
         if self.http.listen != old.http.listen {
             v.push("http.listen".to_string());
+        }
+        if self.http.token_file != old.http.token_file {
+            v.push("http.token_file".to_string());
         }
         v
     }

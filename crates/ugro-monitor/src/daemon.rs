@@ -230,13 +230,25 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<(), DaemonError> 
         "stream" => crate::stream::supervise,
     }
     if let Some(listen) = cfg.http.listen {
+        let token = match &cfg.http.token_file {
+            Some(path) => Some(crate::web::Token::load(path).map_err(|e| DaemonError::Io {
+                op: "read the dashboard token file",
+                path: path.clone(),
+                cause: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+            })?),
+            None => None,
+        };
         let shared = shared.clone();
         let cancel = cancel.clone();
         match tokio::net::TcpListener::bind(listen).await {
             Ok(l) => {
-                tracing::info!(%listen, "serving /metrics over TCP");
+                tracing::info!(
+                    %listen,
+                    token = token.is_some(),
+                    "serving the dashboard and /metrics over TCP"
+                );
                 let h = tasks.spawn(async move {
-                    crate::metrics::serve_tcp(l, shared, cancel).await;
+                    crate::web::serve_tcp(l, shared, token, cancel).await;
                     "http"
                 });
                 names.insert(h.id(), "http");

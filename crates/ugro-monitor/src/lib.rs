@@ -24,6 +24,7 @@ pub mod summary;
 pub mod supervise;
 pub mod systemd;
 pub mod view;
+pub mod web;
 
 /// Exit code for an unusable configuration (sysexits' EX_CONFIG).
 pub const EXIT_CONFIG: u8 = 78;

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod bench;
+pub mod chromium;
 pub mod gpu;
 pub mod proxy;
 pub mod slurm;

@@ -1,0 +1,93 @@
+//! The read-only web dashboard on `[http] listen`: its routes beside `/metrics` and
+//! `/v1/stream`, the embedded assets, and the TCP listener that serves them (no control action
+//! is ever routed here).
+
+pub mod auth;
+pub mod pages;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio_util::sync::CancellationToken;
+
+use crate::shared::Shared;
+pub use auth::{Token, TokenError};
+
+/// The style sheet, embedded in the binary.
+const STYLE: &str = include_str!("assets/style.css");
+/// The live-update script, embedded in the binary.
+const SCRIPT: &str = include_str!("assets/live.js");
+
+/// Asset URLs carry the version, so a long cache lifetime is safe across upgrades.
+pub const STYLE_URL: &str = concat!("/assets/style.css?v=", env!("CARGO_PKG_VERSION"));
+pub const SCRIPT_URL: &str = concat!("/assets/live.js?v=", env!("CARGO_PKG_VERSION"));
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=86400"),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Every route of the TCP listener: the dashboard pages and charts, the assets, the change
+/// stream and `/metrics`, all GET and all behind the token when one is configured.
+pub fn router(shared: Arc<Shared>, token: Option<Token>) -> Router {
+    Router::new()
+        .route("/", get(pages::overview))
+        .route("/nodes/{name}", get(pages::node))
+        .route("/nodes/{name}/{chart}", get(pages::node_chart))
+        .route("/runs/{*id}", get(pages::run))
+        .route("/chart/runs/{*id}", get(pages::run_chart))
+        .route("/summaries", get(pages::summaries))
+        .route("/summaries/{date}", get(pages::summary))
+        .route("/summaries/{date}/chart.png", get(pages::summary_chart))
+        .route(
+            "/assets/style.css",
+            get(|| async { asset("text/css; charset=utf-8", STYLE) }),
+        )
+        .route(
+            "/assets/live.js",
+            get(|| async { asset("text/javascript; charset=utf-8", SCRIPT) }),
+        )
+        .route("/v1/stream", get(crate::stream::handler))
+        .route("/metrics", get(crate::metrics::handler))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "404 Not Found\n") })
+        .with_state(shared)
+        .layer(tower_http::compression::CompressionLayer::new().gzip(true))
+        .layer(axum::middleware::from_fn_with_state(
+            token,
+            auth::require_token,
+        ))
+        .layer(axum::middleware::from_fn(auth::security_headers))
+}
+
+/// Serves [`router`] on a TCP listener (`[http] listen`) until `cancel`.
+pub async fn serve_tcp(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    token: Option<Token>,
+    cancel: CancellationToken,
+) {
+    let app = router(shared, token)
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(64))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            std::time::Duration::from_secs(30),
+        ));
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { cancel.cancelled().await })
+        .await
+    {
+        tracing::error!(error = %e, "http listener failed");
+    }
+}
