@@ -23,12 +23,16 @@ use crate::shared::Shared;
 use crate::view::{RunInfo, RunProcess};
 
 mod events;
+mod host;
 mod persist;
 mod presence;
 mod procs;
 mod progress_file;
+mod source;
 mod tracker;
 mod watch;
+
+pub use host::RunsHost;
 
 use tracker::track_root;
 

@@ -8,11 +8,11 @@ use std::time::Duration;
 use chrono::Utc;
 use ugro_core::runs::{self as core, RunView, RunnerKind};
 
-use crate::shared::Shared;
-use crate::store::{NewEvent, StoreError};
+use crate::store::{NewEvent, Store, StoreError};
 use crate::view::RunInfo;
 
 use super::Run;
+use super::host::RunsHost;
 
 /// Rows per transaction when storing runs: a first scan stores every epoch of every run, and
 /// other writers (health, events) must get the database in between.
@@ -124,7 +124,7 @@ impl Backlog {
     /// Stores the backlog in transactions of about [`STORE_BATCH`] rows (the epoch rows are
     /// made one transaction at a time, so a first scan's 100 000 of them are never all in
     /// memory). Stops at the first failure, keeping what did not land; `Err` then.
-    pub(super) async fn flush(&mut self, shared: &Shared, root: &str) -> Result<(), StoreError> {
+    pub(super) async fn flush(&mut self, store: &Store, root: &str) -> Result<(), StoreError> {
         while !self.0.is_empty() {
             let mut batch = Vec::new();
             let mut rows = 0;
@@ -152,12 +152,10 @@ impl Backlog {
                 }
             }
             let started = std::time::Instant::now();
-            let result = shared
-                .store
+            let result = store
                 .save_runs(root, &changed, &gone, &epochs, Utc::now())
                 .await;
             tracing::debug!(
-                root,
                 rows = changed.len() + gone.len() + epochs.len(),
                 ms = started.elapsed().as_millis() as u64,
                 ok = result.is_ok(),
@@ -177,8 +175,8 @@ impl Backlog {
 /// loop never waits on the database (it waits only when this falls far behind). A store that
 /// fails is kept in the backlog and tried again, waiting longer each time (up to
 /// [`RETRY_MAX`]); what comes meanwhile is merged into it.
-pub(super) async fn writer(
-    shared: Arc<Shared>,
+pub(super) async fn writer<H: RunsHost>(
+    host: Arc<H>,
     root: String,
     mut rx: tokio::sync::mpsc::Receiver<Write>,
 ) {
@@ -188,7 +186,7 @@ pub(super) async fn writer(
     let mut retry: Option<(tokio::time::Instant, Duration)> = None;
     let report = |backlog: &Backlog, reported: &mut usize| {
         let rows = backlog.rows();
-        shared.store.add_pending(rows as i64 - *reported as i64);
+        host.store().add_pending(rows as i64 - *reported as i64);
         *reported = rows;
     };
     loop {
@@ -211,17 +209,16 @@ pub(super) async fn writer(
             Write::Events(events) => (retry.is_none() && !backlog.0.is_empty(), events),
         };
         if flush {
-            let result = backlog.flush(&shared, &root).await;
+            let result = backlog.flush(host.store(), &root).await;
             report(&backlog, &mut reported);
             retry = match result {
                 Ok(()) => {
-                    shared.store.write_landed();
+                    host.store().write_landed();
                     None
                 }
                 Err(e) => {
                     let wait = retry.map_or(RETRY_FIRST, |(_, w)| w);
                     tracing::warn!(
-                        root,
                         error = %e,
                         runs = backlog.0.len(),
                         retry_in_ms = wait.as_millis() as u64,
@@ -235,18 +232,17 @@ pub(super) async fn writer(
             };
         }
         for e in events {
-            shared.event(e).await;
+            host.event(e).await;
         }
     }
     // The root is gone or the daemon stops: one last try.
-    if !backlog.0.is_empty() && backlog.flush(&shared, &root).await.is_err() {
+    if !backlog.0.is_empty() && backlog.flush(host.store(), &root).await.is_err() {
         tracing::warn!(
-            root,
             runs = backlog.0.len(),
             "runs not stored; the next start's first scan stores them"
         );
     }
-    shared.store.add_pending(-(reported as i64));
+    host.store().add_pending(-(reported as i64));
 }
 
 #[cfg(test)]

@@ -7,12 +7,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::config::NodeHost;
-use crate::shared::Shared;
 use crate::ssh::Exec;
 use crate::view::{RunGpu, RunProcess};
 
 use super::Run;
+use super::host::RunsHost;
 
 /// How long a remote node's process and GPU lists are re-used.
 pub(super) const PROCS_EVERY: Duration = Duration::from_secs(30);
@@ -217,33 +216,30 @@ impl Procs {
 
     /// Every node's processes; `force` asks the remote nodes again however fresh their cached
     /// lists are.
-    pub(super) async fn all(
+    pub(super) async fn all<H: RunsHost>(
         &mut self,
-        shared: &Shared,
+        host: &H,
         needles: Vec<String>,
         force: bool,
     ) -> Vec<Proc> {
-        let deadline = shared.config().health.probe_timeout;
+        let deadline = host.config().health.probe_timeout;
         let mut asking = tokio::task::JoinSet::new();
-        for rt in shared.health.runtimes() {
+        for (node, session) in host.remote_sessions() {
             let fresh = !force
                 && self
                     .remote
-                    .get(&rt.cfg.name)
+                    .get(&node)
                     .is_some_and(|(at, _)| at.elapsed() < PROCS_EVERY);
-            if !matches!(rt.cfg.host, NodeHost::Remote(_)) || fresh {
+            if fresh {
                 continue;
             }
-            let Some(session) = rt.session().cloned() else {
-                continue;
-            };
             let cmd = remote_command(deadline);
             asking.spawn(async move {
                 let out = match session.exec(&cmd, deadline).await {
                     Ok(Exec::Done(o)) => Some(o.stdout),
                     _ => None,
                 };
-                (rt.cfg.name.clone(), out)
+                (node, out)
             });
         }
         let gpus_fresh = self
@@ -265,12 +261,8 @@ impl Procs {
             self.remote
                 .insert(node, (tokio::time::Instant::now(), procs));
         }
-        let configured: HashSet<String> = shared
-            .config()
-            .nodes
-            .iter()
-            .map(|n| n.name.clone())
-            .collect();
+        let configured: HashSet<String> =
+            host.config().nodes.iter().map(|n| n.name.clone()).collect();
         self.remote.retain(|node, _| configured.contains(node));
         if let Some((_, apps)) = &self.local_gpu {
             for p in &mut local {
@@ -283,17 +275,6 @@ impl Procs {
         all.extend(self.remote.values().flat_map(|(_, v)| v.iter().cloned()));
         all
     }
-}
-
-/// The GPU index of each GPU uuid, from the nodes' health readings.
-pub(super) fn gpu_indices(shared: &Shared) -> HashMap<String, u32> {
-    shared
-        .health
-        .runtimes()
-        .iter()
-        .flat_map(|rt| rt.report().gpus)
-        .map(|g| (g.uuid, g.index))
-        .collect()
 }
 
 /// The process of each run that has one: its command line holds the run's absolute work dir
@@ -367,7 +348,7 @@ pub(super) fn match_processes(
 /// The process of each run that has one ([`match_processes`]); nothing to look up when no
 /// process mentions the root.
 pub(super) fn processes_of_runs(
-    shared: &Shared,
+    host: &impl RunsHost,
     root: &str,
     runs: &BTreeMap<String, Run>,
     procs: &[Proc],
@@ -379,7 +360,7 @@ pub(super) fn processes_of_runs(
         .values()
         .map(|r| (r.dir.display().to_string(), r.id.as_str()))
         .collect();
-    match_processes(Path::new(root), &dirs, procs, &gpu_indices(shared))
+    match_processes(Path::new(root), &dirs, procs, &host.gpu_indices())
 }
 
 #[cfg(test)]

@@ -8,10 +8,11 @@ use ugro_core::event::EventKind;
 use ugro_core::health::Severity;
 use ugro_core::runs::RunnerKind;
 
-use crate::shared::Shared;
 use crate::store::NewEvent;
 
 use super::Run;
+use super::host::RunsHost;
+use super::source::RootSource;
 
 /// The Pylon-compatible progress.json of a trainer or evaluator run (field names as Pylon's
 /// ProgressInfo), without a timestamp so identical progress gives identical bytes.
@@ -58,8 +59,9 @@ pub(super) fn write_progress_files(jobs: Vec<(String, PathBuf, String)>) -> Vec<
 
 /// Writes the progress.json files whose content changed (of the changed runs, or of all with
 /// `all`); a failure is an event once per run.
-pub(super) async fn write_progress(
-    shared: &Shared,
+pub(super) async fn write_progress<H: RunsHost>(
+    host: &H,
+    source: &dyn RootSource,
     runs: &BTreeMap<String, Run>,
     written: &mut HashMap<String, String>,
     all: bool,
@@ -78,17 +80,14 @@ pub(super) async fn write_progress(
     for (id, _, text) in &jobs {
         written.insert(id.clone(), text.clone());
     }
-    let failures = tokio::task::spawn_blocking(move || write_progress_files(jobs))
-        .await
-        .unwrap_or_default();
+    let failures = source.write_progress(jobs).await;
     for (id, message) in failures {
-        shared
-            .event(NewEvent::new(
-                EventKind::RunProgressWriteFailed,
-                &id,
-                Severity::Warning,
-                format!("{id}: {message}"),
-            ))
-            .await;
+        host.event(NewEvent::new(
+            EventKind::RunProgressWriteFailed,
+            &id,
+            Severity::Warning,
+            format!("{id}: {message}"),
+        ))
+        .await;
     }
 }
