@@ -260,7 +260,11 @@ pub async fn supervise(
                 node_gap(&config.health),
                 &rt.cancel,
             );
-            tokio::spawn(node_loop(shared.clone(), rt, state, trigger_rx, node_hb));
+            let span = tracing::info_span!("node", node = %name);
+            tokio::spawn(tracing::Instrument::instrument(
+                node_loop(shared.clone(), rt, state, trigger_rx, node_hb),
+                span,
+            ));
         },
         |name| {
             shared
@@ -392,7 +396,7 @@ async fn node_loop(
                 changes.open
             }
             Err(e) => {
-                tracing::error!(node = %name, error = %e, "could not record alerts");
+                tracing::error!(error = %e, "could not record alerts");
                 rt.report().alerts
             }
         };
@@ -429,7 +433,7 @@ async fn node_loop(
             gpus: gpus.clone(),
         };
         if let Err(e) = shared.store.save_sweep(&row, now).await {
-            tracing::error!(node = %name, error = %e, "could not record the sweep");
+            tracing::error!(error = %e, "could not record the sweep");
         }
         let report = NodeHealth {
             name: name.clone(),
