@@ -40,9 +40,11 @@ TOML
 UGRO_LOG=warn "$bin/ugro-monitor" --config "$work/ugro.toml" >"$work/daemon.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 600); do
-    n=$("$bin/ugroctl" --socket "$work/ugro.sock" --json runs 2>/dev/null |
+    # `ugroctl runs` exits 1 when runs failed: only its JSON matters here.
+    n=$({ "$bin/ugroctl" --socket "$work/ugro.sock" --json runs 2>/dev/null || true; } |
         python3 -c 'import json,sys; print(len(json.load(sys.stdin)["runs"]))' 2>/dev/null || echo 0)
-    [ "$n" -ge 2000 ] && curl -sf "http://127.0.0.1:$port/metrics" | grep -q '^ugro_check_passed{' && break
+    [ "$n" -ge 2000 ] && curl -sf -o "$work/first.txt" "http://127.0.0.1:$port/metrics" &&
+        grep -q '^ugro_check_passed{' "$work/first.txt" && break
     sleep 0.5
 done
 echo "runs listed: $n; load: $(cut -d' ' -f1-3 /proc/loadavg); build: $bin ($(git rev-parse --short HEAD))"
