@@ -244,6 +244,8 @@ pub struct RootConfig {
     pub stall_after: Duration,
     pub outdated_after: Duration,
     pub write_progress_json: bool,
+    /// Extra log patterns relative to a run dir (`NAME` or `DIR/NAME`, `*` and `?`).
+    pub log_globs: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -356,6 +358,7 @@ struct RawRoot {
     stall_after: S<DurationValue>,
     outdated_after: S<DurationValue>,
     write_progress_json: S<bool>,
+    log_globs: S<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -842,6 +845,12 @@ pub mod defaults {
     pub const STREAM_RING_MESSAGES: usize = 4096;
     /// Bytes of those messages kept at most (JSON plus a little per message).
     pub const STREAM_RING_BYTES: usize = 8 * 1024 * 1024;
+    /// `roots.log_globs`: at most this many patterns per root.
+    pub const MAX_LOG_GLOBS: usize = 16;
+    /// `GET /v1/logs`: bytes of a window when `limit` is not given.
+    pub const LOG_WINDOW: u64 = 64 * 1024;
+    /// `GET /v1/logs`: the largest `limit` answered.
+    pub const LOG_WINDOW_MAX: u64 = 1024 * 1024;
 }
 
 /// The span of a value that is absent (the top of the file).
@@ -1175,6 +1184,32 @@ fn resolve_roots(
             );
         }
         let stall_after = dur(&r.stall_after, defaults::STALL_AFTER);
+        let mut log_globs = Vec::new();
+        let globs = r
+            .log_globs
+            .as_ref()
+            .map_or(&[][..], |v| v.get_ref().as_slice());
+        if let Some(v) = &r.log_globs
+            && globs.len() > defaults::MAX_LOG_GLOBS
+        {
+            p.push(
+                v.span(),
+                format!(
+                    "log_globs has {} patterns; at most {} are allowed",
+                    globs.len(),
+                    defaults::MAX_LOG_GLOBS
+                ),
+            );
+        }
+        for g in globs {
+            match ugro_core::runs::log_glob_problem(g.get_ref()) {
+                Some(why) => p.push(
+                    g.span(),
+                    format!("log_globs pattern \"{}\": {why}", g.get_ref()),
+                ),
+                None => log_globs.push(g.get_ref().clone()),
+            }
+        }
         roots.push(RootConfig {
             path,
             watch: val(&r.watch).unwrap_or(WatchMode::Auto),
@@ -1183,6 +1218,7 @@ fn resolve_roots(
             stall_after,
             outdated_after: dur(&r.outdated_after, defaults::OUTDATED_AFTER),
             write_progress_json: val(&r.write_progress_json).unwrap_or(false),
+            log_globs,
         });
     }
 

@@ -21,6 +21,8 @@ use ugro_core::runs::{self as core, EpochView, FileInfo, JsonRead, RunView};
 pub const MAX_JSON_BYTES: u64 = 16 * 1024 * 1024;
 /// At most this much of a log's end is read to classify a failure (the one limit, ugro-core's).
 pub const LOG_TAIL_BYTES: u64 = ugro_core::runs::MAX_LOG_TAIL as u64;
+/// Most log files taken from one log sub-directory of a run (`logs/`, a glob's directory).
+pub const MAX_SUBDIR_LOGS: usize = 256;
 /// Directories deeper than this below a root are not searched for runs.
 pub const MAX_DEPTH: usize = 12;
 /// JSON files read at the top of a run directory.
@@ -74,12 +76,47 @@ impl Stamp {
     }
 }
 
-/// What the frontier check of a run compares: the run dir's stamp and, when the next epoch dir
-/// exists, its index and stamp.
+/// What the frontier check of a run compares: the run dir's stamp, when the next epoch dir
+/// exists its index and stamp, and the stamps of the log sub-directories read (`logs/`, the
+/// directories of the root's `log_globs`), whose new files are new logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stamps {
     pub dir: Stamp,
     pub epoch: Option<(u32, Stamp)>,
+    pub log_dirs: LogDirsStamp,
+}
+
+/// One fingerprint of a run's log sub-directories' stamps (each present or not), so a new log
+/// in `logs/` is seen by the frontier check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LogDirsStamp {
+    hash: u64,
+    racy: bool,
+}
+
+impl LogDirsStamp {
+    fn take(dir: &Path, globs: &[String]) -> LogDirsStamp {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        let mut racy = false;
+        for sub in core::log_dirs(globs) {
+            let s = Stamp::take(&dir.join(sub));
+            if let Some(s) = s {
+                racy |= s.racy;
+                (s.ino, s.mtime, s.ctime).hash(&mut h);
+            } else {
+                0u8.hash(&mut h);
+            }
+        }
+        LogDirsStamp {
+            hash: h.finish(),
+            racy,
+        }
+    }
+
+    fn unchanged(&self, now: &LogDirsStamp) -> bool {
+        !self.racy && self.hash == now.hash
+    }
 }
 
 /// A run directory as read: its view and the stamps its frontier check compares.
@@ -301,12 +338,16 @@ fn read_listed(
     dir_stamp: Stamp,
     listing: &Listing,
     prev: Option<&RunView>,
+    globs: &[String],
     buf: &mut Vec<u8>,
 ) -> ReadRun {
     let mut view = RunView {
         files: listing.stat_files(),
+        log_globs: globs.to_vec(),
         ..RunView::default()
     };
+    let log_dirs = LogDirsStamp::take(dir, globs);
+    read_log_dirs(dir, listing, &mut view);
     for (name, _) in &listing.dirs {
         view.add_subdir(name);
     }
@@ -340,14 +381,56 @@ fn read_listed(
         stamps: Stamps {
             dir: dir_stamp,
             epoch: epoch_stamp,
+            log_dirs,
         },
+    }
+}
+
+/// Adds the logs of a run's log sub-directories (`logs/*.log`, files matching a `DIR/…` glob;
+/// at most [`MAX_SUBDIR_LOGS`] each, no symlinks) to `view.files` as `DIR/NAME`.
+/// The caller stamps those directories first ([`LogDirsStamp`]).
+fn read_log_dirs(dir: &Path, listing: &Listing, view: &mut RunView) {
+    let globs = view.log_globs.clone();
+    for sub in core::log_dirs(&globs) {
+        if !listing.dirs.iter().any(|(n, _)| n == sub) {
+            continue;
+        }
+        let Ok(l) = list(&dir.join(sub)) else {
+            continue;
+        };
+        let mut taken = 0;
+        for (name, entry) in &l.files {
+            let rel = format!("{sub}/{name}");
+            if taken >= MAX_SUBDIR_LOGS
+                || !core::is_run_log(core::RunnerKind::Unknown, &view.log_globs, &rel)
+                || (sub != core::LOGS_DIR
+                    && !view.log_globs.iter().any(|g| core::glob_match(g, &rel)))
+            {
+                continue;
+            }
+            if let Ok(meta) = entry.metadata() {
+                view.files.insert(rel, file_info(&meta));
+                taken += 1;
+            }
+        }
     }
 }
 
 /// Reads a run directory. With `prev` (the last view of the same run), the summary of complete
 /// epochs is re-used while their dirs exist and unchanged JSON is not parsed again; only the
-/// frontier (the first incomplete epoch) is read.
+/// frontier (the first incomplete epoch) is read. The root's `log_globs` are `prev`'s (none
+/// without it; see [`read_run_with`]).
 pub fn read_run(dir: &Path, prev: Option<&RunView>) -> std::io::Result<ReadRun> {
+    let globs = prev.map(|p| p.log_globs.clone()).unwrap_or_default();
+    read_run_with(dir, prev, &globs)
+}
+
+/// [`read_run`] with the root's `log_globs`.
+pub fn read_run_with(
+    dir: &Path,
+    prev: Option<&RunView>,
+    globs: &[String],
+) -> std::io::Result<ReadRun> {
     let meta = fs::symlink_metadata(dir)?;
     if !meta.is_dir() {
         return Err(std::io::Error::new(
@@ -358,7 +441,7 @@ pub fn read_run(dir: &Path, prev: Option<&RunView>) -> std::io::Result<ReadRun> 
     let stamp = Stamp::of(&meta, SystemTime::now());
     let listing = list(dir)?;
     let mut buf = Vec::new();
-    Ok(read_listed(dir, stamp, &listing, prev, &mut buf))
+    Ok(read_listed(dir, stamp, &listing, prev, globs, &mut buf))
 }
 
 /// The frontier check of poll mode: `stat`s of the run dir, of its files and, when the next
@@ -376,13 +459,22 @@ pub fn unchanged(dir: &Path, view: &RunView, stamps: &Stamps) -> bool {
             if name.contains(char::REPLACEMENT_CHARACTER) {
                 return true;
             }
+            // `logs/NAME`: pushed as two components, popped as two.
             path.push(name);
             let same = fs::symlink_metadata(&*path).is_ok_and(|m| file_info(&m) == *info);
-            path.pop();
+            for _ in 0..=name.matches('/').count() {
+                path.pop();
+            }
             same
         })
     };
     if !dir_same(&path, &stamps.dir) || !files_same(&mut path, &view.files) {
+        return false;
+    }
+    if !stamps
+        .log_dirs
+        .unchanged(&LogDirsStamp::take(dir, &view.log_globs))
+    {
         return false;
     }
     match stamps.epoch {
@@ -499,7 +591,8 @@ fn visit(
     };
     if dir != root && listing.is_run_dir() {
         let p = prev(&dir);
-        let read = read_listed(&dir, stamp, &listing, p.as_deref(), buf);
+        let globs = p.as_ref().map(|v| v.log_globs.clone()).unwrap_or_default();
+        let read = read_listed(&dir, stamp, &listing, p.as_deref(), &globs, buf);
         return Visit::Run(dir, Box::new(read));
     }
     let children = if depth < MAX_DEPTH {
@@ -982,6 +1075,40 @@ mod tests {
         // The next epoch dir appearing changes the run dir.
         fs::create_dir(run.join("epoch_2")).unwrap();
         assert!(!unchanged(&run, &r.view, &r.stamps));
+    }
+
+    #[test]
+    fn logs_in_the_logs_subfolder_and_globs_are_read_and_watched() {
+        let root = tempfile::tempdir().unwrap();
+        let run = root.path().join("training_logs");
+        touch(&run.join("progress.json"), "{\"mission_current\": 1}");
+        touch(&run.join("logs/training_20251110.log"), "start\n");
+        touch(&run.join("logs/notes.txt"), "not a log");
+        touch(&run.join("stdout/job.out"), "out\n");
+        touch(&run.join("stdout/job.log"), "not matched by the glob\n");
+        settle(&run);
+        age(&run.join("logs"), 60);
+        age(&run.join("stdout"), 60);
+        let globs = vec!["stdout/*.out".to_string()];
+        let r = read_run_with(&run, None, &globs).unwrap();
+        let names: Vec<&str> = r.view.files.keys().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            ["logs/training_20251110.log", "progress.json", "stdout/job.out"]
+        );
+        assert!(unchanged(&run, &r.view, &r.stamps), "settled: unchanged");
+        // The globs carry over to the next read through the previous view.
+        let again = read_run(&run, Some(&r.view)).unwrap();
+        assert_eq!(again.view.files.len(), 3);
+        fs::write(run.join("logs/training_20251110.log"), "start\nmore\n").unwrap();
+        assert!(!unchanged(&run, &r.view, &r.stamps), "a log in logs/ grew");
+        let r = read_run_with(&run, None, &globs).unwrap();
+        age(&run.join("logs"), 60);
+        let r2 = read_run_with(&run, None, &globs).unwrap();
+        assert!(unchanged(&run, &r2.view, &r2.stamps));
+        touch(&run.join("logs/training_20251111.log"), "new\n");
+        assert!(!unchanged(&run, &r2.view, &r2.stamps), "a new log in logs/");
+        drop(r);
     }
 
     #[test]
