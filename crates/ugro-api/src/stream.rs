@@ -205,6 +205,25 @@ impl Client {
         }
     }
 
+    /// Opens another server-sent-event endpoint of the daemon (a log follow,
+    /// `/v1/logs/{id}?follow=true`) the same way, resuming after `last_event_id`.
+    pub async fn sse(
+        &self,
+        uri: &str,
+        last_event_id: Option<u64>,
+    ) -> Result<ChangeStream, ClientError> {
+        let timeout = self.request_timeout;
+        match tokio::time::timeout(timeout, self.open_stream(uri, last_event_id)).await {
+            Ok(r) => r,
+            Err(_) => Err(ClientError::Timeout {
+                path: self.path().to_path_buf(),
+                method: Method::GET,
+                uri: uri.to_owned(),
+                timeout,
+            }),
+        }
+    }
+
     async fn open_stream(
         &self,
         uri: &str,

@@ -386,6 +386,9 @@ pub struct RunInfo {
     /// The newest log of the run's pattern.
     #[serde(default)]
     pub log: Option<String>,
+    /// Every log file of the run, by name (only in `GET /v1/runs/{id}`); left out when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logs: Vec<LogFile>,
     /// Completion time of each epoch (only in `GET /v1/runs/{id}`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub epochs: Vec<EpochTime>,
@@ -482,4 +485,54 @@ pub struct SummaryDoc {
     pub info: SummaryInfo,
     pub markdown: String,
     pub html: String,
+}
+
+/// One log file of a run: its path relative to the run dir (`train_val_0.log`,
+/// `logs/training_20251110.log`), size and modification time.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LogFile {
+    pub name: String,
+    pub size: u64,
+    pub modified: Option<DateTime<Utc>>,
+}
+
+/// `GET /v1/logs/{id}?offset=N&limit=BYTES[&file=NAME]`: a window of a run's log.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LogWindow {
+    pub run: String,
+    /// The node the file is on.
+    pub node: String,
+    /// Absolute path of the file on that node.
+    pub path: String,
+    /// The file's name relative to the run dir (what `?file=` takes).
+    pub file: String,
+    /// The file's size when read.
+    pub size: u64,
+    /// Byte offset of the first byte of `text` (a negative request offset resolved).
+    pub offset: u64,
+    /// Byte offset just past `text`: the offset to ask for next.
+    pub next_offset: u64,
+    /// The bytes, UTF-8 decoded lossily; control characters are kept.
+    pub text: String,
+}
+
+/// Data of a `log` event of `GET /v1/logs/{id}?follow=true` (its SSE id is `next_offset`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LogChunk {
+    pub offset: u64,
+    pub next_offset: u64,
+    pub text: String,
+}
+
+/// Data of a `truncated` or `rotated` event of a log follow: the file shrank (truncated) or
+/// the path now names another file (rotated); following goes on from offset 0 of the file now
+/// at `path`. Also the data of the first event, `open`, with the size at the start.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LogFileState {
+    pub run: String,
+    pub node: String,
+    pub path: String,
+    pub size: u64,
+    /// The offset following goes on from.
+    pub offset: u64,
 }

@@ -113,6 +113,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/nodes/{name}/check", post(check_node))
         .route("/v1/runs", get(runs))
         .route("/v1/runs/{*id}", get(run))
+        .route("/v1/logs/{*id}", get(crate::logs::handler))
         .route("/v1/summary", post(make_summary))
         .route("/v1/summaries", get(summaries))
         .route("/v1/summaries/{date}", get(summary_of))
@@ -505,7 +506,11 @@ async fn run(
             })
             .collect();
     }
-    Ok(Json((&info).into()))
+    let mut out: ugro_api::RunInfo = (&info).into();
+    if let Some(logs) = crate::logs::locate(&shared, &id) {
+        out.logs = logs.list().await.unwrap_or_default();
+    }
+    Ok(Json(out))
 }
 
 async fn nodes(State(shared): State<Arc<Shared>>) -> Json<ugro_api::Nodes> {

@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod files;
 pub mod health;
 pub mod local;
+pub mod logs;
 pub mod mail;
 pub mod metrics;
 pub mod outbox;

@@ -419,6 +419,7 @@ impl From<&RunInfo> for ugro_api::RunInfo {
             diagnostic: diagnostic.clone(),
             error_excerpt: error_excerpt.clone(),
             log: log.clone(),
+            logs: Vec::new(),
             epochs: epochs.iter().map(Into::into).collect(),
             restored: *restored,
             stale: *stale,
