@@ -4,7 +4,7 @@
 //! task that turns changes of the run list and of node health into messages ([`supervise`]),
 //! and the handler ([`handler`]), which any listener's router can mount.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::convert::Infallible;
 use std::hash::{Hash, Hasher};
 use std::pin::Pin;
@@ -584,7 +584,20 @@ fn diff_runs(shared: &Shared, seen: &mut Seen, publish: bool) {
         Vec::new()
     };
     *seen = next;
-    if !publish || (changed.is_empty() && gone.is_empty()) {
+    if publish {
+        publish_runs(shared, changed, n_changed, gone);
+    }
+}
+
+/// Publishes changed and gone runs: one message each, or one `reset` past [`BURST_RESET`]
+/// (`n_changed` counts the changed runs, `changed` may hold only the first of them).
+fn publish_runs(
+    shared: &Shared,
+    changed: Vec<ugro_api::RunInfo>,
+    n_changed: usize,
+    gone: Vec<String>,
+) {
+    if n_changed == 0 && gone.is_empty() {
         return;
     }
     let hub = &shared.changes;
@@ -613,6 +626,32 @@ fn diff_runs(shared: &Shared, seen: &mut Seen, publish: bool) {
             serde_json::json!({ "id": id, "removed": true }).to_string(),
         );
     }
+}
+
+/// Like [`diff_runs`] for the runs in `ids` only (the run list says which changed).
+fn diff_some_runs(shared: &Shared, seen: &mut Seen, ids: HashSet<String>) {
+    let mut changed = Vec::new();
+    let mut gone = Vec::new();
+    for id in ids {
+        match shared.runs.get(&id) {
+            Some(r) => {
+                let r = ugro_api::RunInfo::from(&r);
+                let fp = fingerprint(|h| {
+                    let _ = serde_json::to_writer(HashWriter(h), &r);
+                });
+                if seen.insert(id, fp) != Some(fp) {
+                    changed.push(r);
+                }
+            }
+            None => {
+                if seen.remove(&id).is_some() {
+                    gone.push(id);
+                }
+            }
+        }
+    }
+    let n = changed.len();
+    publish_runs(shared, changed, n, gone);
 }
 
 /// What of a node's report makes a `node` message: its state, verdict, score, each check's
@@ -705,6 +744,7 @@ pub async fn supervise(
 ) {
     let mut generation = shared.runs.watch_generation();
     generation.borrow_and_update();
+    shared.runs.take_touched();
     let mut runs = diff_runs_blocking(&shared, Seen::new(), false).await;
     let mut nodes = Seen::new();
     diff_nodes(&shared, &mut nodes, false);
@@ -723,7 +763,12 @@ pub async fn supervise(
                     break;
                 }
                 generation.borrow_and_update();
-                runs = diff_runs_blocking(&shared, runs, true).await;
+                match shared.runs.take_touched() {
+                    // Only these runs changed: compare them alone (20,000 runs: see
+                    // docs/benchmarks.md for what a whole comparison costs).
+                    Some(ids) => diff_some_runs(&shared, &mut runs, ids),
+                    None => runs = diff_runs_blocking(&shared, runs, true).await,
+                }
             }
             _ = shared.changes.nodes.notified() => diff_nodes(&shared, &mut nodes, true),
         }

@@ -86,6 +86,9 @@ fn matching<'a>(
         .filter(move |r| status.is_none_or(|s| r.status.as_str() == s))
 }
 
+/// Most changed run ids kept for [`Runs::take_touched`]; past it, "any run may have changed".
+const TOUCHED_MAX: usize = 50_000;
+
 /// Every tracked run of every root, for the API.
 #[derive(Debug, Default)]
 pub struct Runs {
@@ -104,6 +107,9 @@ pub struct Runs {
     generation: std::sync::atomic::AtomicU64,
     /// Told the new generation on every change ([`Runs::watch_generation`]).
     generation_tx: tokio::sync::watch::Sender<u64>,
+    /// The ids of the runs changed since [`Runs::take_touched`] last took them (None: any run
+    /// may have changed), so the change stream need not compare the whole list.
+    touched: std::sync::Mutex<Option<HashSet<String>>>,
     /// Runs that turned failed since the daemon started, by kind (for `/metrics`).
     pub failures: crate::metrics::RunFailures,
 }
@@ -140,6 +146,7 @@ impl Runs {
             claimed: tokio::sync::Notify::new(),
             generation: std::sync::atomic::AtomicU64::new(0),
             generation_tx: tokio::sync::watch::Sender::new(0),
+            touched: std::sync::Mutex::new(None),
             failures: crate::metrics::RunFailures::default(),
         }
     }
@@ -160,7 +167,32 @@ impl Runs {
         self.generation_tx.subscribe()
     }
 
+    /// The runs changed since the last call (None: any may have; the caller compares all).
+    pub fn take_touched(&self) -> Option<HashSet<String>> {
+        let mut t = self.touched.lock().unwrap_or_else(|e| e.into_inner());
+        t.replace(HashSet::new())
+    }
+
+    /// Moves the generation after a change of these runs only.
+    fn changed_runs(&self, ids: impl IntoIterator<Item = String>) {
+        let mut t = self.touched.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(set) = t.as_mut() {
+            set.extend(ids);
+            if set.len() > TOUCHED_MAX {
+                *t = None;
+            }
+        }
+        drop(t);
+        self.bump();
+    }
+
+    /// Moves the generation after a change of any run.
     fn changed(&self) {
+        *self.touched.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.bump();
+    }
+
+    fn bump(&self) {
         let g = self
             .generation
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
@@ -245,6 +277,9 @@ impl Runs {
 
     /// Updates the changed runs of a root and drops the gone ones.
     fn publish_changes(&self, root: &Path, changed: Vec<RunInfo>, gone: &[String]) {
+        let ids: Vec<String> = (changed.iter().map(|i| i.id.clone()))
+            .chain(gone.iter().cloned())
+            .collect();
         let mut roots = self.roots.write().unwrap_or_else(|e| e.into_inner());
         let runs = roots.entry(root.to_path_buf()).or_default();
         for id in gone {
@@ -254,7 +289,7 @@ impl Runs {
             runs.insert(i.id.clone(), i);
         }
         drop(roots);
-        self.changed();
+        self.changed_runs(ids);
     }
 
     /// The id of the run at `rel` (its path relative to `root`, [`rel_id`]): the one it has,
