@@ -1,6 +1,7 @@
 //! `ugroctl`: the command-line client of ugro-monitor. Argument parsing and rendering only;
 //! everything it knows comes from the daemon over the control socket (ugro-api).
 
+mod logs;
 mod render;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
@@ -73,6 +74,25 @@ enum Command {
     Run {
         /// The run's id, as the RUN column of `ugroctl runs` shows it (its path under its root).
         id: String,
+    },
+    /// The last lines of a run's log, or follow it (-f). Terminal escapes in the log are shown
+    /// as ^[ and ^X unless --raw. Exit 2 if the run is unknown.
+    Logs {
+        /// The run's id, as the RUN column of `ugroctl runs` shows it.
+        run: String,
+        /// How many lines from the end.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: u64,
+        /// Then print what is appended, until interrupted (resumes across daemon restarts).
+        #[arg(short, long)]
+        follow: bool,
+        /// Another of the run's log files (the `logs` of `ugroctl --json run RUN`); default its
+        /// newest.
+        #[arg(long, value_name = "NAME")]
+        file: Option<String>,
+        /// Print the log's bytes as they are, escapes included.
+        #[arg(long)]
+        raw: bool,
     },
     /// Recent events (daemon, config, nodes, runs), oldest first.
     Events {
@@ -166,6 +186,24 @@ async fn run(cli: Cli) -> ExitCode {
     let client = Client::new(&socket).with_timeout(cli.timeout);
     if let Some(what) = watch::Watch::of(&cli.command) {
         return watch::follow(&client, what, cli.json).await;
+    }
+    if let Command::Logs {
+        run,
+        lines,
+        follow,
+        file,
+        raw,
+    } = &cli.command
+    {
+        let args = logs::Args {
+            run: run.clone(),
+            lines: *lines,
+            follow: *follow,
+            file: file.clone(),
+            raw: *raw,
+            json: cli.json,
+        };
+        return logs::logs(&client, args).await;
     }
     let mut unhealthy = false;
     let result = match &cli.command {
@@ -292,7 +330,7 @@ async fn run(cli: Cli) -> ExitCode {
             .map(|r| {
                 output(cli.json, &r, || render::reload(&r));
             }),
-        Command::Completions { .. } => Ok(()),
+        Command::Completions { .. } | Command::Logs { .. } => Ok(()),
     };
     match result {
         Ok(()) if unhealthy => ExitCode::from(EXIT_FAILED),

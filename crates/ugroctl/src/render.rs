@@ -16,18 +16,11 @@ const RED: Style = AnsiColor::Red.on_default().bold();
 const GREEN: Style = AnsiColor::Green.on_default();
 
 /// Text that came from a run's log or a remote host, made safe for a terminal: every control
-/// character but newline and tab (ESC, BEL, CR, CSI, …) becomes a visible `\u{1b}`-style escape,
-/// as in the summary, so a log line cannot move the cursor, recolour or clear the screen.
+/// character but newline and tab (ESC, BEL, CR, CSI, …) is shown in caret notation (`^[`,
+/// `^G`), so a log line cannot move the cursor, recolour or clear the screen
+/// ([`crate::logs::neutralise`], the one neutraliser).
 pub(crate) fn clean(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if c.is_control() && c != '\n' && c != '\t' {
-            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    crate::logs::neutralise(s)
 }
 
 fn paint(style: Style, text: &str) -> String {
@@ -781,8 +774,8 @@ mod tests {
             .filter(|c| c.is_control() && *c != '\n')
             .collect();
         assert!(raw.is_empty(), "{raw:?} in {text:?}");
-        assert!(text.contains("\\u{1b}[2J\\u{7}boom"), "{text}");
-        assert!(text.contains("\\u{1b}[31mred\\u{d}"), "{text}");
+        assert!(text.contains("^[[2J^Gboom"), "{text}");
+        assert!(text.contains("^[[31mred^M"), "{text}");
     }
 
     #[test]
