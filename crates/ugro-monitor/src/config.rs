@@ -246,6 +246,9 @@ pub struct RootConfig {
     pub write_progress_json: bool,
     /// Extra log patterns relative to a run dir (`NAME` or `DIR/NAME`, `*` and `?`).
     pub log_globs: Vec<String>,
+    /// The remote node whose disk holds the root (`None`: this machine, or a node whose
+    /// host is `local`); its run ids are `NODE:RELPATH`.
+    pub node: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -359,6 +362,7 @@ struct RawRoot {
     outdated_after: S<DurationValue>,
     write_progress_json: S<bool>,
     log_globs: S<Vec<Spanned<String>>>,
+    node: S<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -803,7 +807,7 @@ fn resolve(
         path: path.to_path_buf(),
         health: resolve_health(p, raw.health.unwrap_or_default()),
         nodes: resolve_nodes(p, base, &daemon.state_dir, &raw.nodes),
-        roots: resolve_roots(p, base, &raw.roots),
+        roots: resolve_roots(p, base, &raw.roots, &raw.nodes),
         http: resolve_http(p, base, raw.http.unwrap_or_default()),
         summary: resolve_summary(p, base, &daemon.state_dir, raw.summary.unwrap_or_default()),
         email: resolve_email(p, base, raw.email.unwrap_or_default()),
@@ -1142,6 +1146,7 @@ fn resolve_roots(
     p: &mut Problems<'_>,
     base: &Path,
     raw_roots: &[(Range<usize>, RawRoot)],
+    raw_nodes: &[(Range<usize>, RawNode)],
 ) -> Vec<RootConfig> {
     let mut roots = Vec::new();
     let mut root_paths = HashSet::new();
@@ -1154,11 +1159,42 @@ fn resolve_roots(
             p.push(rp.span(), "root path must not be empty");
             continue;
         }
-        let path = resolve_path(base, rp.get_ref());
+        // `node = "NAME"`: a node of [[nodes]]; a remote one holds the root on its own disk.
+        let mut node = None;
+        if let Some(n) = &r.node {
+            match raw_nodes
+                .iter()
+                .find(|(_, rn)| rn.name.as_ref().is_some_and(|x| x.get_ref() == n.get_ref()))
+            {
+                None => p.push(
+                    n.span(),
+                    format!("root node \"{}\" is not one of [[nodes]]", n.get_ref()),
+                ),
+                Some((_, rn)) => {
+                    if rn.host.as_ref().is_some_and(|h| h.get_ref() != "local") {
+                        node = Some(n.get_ref().clone());
+                    }
+                }
+            }
+            if node.is_some() && !Path::new(rp.get_ref()).is_absolute() {
+                p.push(
+                    rp.span(),
+                    format!("root \"{}\" on node \"{}\" must be an absolute path", rp.get_ref(), n.get_ref()),
+                );
+            }
+        }
+        let path = if node.is_some() {
+            PathBuf::from(rp.get_ref())
+        } else {
+            resolve_path(base, rp.get_ref())
+        };
+        // The same path on two nodes is refused too: a root is known by its path.
         if !root_paths.insert(path.clone()) {
             p.push(rp.span(), format!("duplicate root \"{}\"", rp.get_ref()));
         }
         match std::fs::metadata(&path) {
+            // Another node's path is not looked at here.
+            _ if node.is_some() => {}
             Ok(m) if !m.is_dir() => p.push(
                 rp.span(),
                 format!(
@@ -1219,6 +1255,7 @@ fn resolve_roots(
             outdated_after: dur(&r.outdated_after, defaults::OUTDATED_AFTER),
             write_progress_json: val(&r.write_progress_json).unwrap_or(false),
             log_globs,
+            node,
         });
     }
 

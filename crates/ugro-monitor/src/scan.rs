@@ -762,6 +762,118 @@ pub fn log_tail(path: &Path) -> std::io::Result<String> {
     })
 }
 
+// ---------------------------------------------------------------------------------------------
+// Building blocks for a root listed elsewhere (another node's disk, listed over SSH)
+
+impl Stamp {
+    /// A stamp from a `stat` taken elsewhere: inode, mtime and ctime as (seconds, nanoseconds),
+    /// and how long before the listing's own clock reading the directory was modified.
+    pub fn from_parts(ino: u64, mtime: (i64, i64), ctime: (i64, i64), age: Option<Duration>) -> Stamp {
+        Stamp {
+            ino,
+            mtime,
+            ctime,
+            racy: age.is_none_or(|a| a < RACY),
+        }
+    }
+}
+
+impl LogDirsStamp {
+    /// The fingerprint of a run's log sub-directories' stamps, in [`core::log_dirs`] order
+    /// (`None`: that directory is not there).
+    pub fn from_stamps(stamps: impl IntoIterator<Item = Option<Stamp>>) -> LogDirsStamp {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        let mut racy = false;
+        for s in stamps {
+            if let Some(s) = s {
+                racy |= s.racy;
+                (s.ino, s.mtime, s.ctime).hash(&mut h);
+            } else {
+                0u8.hash(&mut h);
+            }
+        }
+        LogDirsStamp {
+            hash: h.finish(),
+            racy,
+        }
+    }
+
+    /// Whether nothing can have changed between this fingerprint and `now`.
+    pub fn same_as(&self, now: &LogDirsStamp) -> bool {
+        self.unchanged(now)
+    }
+}
+
+impl Tree {
+    /// Adds (or updates) a searched directory with its stamp and depth below the root.
+    pub fn insert(&mut self, dir: PathBuf, stamp: Stamp, depth: usize) {
+        self.dirs.insert(dir, (stamp, depth));
+    }
+
+    /// Drops a searched directory.
+    pub fn remove(&mut self, dir: &Path) {
+        self.dirs.remove(dir);
+    }
+
+    /// The searched directories with their stamps and depths.
+    pub fn entries(&self) -> impl Iterator<Item = (&Path, Stamp, usize)> {
+        self.dirs.iter().map(|(d, (s, depth))| (d.as_path(), *s, *depth))
+    }
+}
+
+/// A JSON file's read from bytes fetched elsewhere, as [`read_run`] makes it: `info` is the
+/// listed size and mtime, `bytes` what was fetched (`None`: could not be), cut to the listed
+/// size; `keep` false only validates; run-level files (`config.json`, …) are compacted.
+pub fn json_from_bytes(
+    name: &str,
+    info: &FileInfo,
+    bytes: Option<&[u8]>,
+    keep: bool,
+    run_level: bool,
+) -> JsonRead {
+    if info.size == 0 {
+        return Err("empty".into());
+    }
+    if info.size > MAX_JSON_BYTES {
+        return Err(format!(
+            "unreadable: {}, over the {} read limit",
+            human_size(info.size),
+            human_size(MAX_JSON_BYTES)
+        ));
+    }
+    let Some(bytes) = bytes else {
+        return Err("unreadable: could not be fetched".into());
+    };
+    let bytes = &bytes[..bytes.len().min(usize::try_from(info.size).unwrap_or(usize::MAX))];
+    let read = if keep {
+        core::read_json(bytes)
+    } else {
+        core::validate_json(bytes)
+    };
+    if run_level { compact(name, read) } else { read }
+}
+
+/// The JSON files read at the top of a run directory.
+pub const RUN_JSON_FILES: [&str; 3] = RUN_JSON;
+
+/// Whether a run's summary of complete epochs still applies to its epoch dirs now.
+pub fn summary_still_holds(prev: &RunView, epoch_dirs: &[u32]) -> bool {
+    summary_holds(prev, epoch_dirs)
+}
+
+/// The bounded tail of a log from its size and its last bytes, as [`log_tail`] cuts it (from a
+/// line boundary when the file is longer than the tail).
+pub fn tail_from_bytes(size: u64, bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes).into_owned();
+    if size > bytes.len() as u64 {
+        text.split_once('\n')
+            .map_or(text.clone(), |(_, rest)| rest.to_string())
+    } else {
+        text
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {

@@ -28,6 +28,7 @@ mod persist;
 mod presence;
 mod procs;
 mod progress_file;
+mod remote;
 mod source;
 mod tracker;
 mod watch;

@@ -69,7 +69,16 @@ pub(super) async fn track_root<H: RunsHost>(
     hb: crate::systemd::Heartbeat,
 ) {
     let span = tracing::info_span!("root", root = %cfg.path.display());
-    let source = Box::new(LocalRoot::new(cfg.path.clone()));
+    // A root on a remote node's disk is read over that node's SSH session.
+    let source: Box<dyn RootSource> = match &cfg.node {
+        Some(node) => Box::new(super::remote::RemoteRoot::new(
+            host.clone(),
+            node.clone(),
+            cfg.path.clone(),
+            cfg.log_globs.clone(),
+        )),
+        None => Box::new(LocalRoot::new(cfg.path.clone())),
+    };
     async move {
         let mut t = RootTracker::new(host, cfg, source).await;
         t.first_scan().await;
@@ -180,6 +189,15 @@ pub(super) struct RootTracker<H: RunsHost> {
 }
 
 impl<H: RunsHost> RootTracker<H> {
+    /// A run's id before collisions: its path below the root, `NODE:` before it on a remote
+    /// root.
+    fn rel(&self, dir: &Path) -> String {
+        match &self.cfg.node {
+            Some(node) => format!("{node}:{}", rel_of(&self.root, dir)),
+            None => rel_of(&self.root, dir),
+        }
+    }
+
     /// The tracker of `cfg`'s root, how it is watched chosen (the watches themselves are set
     /// up after the first scan, from what it found), its writer started.
     pub(super) async fn new(
@@ -290,7 +308,7 @@ impl<H: RunsHost> RootTracker<H> {
                     let id =
                         self.host
                             .runs()
-                            .claim(&self.root, &rel_of(&self.root, &dir), &self.name);
+                            .claim(&self.root, &self.rel(&dir), &self.name);
                     self.runs
                         .insert(id.clone(), Run::new(id, dir, read, self.cfg.epochs));
                 }
@@ -589,7 +607,7 @@ impl<H: RunsHost> RootTracker<H> {
                 let id = id.unwrap_or_else(|| {
                     self.host
                         .runs()
-                        .claim(&self.root, &rel_of(&self.root, &d), &self.name)
+                        .claim(&self.root, &self.rel(&d), &self.name)
                 });
                 (id, d, r)
             })
