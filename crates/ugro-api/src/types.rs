@@ -419,6 +419,21 @@ pub struct RunProcess {
     /// `nvidia-smi --query-compute-apps`); empty when none or unknown.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gpus: Vec<RunGpu>,
+    /// The container the process runs in (its cgroup names one and the node's `docker inspect`
+    /// knows it); left out when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<RunContainer>,
+}
+
+/// The container a run's process runs in.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RunContainer {
+    /// The full container id.
+    pub id: String,
+    /// The container's name (without Docker's leading `/`).
+    pub name: String,
+    /// The image it was created from, as named then.
+    pub image: String,
 }
 
 /// One GPU a run's process computes on.

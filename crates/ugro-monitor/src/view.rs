@@ -115,6 +115,17 @@ pub struct RunProcess {
     /// The GPUs the run's processes on this node compute on; empty when none or unknown.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gpus: Vec<RunGpu>,
+    /// The container the process runs in, when its runtime on the node knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<RunContainer>,
+}
+
+/// The container a run's process runs in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunContainer {
+    pub id: String,
+    pub name: String,
+    pub image: String,
 }
 
 /// One GPU a run's process computes on.
@@ -373,6 +384,7 @@ impl From<&RunProcess> for ugro_api::RunProcess {
             cmd,
             start_time,
             gpus,
+            container,
         } = p;
         ugro_api::RunProcess {
             node: node.clone(),
@@ -381,6 +393,14 @@ impl From<&RunProcess> for ugro_api::RunProcess {
             cmd: cmd.clone(),
             start_time: *start_time,
             gpus: gpus.iter().map(Into::into).collect(),
+            container: container.as_ref().map(|c| {
+                let RunContainer { id, name, image } = c;
+                ugro_api::RunContainer {
+                    id: id.clone(),
+                    name: name.clone(),
+                    image: image.clone(),
+                }
+            }),
         }
     }
 }

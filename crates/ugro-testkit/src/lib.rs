@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod chromium;
+pub mod docker;
 pub mod gpu;
 pub mod proxy;
 pub mod slurm;

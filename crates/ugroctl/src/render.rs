@@ -539,6 +539,17 @@ pub fn run(r: &RunInfo, now: DateTime<Utc>) -> String {
             },
         ),
     ]);
+    if let Some(c) = r.process.as_ref().and_then(|p| p.container.as_ref()) {
+        t.add_row(vec![
+            "container".to_string(),
+            format!(
+                "{} ({}, {})",
+                clean(&c.name),
+                clean(&c.image),
+                clean(c.id.get(..12).unwrap_or(&c.id))
+            ),
+        ]);
+    }
     if let Some(pr) = r.process.as_ref().filter(|p| !p.gpus.is_empty()) {
         let gpus: Vec<String> = pr
             .gpus

@@ -22,6 +22,7 @@ use crate::scan::{ReadRun, Stamps};
 use crate::shared::Shared;
 use crate::view::{RunInfo, RunProcess};
 
+mod containers;
 mod events;
 mod host;
 mod persist;

@@ -11,6 +11,7 @@ use crate::ssh::Exec;
 use crate::view::{RunGpu, RunProcess};
 
 use super::Run;
+use super::containers::{self, Containers, InContainer, Inspector};
 use super::host::RunsHost;
 
 /// How long a remote node's process and GPU lists are re-used.
@@ -38,12 +39,27 @@ pub(super) struct Proc {
     pub(super) cmd: String,
     pub(super) start_time: Option<DateTime<Utc>>,
     pub(super) gpus: Vec<GpuUse>,
+    /// The container its cgroup names, if any (looked for only where `docker` is).
+    pub(super) container: Option<InContainer>,
+}
+
+impl Proc {
+    /// What run matching reads: the command line, or for a process in a known container its
+    /// command line and working dir with container paths mapped to host paths.
+    pub(super) fn match_text(&self) -> &str {
+        self.container
+            .as_ref()
+            .and_then(|c| c.host_text.as_deref())
+            .unwrap_or(&self.cmd)
+    }
 }
 
 /// The processes of this machine whose command line mentions one of `needles` (the root's
 /// path), with user and start time (blocking: reads /proc). Other processes cannot belong to a
 /// run of the root, so only their command line is read.
-pub(super) fn local_processes(needles: &[String]) -> Vec<Proc> {
+/// With `containers`, also every process whose cgroup names a container (its command line may
+/// name container paths only), with that container.
+pub(super) fn local_processes(needles: &[String], containers: bool) -> Vec<Proc> {
     let boot = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
         s.lines()
             .find_map(|l| l.strip_prefix("btime "))
@@ -64,7 +80,7 @@ pub(super) fn local_processes(needles: &[String]) -> Vec<Proc> {
             continue;
         };
         path.push(e.file_name());
-        if let Some(p) = local_process(&path, pid, needles, boot, tck, &mut users) {
+        if let Some(p) = local_process(&path, pid, needles, boot, tck, &mut users, containers) {
             out.push(p);
         }
         path.pop();
@@ -80,6 +96,7 @@ pub(super) fn local_process(
     boot: Option<i64>,
     tck: f64,
     users: &mut HashMap<u32, String>,
+    containers: bool,
 ) -> Option<Proc> {
     let raw = std::fs::read(path.join("cmdline")).ok()?;
     if raw.is_empty() {
@@ -90,7 +107,12 @@ pub(super) fn local_process(
         .filter(|s| !s.is_empty())
         .collect::<Vec<_>>()
         .join(" ");
-    if !needles.iter().any(|n| cmd.contains(n.as_str())) {
+    let container = if containers {
+        containers::read_local(path)
+    } else {
+        None
+    };
+    if container.is_none() && !needles.iter().any(|n| cmd.contains(n.as_str())) {
         return None;
     }
     let uid = std::fs::metadata(path)
@@ -120,6 +142,7 @@ pub(super) fn local_process(
         cmd,
         start_time,
         gpus: Vec::new(),
+        container,
     })
 }
 
@@ -167,14 +190,19 @@ pub(super) fn remote_command(deadline: Duration) -> String {
     let secs = (deadline.as_secs() / 2).max(1);
     format!(
         "{}; echo {APPS_MARKER}; timeout -k 1 {secs} nvidia-smi --query-compute-apps={} \
-         --format=csv,noheader,nounits 2>/dev/null; true",
+         --format=csv,noheader,nounits 2>/dev/null; {}; true",
         ugro_core::parse::PS_COMMAND,
-        ugro_core::sample::COMPUTE_APPS_QUERY
+        ugro_core::sample::COMPUTE_APPS_QUERY,
+        containers::remote_part()
     )
 }
 
 /// Splits the batched remote command's output into processes, each with its GPUs.
 pub(super) fn remote_procs(node: &str, stdout: &str, now: DateTime<Utc>) -> Vec<Proc> {
+    let (stdout, part) = stdout
+        .split_once(containers::CONTAINERS_MARKER)
+        .unwrap_or((stdout, ""));
+    let (_, mut in_containers) = containers::parse_remote(part);
     let (ps, apps) = match stdout.split_once(APPS_MARKER) {
         Some((ps, apps)) => (ps, apps),
         None => (stdout, ""),
@@ -193,6 +221,7 @@ pub(super) fn remote_procs(node: &str, stdout: &str, now: DateTime<Utc>) -> Vec<
                 .and_then(chrono::Duration::try_seconds)
                 .and_then(|d| now.checked_sub_signed(d)),
             gpus: gpus.remove(&p.pid).unwrap_or_default(),
+            container: in_containers.remove(&p.pid),
         })
         .collect()
 }
@@ -206,6 +235,8 @@ pub(super) fn remote_procs(node: &str, stdout: &str, now: DateTime<Utc>) -> Vec<
 pub(super) struct Procs {
     pub(super) remote: HashMap<String, (tokio::time::Instant, Vec<Proc>)>,
     pub(super) local_gpu: Option<(tokio::time::Instant, HashMap<u32, Vec<GpuUse>>)>,
+    /// The containers of local and remote processes.
+    pub(super) containers: Containers,
 }
 
 impl Procs {
@@ -239,7 +270,7 @@ impl Procs {
                     Ok(Exec::Done(o)) => Some(o.stdout),
                     _ => None,
                 };
-                (node, out)
+                (node, session, out)
             });
         }
         let gpus_fresh = self
@@ -250,14 +281,25 @@ impl Procs {
             let apps = local_gpu_apps(deadline).await;
             self.local_gpu = Some((tokio::time::Instant::now(), apps));
         }
-        let mut local = tokio::task::spawn_blocking(move || local_processes(&needles))
+        let docker_here = self.containers.docker_here();
+        let mut local = tokio::task::spawn_blocking(move || local_processes(&needles, docker_here))
             .await
             .unwrap_or_default();
+        if docker_here {
+            self.containers
+                .resolve(containers::LOCAL, Inspector::Local, &mut local, deadline)
+                .await;
+        }
         let now = Utc::now();
-        while let Some(Ok((node, out))) = asking.join_next().await {
+        while let Some(Ok((node, session, out))) = asking.join_next().await {
             // A node that cannot be asked now keeps its last list.
             let Some(stdout) = out else { continue };
-            let procs = remote_procs(&node, &stdout, now);
+            let mut procs = remote_procs(&node, &stdout, now);
+            if procs.iter().any(|p| p.container.is_some()) {
+                self.containers
+                    .resolve(&node, Inspector::Remote(&session), &mut procs, deadline)
+                    .await;
+            }
             self.remote
                 .insert(node, (tokio::time::Instant::now(), procs));
         }
@@ -290,10 +332,14 @@ pub(super) fn match_processes(
 ) -> HashMap<String, RunProcess> {
     let root_s = root.display().to_string();
     let mut by_run: HashMap<&str, Vec<&Proc>> = HashMap::new();
-    for p in procs.iter().filter(|p| p.cmd.contains(root_s.as_str())) {
+    for p in procs
+        .iter()
+        .filter(|p| p.match_text().contains(root_s.as_str()))
+    {
+        let text = p.match_text();
         let mut hit: HashSet<&str> = HashSet::new();
-        for (at, _) in p.cmd.match_indices(root_s.as_str()) {
-            let rest = &p.cmd[at..];
+        for (at, _) in text.match_indices(root_s.as_str()) {
+            let rest = &text[at..];
             // Every prefix of `rest` that ends at a path boundary may be a run dir.
             let after_root = rest[root_s.len()..]
                 .char_indices()
@@ -339,6 +385,7 @@ pub(super) fn match_processes(
                     cmd: main.cmd.chars().take(500).collect(),
                     start_time: main.start_time,
                     gpus,
+                    container: main.container.as_ref().and_then(InContainer::shown),
                 },
             ))
         })
@@ -353,7 +400,7 @@ pub(super) fn processes_of_runs(
     runs: &BTreeMap<String, Run>,
     procs: &[Proc],
 ) -> HashMap<String, RunProcess> {
-    if !procs.iter().any(|p| p.cmd.contains(root)) {
+    if !procs.iter().any(|p| p.match_text().contains(root)) {
         return HashMap::new();
     }
     let dirs: HashMap<String, &str> = runs
@@ -382,6 +429,7 @@ mod tests {
                     used_memory_mib: Some(100),
                 })
                 .collect(),
+            container: None,
         }
     }
 
@@ -524,14 +572,14 @@ mod tests {
     #[test]
     fn local_processes_are_read_only_when_they_mention_the_root() {
         let me = std::process::id();
-        let all = local_processes(&[String::new()]);
+        let all = local_processes(&[String::new()], false);
         assert!(
             all.iter().any(|p| p.pid == me),
             "an empty needle matches all"
         );
         let mine = all.iter().find(|p| p.pid == me).unwrap();
         assert!(mine.start_time.is_some());
-        let none = local_processes(&["/no/such/root/anywhere-ugro".to_string()]);
+        let none = local_processes(&["/no/such/root/anywhere-ugro".to_string()], false);
         assert!(
             none.iter()
                 .all(|p| p.cmd.contains("/no/such/root/anywhere-ugro"))
