@@ -399,6 +399,21 @@ pub struct RunInfo {
     /// re-read and not re-judged until the root is back. Left out when false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stale: bool,
+    /// The Slurm job the run belongs to (`[slurm] enabled`; only in `GET /v1/runs/{id}`).
+    /// Left out when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm: Option<SlurmJob>,
+}
+
+/// A Slurm job, as `squeue` reports it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SlurmJob {
+    pub job_id: String,
+    /// `PENDING`, `RUNNING`, …
+    pub state: String,
+    pub name: String,
+    pub user: String,
+    pub partition: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

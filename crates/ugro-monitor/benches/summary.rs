@@ -220,8 +220,11 @@ async fn bench() {
     let first = ugro_monitor::summary::compose(
         &store,
         &cfg,
-        runs.clone(),
-        nodes.clone(),
+        ugro_monitor::summary::Live {
+            runs: runs.clone(),
+            nodes: nodes.clone(),
+            queued: Vec::new(),
+        },
         Vec::new(),
         yesterday,
         yesterday.date_naive(),
@@ -244,8 +247,11 @@ async fn bench() {
         let c = ugro_monitor::summary::compose(
             &store,
             &cfg,
-            runs.clone(),
-            nodes.clone(),
+            ugro_monitor::summary::Live {
+                runs: runs.clone(),
+                nodes: nodes.clone(),
+                queued: Vec::new(),
+            },
             Vec::new(),
             at,
             at.date_naive(),

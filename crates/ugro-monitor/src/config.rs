@@ -83,6 +83,10 @@ pub const LONG_RUNNING_RANGE: DurationRange = DurationRange::secs(MINUTE, 3650 *
 pub const METRICS_MAX_RUNS_MAX: u32 = 100_000;
 /// Longest `http.cluster`, in bytes.
 pub const CLUSTER_MAX_LEN: usize = 128;
+/// `slurm.queued_after`: 1s to 30d.
+pub const SLURM_QUEUED_AFTER_RANGE: DurationRange = DurationRange::secs(1, 30 * DAY);
+/// `slurm.interval`: 1s to 1d.
+pub const SLURM_INTERVAL_RANGE: DurationRange = DurationRange::secs(1, DAY);
 /// Largest `health.disk_free_min`: 1 PB (10¹⁵ bytes).
 pub const DISK_FREE_MIN_MAX: u64 = 1_000_000_000_000_000;
 
@@ -163,6 +167,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub summary: SummaryConfig,
     pub email: EmailConfig,
+    pub slurm: SlurmConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -283,6 +288,35 @@ pub struct SummaryConfig {
     pub long_running: Duration,
 }
 
+/// `[slurm]`: read the queue and nodes, map jobs to runs, optionally drain unhealthy nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlurmConfig {
+    pub enabled: bool,
+    /// The node whose session runs `squeue`/`sinfo`/`scontrol`; `None` = this machine.
+    pub node: Option<String>,
+    /// Drain a node ugro finds unhealthy (reason `ugro: …`); resume it when healthy again.
+    pub drain_unhealthy: bool,
+    /// A job pending longer than this is "queued" in the summary's bottlenecks.
+    pub queued_after: Duration,
+    /// How often the queue and the nodes are read.
+    pub interval: Duration,
+    /// Deadline of each Slurm command.
+    pub command_timeout: Duration,
+}
+
+impl Default for SlurmConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            node: None,
+            drain_unhealthy: false,
+            queued_after: defaults::SLURM_QUEUED_AFTER,
+            interval: defaults::SLURM_INTERVAL,
+            command_timeout: defaults::SLURM_COMMAND_TIMEOUT,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TlsMode {
@@ -372,6 +406,17 @@ struct RawHttp {
     metrics_max_runs: S<u32>,
     cluster: S<String>,
     token_file: S<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSlurm {
+    enabled: S<bool>,
+    node: S<String>,
+    drain_unhealthy: S<bool>,
+    queued_after: S<DurationValue>,
+    interval: S<DurationValue>,
+    command_timeout: S<DurationValue>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -502,6 +547,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
             "http" => raw.http = p.section(value),
             "summary" => raw.summary = p.section(value),
             "email" => raw.email = p.section(value),
+            "slurm" => raw.slurm = p.section(value),
             "nodes" | "roots" => {
                 let DeValue::Array(items) = value.get_ref() else {
                     p.push(
@@ -524,7 +570,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
             other => p.push(
                 key.span(),
                 format!(
-                    "unknown section `{other}`; expected one of daemon, health, nodes, roots, http, summary, email"
+                    "unknown section `{other}`; expected one of daemon, health, nodes, roots, http, summary, email, slurm"
                 ),
             ),
         }
@@ -547,6 +593,7 @@ struct RawFile {
     http: Option<RawHttp>,
     summary: Option<RawSummary>,
     email: Option<RawEmail>,
+    slurm: Option<RawSlurm>,
 }
 
 /// Collects problems as (span, message) and turns them into located [`Problem`]s at the end.
@@ -811,6 +858,7 @@ fn resolve(
         http: resolve_http(p, base, raw.http.unwrap_or_default()),
         summary: resolve_summary(p, base, &daemon.state_dir, raw.summary.unwrap_or_default()),
         email: resolve_email(p, base, raw.email.unwrap_or_default()),
+        slurm: resolve_slurm(p, &raw.nodes, raw.slurm.unwrap_or_default()),
         daemon,
     }
 }
@@ -840,6 +888,12 @@ pub mod defaults {
     pub const METRICS_INTERVAL: Duration = Duration::from_secs(300);
     pub const RETENTION: Duration = Duration::from_secs(30 * 86_400);
     pub const LONG_RUNNING: Duration = Duration::from_secs(7 * 86_400);
+    /// `slurm.queued_after`: a job pending longer than an hour is a bottleneck (seed 000).
+    pub const SLURM_QUEUED_AFTER: Duration = Duration::from_secs(3600);
+    /// `slurm.interval`: the queue and the nodes are read every minute.
+    pub const SLURM_INTERVAL: Duration = Duration::from_secs(60);
+    /// `slurm.command_timeout`: the deadline of one `squeue`, `sinfo` or `scontrol`.
+    pub const SLURM_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
     pub const SMTP_HOST: &str = "localhost";
     pub const SMTP_PORT: u16 = 587;
     pub const FROM: &str = "ugro-monitor <ugro@localhost>";
@@ -1368,6 +1422,46 @@ fn resolve_summary(
         retention,
         metrics_interval,
         long_running: dur(&s.long_running, defaults::LONG_RUNNING),
+    }
+}
+
+/// `[slurm]`: `node` must name a configured node.
+fn resolve_slurm(
+    p: &mut Problems<'_>,
+    nodes: &[(Range<usize>, RawNode)],
+    s: RawSlurm,
+) -> SlurmConfig {
+    p.duration_in("queued_after", &s.queued_after, SLURM_QUEUED_AFTER_RANGE);
+    p.duration_in("interval", &s.interval, SLURM_INTERVAL_RANGE);
+    p.duration_in("command_timeout", &s.command_timeout, PROBE_TIMEOUT_RANGE);
+    let node = s.node.as_ref().and_then(|n| {
+        let name = n.get_ref();
+        let names: Vec<String> = nodes.iter().filter_map(|(_, r)| val(&r.name)).collect();
+        // Without [[nodes]] the one node is `local`.
+        if names.iter().any(|x| x == name) || (names.is_empty() && name == "local") {
+            Some(name.clone())
+        } else {
+            p.push(
+                n.span(),
+                format!(
+                    "\"{name}\" is not a configured node; configured: {}",
+                    if names.is_empty() {
+                        "local".to_string()
+                    } else {
+                        names.join(", ")
+                    }
+                ),
+            );
+            None
+        }
+    });
+    SlurmConfig {
+        enabled: val(&s.enabled).unwrap_or(false),
+        node,
+        drain_unhealthy: val(&s.drain_unhealthy).unwrap_or(false),
+        queued_after: dur(&s.queued_after, defaults::SLURM_QUEUED_AFTER),
+        interval: dur(&s.interval, defaults::SLURM_INTERVAL),
+        command_timeout: dur(&s.command_timeout, defaults::SLURM_COMMAND_TIMEOUT),
     }
 }
 

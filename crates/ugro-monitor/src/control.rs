@@ -510,6 +510,7 @@ async fn run(
     if let Some(logs) = crate::logs::locate(&shared, &id) {
         out.logs = logs.list().await.unwrap_or_default();
     }
+    out.slurm = shared.slurm.job_of(&id);
     Ok(Json(out))
 }
 

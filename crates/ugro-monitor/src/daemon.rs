@@ -150,6 +150,7 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<(), DaemonError> 
         runs: crate::runs::Runs::restore(restored_runs),
         outbox: crate::outbox::Outbox::new(),
         summaries: crate::summary::Summaries::new(),
+        slurm: crate::slurm::Slurm::default(),
         heartbeats: heartbeats.clone(),
         notifier: notifier.clone(),
         started_at,
@@ -227,6 +228,7 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<(), DaemonError> 
         "sampler" => crate::sampler::supervise,
         "scheduler" => crate::scheduler::supervise,
         "outbox" => crate::outbox::supervise,
+        "slurm" => crate::slurm::supervise,
         "stream" => crate::stream::supervise,
     }
     if let Some(listen) = cfg.http.listen {

@@ -401,6 +401,7 @@ async fn node_loop(
             }
         };
         if let Some(t) = transition {
+            shared.slurm.wake();
             let severity = match t.to {
                 NodeState::Healthy | NodeState::Unknown => Severity::Info,
                 NodeState::Degraded => Severity::Warning,

@@ -18,6 +18,7 @@ pub mod sampler;
 pub mod scan;
 pub mod scheduler;
 pub mod shared;
+pub mod slurm;
 pub mod ssh;
 pub mod store;
 pub mod stream;

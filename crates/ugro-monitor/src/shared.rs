@@ -24,6 +24,7 @@ pub struct Shared {
     pub runs: crate::runs::Runs,
     pub outbox: crate::outbox::Outbox,
     pub summaries: crate::summary::Summaries,
+    pub slurm: crate::slurm::Slurm,
     pub heartbeats: Arc<Heartbeats>,
     pub notifier: Notifier,
     pub started_at: DateTime<Utc>,

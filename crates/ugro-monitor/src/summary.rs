@@ -162,7 +162,17 @@ pub async fn snapshot_of(
         taken_at: now,
         runs,
         nodes,
+        queued: Vec::new(),
     })
+}
+
+/// The live views a summary is made from.
+#[derive(Debug, Clone, Default)]
+pub struct Live {
+    pub runs: Vec<crate::view::RunInfo>,
+    pub nodes: Vec<crate::view::NodeHealth>,
+    /// Slurm jobs pending longer than `slurm.queued_after` (none without Slurm).
+    pub queued: Vec<ugro_core::slurm::QueuedJob>,
 }
 
 /// Makes a summary now. See the module docs for the order of the steps.
@@ -195,8 +205,14 @@ pub async fn make(
     let composed = compose(
         store,
         &cfg.summary,
-        shared.runs.list(None, None),
-        shared.health.reports(),
+        Live {
+            runs: shared.runs.list(None, None),
+            nodes: shared.health.reports(),
+            queued: shared
+                .slurm
+                .queued(now, cfg.slurm.queued_after)
+                .unwrap_or_default(),
+        },
         now,
         date,
         scheduled,
@@ -296,12 +312,11 @@ pub struct Composed {
 }
 
 /// Snapshot, window, events, samples, rendering and the database rows of one summary: all of
-/// [`make`] but the files, the email and the events. `runs` and `nodes` are the live views.
+/// [`make`] but the files, the email and the events.
 pub async fn compose(
     store: &Store,
     cfg: &crate::config::SummaryConfig,
-    runs: Vec<crate::view::RunInfo>,
-    nodes: Vec<crate::view::NodeHealth>,
+    live: Live,
     now: DateTime<Utc>,
     date: NaiveDate,
     scheduled: bool,
@@ -317,7 +332,13 @@ pub async fn compose(
         Some(id) => store.load_snapshot(id).await?,
         None => None,
     };
-    let current = snapshot_of(store, runs, nodes, now, previous.is_none()).await?;
+    let Live {
+        runs,
+        nodes,
+        queued,
+    } = live;
+    let mut current = snapshot_of(store, runs, nodes, now, previous.is_none()).await?;
+    current.queued = queued;
     let events = store.window_events(window_start, now).await?;
     let (gpu_samples, node_samples) = store.samples_between(window_start, now).await?;
 

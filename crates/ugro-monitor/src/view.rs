@@ -443,6 +443,7 @@ impl From<&RunInfo> for ugro_api::RunInfo {
             epochs: epochs.iter().map(Into::into).collect(),
             restored: *restored,
             stale: *stale,
+            slurm: None,
         }
     }
 }

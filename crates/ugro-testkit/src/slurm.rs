@@ -143,10 +143,15 @@ impl Slurm {
         self.dir.path()
     }
 
-    /// A client command (`sinfo`, `squeue`, …) with `SLURM_CONF` set to this cluster.
+    /// A client command (`sinfo`, `squeue`, …) with `SLURM_CONF` set to this cluster, run in
+    /// `jobs/`.
     pub fn command(&self, program: &str) -> Command {
         let mut cmd = Command::new(program);
-        cmd.env("SLURM_CONF", &self.conf).env_remove("SLURM_JOB_ID");
+        // Run from `jobs/`: a job's default working dir and output file land there, never in
+        // the test's working directory.
+        cmd.env("SLURM_CONF", &self.conf)
+            .env_remove("SLURM_JOB_ID")
+            .current_dir(self.dir().join("jobs"));
         cmd
     }
 

@@ -566,6 +566,19 @@ pub fn run(r: &RunInfo, now: DateTime<Utc>) -> String {
             .collect();
         t.add_row(vec!["gpus".to_string(), gpus.join(", ")]);
     }
+    if let Some(j) = &r.slurm {
+        t.add_row(vec![
+            "slurm".to_string(),
+            format!(
+                "job {} {} \"{}\" ({}, partition {})",
+                clean(&j.job_id),
+                clean(&j.state),
+                clean(&j.name),
+                clean(&j.user),
+                clean(&j.partition)
+            ),
+        ]);
+    }
     for line in t.lines() {
         out.push_str(line.trim_end());
         out.push('\n');

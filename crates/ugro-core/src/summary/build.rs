@@ -91,7 +91,8 @@ pub fn build(input: &SummaryInput) -> Summary {
         && experiments.newly_stuck.is_empty()
         && experiments.epochs.is_empty()
         && key_events.is_empty()
-        && resources.bottlenecks.is_empty();
+        && resources.bottlenecks.is_empty()
+        && resources.queued.is_empty();
     Summary {
         date: input.date,
         tz: input.tz,
@@ -624,6 +625,7 @@ fn resource_utilization(input: &SummaryInput) -> ResourceUtilization {
         nodes: usage,
         bottlenecks,
         idle_periods,
+        queued: input.current.queued.clone(),
     }
 }
 
@@ -1064,6 +1066,49 @@ mod tests {
         );
         assert_line(&berlin, "- 00:58 — daemon: crashed (daemon.unclean_stop)");
         assert_line(&berlin, "- 14:05 — /data: root missing (root.missing)");
+    }
+
+    fn queued(id: &str, reason: &str, submitted: &str) -> crate::slurm::QueuedJob {
+        crate::slurm::QueuedJob {
+            job_id: id.into(),
+            name: format!("train-{id}"),
+            user: "ana".into(),
+            partition: "gpu".into(),
+            submitted: t(submitted),
+            reason: reason.into(),
+        }
+    }
+
+    #[test]
+    fn queued_experiments_are_bottlenecks_with_their_reason() {
+        let mut fx = Fx::new(vec![]);
+        assert_eq!(
+            bottleneck_lines(&fx.md()),
+            Vec::<String>::new(),
+            "no samples, nothing queued"
+        );
+        fx.current.queued = vec![
+            queued("41", "Resources", "2026-11-22T20:55:00Z"),
+            queued("42", "JobHeldUser", "2026-11-22T23:25:00Z"),
+        ];
+        let s = fx.build();
+        assert!(!s.quiet, "a queue is not a quiet day");
+        assert_eq!(
+            bottleneck_lines(&render_markdown(&s)),
+            [
+                "- **Bottlenecks**:",
+                "  - Experiments queued: job 41 \"train-41\" (ana, partition gpu) pending for 3 h: Resources",
+                "  - Experiments queued: job 42 \"train-42\" (ana, partition gpu) pending for 30 min: JobHeldUser",
+            ]
+        );
+        // With samples, after the other bottlenecks.
+        fx.gpus = gpu_day(
+            |at| between(at, "2026-11-22T14:00:00Z", "2026-11-22T16:30:59Z"),
+            |_| false,
+        );
+        let lines = bottleneck_lines(&fx.md());
+        assert_eq!(lines[0], "- **Bottlenecks**:");
+        assert!(lines.last().unwrap().contains("job 42"), "{lines:?}");
     }
 
     fn bottleneck_lines(md: &str) -> Vec<String> {

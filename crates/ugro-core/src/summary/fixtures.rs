@@ -134,6 +134,7 @@ impl Fx {
                 taken_at: t(END),
                 runs,
                 nodes: vec![node("gpu1", NodeState::Healthy)],
+                queued: Vec::new(),
             },
             previous: None,
             events: Vec::new(),
@@ -147,6 +148,7 @@ impl Fx {
             taken_at: t(START),
             runs,
             nodes: self.current.nodes.clone(),
+            queued: Vec::new(),
         });
         self
     }

@@ -18,6 +18,9 @@ pub struct Snapshot {
     pub runs: Vec<RunSnapshot>,
     #[serde(default)]
     pub nodes: Vec<NodeSnapshot>,
+    /// Slurm jobs pending longer than `slurm.queued_after` at `taken_at` (none without Slurm).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub queued: Vec<crate::slurm::QueuedJob>,
 }
 
 /// One run in a [`Snapshot`].

@@ -398,6 +398,24 @@ fn write_progress(out: &mut String, s: &Summary) -> fmt::Result {
     writeln!(out)
 }
 
+/// One queued experiment: `Experiments queued: job 12 "name" (user, partition p) pending for
+/// 2.5 h: Resources`.
+fn queued_line(q: &crate::slurm::QueuedJob, now: DateTime<Utc>) -> String {
+    format!(
+        "Experiments queued: job {} \"{}\" ({}, partition {}) pending for {}: {}",
+        md(&q.job_id),
+        md(&q.name),
+        md(&q.user),
+        md(&q.partition),
+        match (now - q.submitted).num_seconds() {
+            s if s < 60 => "under a minute".to_string(),
+            s if s < 3600 => format!("{} min", s / 60),
+            _ => hours(now - q.submitted),
+        },
+        md(&q.reason)
+    )
+}
+
 fn write_resources(out: &mut String, s: &Summary) -> fmt::Result {
     let r = &s.resources;
     let (tz, date) = (s.tz, s.date);
@@ -421,6 +439,12 @@ fn write_resources(out: &mut String, s: &Summary) -> fmt::Result {
     }
     if r.gpu_samples == 0 && r.node_samples == 0 {
         writeln!(out, "- No resource samples were recorded in the window.")?;
+        if !r.queued.is_empty() {
+            writeln!(out, "- **Bottlenecks**:")?;
+            capped(out, &r.queued, LIST_CAP, "  ", |q| {
+                queued_line(q, s.window_end)
+            })?;
+        }
         return Ok(());
     }
     match &r.gpu {
@@ -481,8 +505,13 @@ fn write_resources(out: &mut String, s: &Summary) -> fmt::Result {
             hours(to - from)
         )
     };
-    if r.bottlenecks.is_empty() {
+    if r.bottlenecks.is_empty() && r.queued.is_empty() {
         writeln!(out, "- **Bottlenecks**: none")?;
+    } else if r.bottlenecks.is_empty() {
+        writeln!(out, "- **Bottlenecks**:")?;
+        capped(out, &r.queued, LIST_CAP, "  ", |q| {
+            queued_line(q, s.window_end)
+        })?;
     } else {
         writeln!(out, "- **Bottlenecks**:")?;
         capped(out, &r.bottlenecks, LIST_CAP, "  ", |b| {
@@ -507,6 +536,11 @@ fn write_resources(out: &mut String, s: &Summary) -> fmt::Result {
                     pct(b.extreme)
                 ),
             }
+        })?;
+    }
+    if !r.bottlenecks.is_empty() {
+        capped(out, &r.queued, LIST_CAP, "  ", |q| {
+            queued_line(q, s.window_end)
         })?;
     }
     if r.idle_periods.is_empty() {

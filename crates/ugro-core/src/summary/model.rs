@@ -284,6 +284,9 @@ pub struct ResourceUtilization {
     pub bottlenecks: Vec<Bottleneck>,
     /// By start time.
     pub idle_periods: Vec<IdlePeriod>,
+    /// Experiments queued: Slurm jobs pending too long at the summary's time, oldest first.
+    #[serde(default)]
+    pub queued: Vec<crate::slurm::QueuedJob>,
 }
 
 /// The counts a subject line and a dashboard need.
