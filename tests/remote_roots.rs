@@ -184,6 +184,13 @@ fn a_remote_root_passes_the_status_cases_and_sees_new_epochs_by_polling() {
             .is_some_and(|e| e.contains("CUDA out of memory")),
         "the reason from the log tail read over SSH: {failed}"
     );
+    // The logs API finds a remote run's log through the node's session.
+    let out = d.ctl(&["logs", "box:train/failed", "-n", "1"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("CUDA out of memory") && !text.contains("epoch 4"),
+        "ugroctl logs -n 1 of a remote run: {out:?}"
+    );
     let eval = run("box:eval/complete");
     assert_eq!(
         (eval["status"].as_str(), eval["runner"].as_str()),

@@ -377,17 +377,35 @@ fn local_node_name(shared: &Shared) -> String {
         .map_or_else(|| "local".to_string(), |n| n.name.clone())
 }
 
-/// Finds a run and where its logs are. Roots are on this machine today; a remote root
-/// (`[[roots]] node`) gives [`Place::Remote`] with the node's session.
+/// Finds a run and where its logs are: this machine, or for a root on a node's disk
+/// (`[[roots]] node`) that node over its health session.
 pub fn locate(shared: &Shared, id: &str) -> Option<RunLogs> {
     let info = shared.runs.get(id)?;
     let root = shared.runs.root_of(id);
     let config = shared.config();
-    let globs = root
-        .as_ref()
-        .and_then(|r| config.roots.iter().find(|c| &c.path == r))
-        .map(|c| c.log_globs.clone())
-        .unwrap_or_default();
+    let candidates: Vec<_> = config
+        .roots
+        .iter()
+        .filter(|c| root.as_ref() == Some(&c.path))
+        .collect();
+    // Two roots may share a path on different nodes: the run id names the node.
+    let root_cfg = candidates
+        .iter()
+        .find(|c| {
+            c.node
+                .as_ref()
+                .is_some_and(|n| id.starts_with(&format!("{n}:")))
+        })
+        .or_else(|| candidates.first())
+        .copied();
+    let globs = root_cfg.map(|c| c.log_globs.clone()).unwrap_or_default();
+    let remote = root_cfg
+        .and_then(|c| c.node.clone())
+        .and_then(|n| Some((shared.health.node(&n)?.session()?.clone(), n)));
+    let (node, place) = match remote {
+        Some((session, node)) => (node.clone(), Place::Remote { node, session }),
+        None => (local_node_name(shared), Place::Local),
+    };
     let work_dir = PathBuf::from(info.work_dir);
     // The tracker names the newest log by its absolute path.
     let newest = info.log.and_then(|l| {
@@ -398,8 +416,8 @@ pub fn locate(shared: &Shared, id: &str) -> Option<RunLogs> {
     });
     Some(RunLogs {
         run: info.id,
-        node: local_node_name(shared),
-        place: Place::Local,
+        node,
+        place,
         work_dir,
         newest,
         globs,
