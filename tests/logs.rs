@@ -419,3 +419,28 @@ fn windows_and_next_offsets_at_the_file_boundaries() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_roots_log_globs_add_logs_for_failure_reasons_and_ugroctl_logs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let run = root.join("slurm/job_7");
+    trainer(&run, 2);
+    write_file(
+        &run.join("slurm-7.out"),
+        "step 9\nTraceback (most recent call last):\n  File \"t.py\", line 3, in <module>\nKeyError: 'lr'\n",
+    );
+    age(&run.join("slurm-7.out"), Duration::from_secs(2 * H));
+    let d = Daemon::start(&DaemonOptions {
+        extra_config: format!("{}log_globs = [\"slurm-*.out\"]\n", root_config(&root)),
+        ..Default::default()
+    });
+    let v = wait_run(&d, "slurm/job_7", |v| {
+        v["status"] == "failed" && v["error"].is_string()
+    });
+    assert!(v["error"].as_str().unwrap().contains("KeyError"), "{v}");
+    assert!(has_log(&v, "slurm-7.out"), "{}", v["log"]);
+    let (code, out, err) = ctl(&d, &["logs", "slurm/job_7", "-n", "1"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, "KeyError: 'lr'\n");
+}

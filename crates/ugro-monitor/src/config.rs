@@ -1230,6 +1230,18 @@ fn resolve_roots(
                     }
                 }
             }
+            if let Some(w) = &r.watch
+                && node.is_some()
+                && matches!(w.get_ref(), WatchMode::Inotify)
+            {
+                p.push(
+                    w.span(),
+                    format!(
+                        "watch = \"inotify\" cannot see node \"{}\"'s disk: a remote root is polled",
+                        n.get_ref()
+                    ),
+                );
+            }
             if node.is_some() && !Path::new(rp.get_ref()).is_absolute() {
                 p.push(
                     rp.span(),

@@ -570,6 +570,7 @@ fn visit(
     dir: PathBuf,
     depth: usize,
     prev: &(dyn Fn(&Path) -> Option<std::sync::Arc<RunView>> + Sync),
+    globs: &[String],
     buf: &mut Vec<u8>,
 ) -> Visit {
     let problem = |e: std::io::Error| {
@@ -591,8 +592,7 @@ fn visit(
     };
     if dir != root && listing.is_run_dir() {
         let p = prev(&dir);
-        let globs = p.as_ref().map(|v| v.log_globs.clone()).unwrap_or_default();
-        let read = read_listed(&dir, stamp, &listing, p.as_deref(), &globs, buf);
+        let read = read_listed(&dir, stamp, &listing, p.as_deref(), globs, buf);
         return Visit::Run(dir, Box::new(read));
     }
     let children = if depth < MAX_DEPTH {
@@ -615,6 +615,16 @@ pub fn scan_root(
     prev: &(dyn Fn(&Path) -> Option<std::sync::Arc<RunView>> + Sync),
     threads: usize,
 ) -> RootScan {
+    scan_root_with(root, prev, threads, &[])
+}
+
+/// [`scan_root`] with the root's `log_globs`.
+pub fn scan_root_with(
+    root: &Path,
+    prev: &(dyn Fn(&Path) -> Option<std::sync::Arc<RunView>> + Sync),
+    threads: usize,
+    globs: &[String],
+) -> RootScan {
     let work = Work {
         queue: Mutex::new((vec![(root.to_path_buf(), 0)], 0)),
         more: Condvar::new(),
@@ -624,7 +634,7 @@ pub fn scan_root(
         let mut buf = Vec::new();
         while let Some((dir, depth)) = work.next() {
             let mut children = Vec::new();
-            match visit(root, dir, depth, prev, &mut buf) {
+            match visit(root, dir, depth, prev, globs, &mut buf) {
                 Visit::Run(d, r) => out.runs.push((d, *r)),
                 Visit::Dir(d, stamp, depth, c) => {
                     out.tree.dirs.insert(d, (stamp, depth));

@@ -106,11 +106,13 @@ fn scan_threads() -> usize {
 #[derive(Debug, Clone)]
 pub(super) struct LocalRoot {
     root: PathBuf,
+    /// The root's `log_globs`.
+    globs: Vec<String>,
 }
 
 impl LocalRoot {
-    pub(super) fn new(root: PathBuf) -> LocalRoot {
-        LocalRoot { root }
+    pub(super) fn new(root: PathBuf, globs: Vec<String>) -> LocalRoot {
+        LocalRoot { root, globs }
     }
 }
 
@@ -136,10 +138,12 @@ impl RootSource for LocalRoot {
     }
 
     fn scan(&self, prev: Views) -> BoxFuture<Result<RootScan, String>> {
-        let root = self.root.clone();
+        let (root, globs) = (self.root.clone(), self.globs.clone());
         let span = tracing::Span::current();
         let task = tokio::task::spawn_blocking(move || {
-            span.in_scope(|| scan::scan_root(&root, &|d| prev.get(d).cloned(), scan_threads()))
+            span.in_scope(|| {
+                scan::scan_root_with(&root, &|d| prev.get(d).cloned(), scan_threads(), &globs)
+            })
         });
         Box::pin(async move { task.await.map_err(|e| e.to_string()) })
     }
@@ -150,9 +154,9 @@ impl RootSource for LocalRoot {
         mut tree: Tree,
         known: HashSet<PathBuf>,
     ) -> BoxFuture<Option<(Found, Tree)>> {
-        let root = self.root.clone();
+        let (root, globs) = (self.root.clone(), self.globs.clone());
         Box::pin(blocking(move || {
-            let f = poll_cycle(&root, due, &mut tree, &known);
+            let f = poll_cycle(&root, due, &mut tree, &known, &globs);
             (f, tree)
         }))
     }
@@ -163,9 +167,9 @@ impl RootSource for LocalRoot {
         touched: HashSet<PathBuf>,
         mut tree: Tree,
     ) -> BoxFuture<Option<(Found, Tree)>> {
-        let root = self.root.clone();
+        let (root, globs) = (self.root.clone(), self.globs.clone());
         Box::pin(blocking(move || {
-            let f = rescan_touched(&root, &known, touched, &mut tree);
+            let f = rescan_touched(&root, &known, touched, &mut tree, &globs);
             (f, tree)
         }))
     }
@@ -210,6 +214,7 @@ fn poll_cycle(
     due: Vec<Due>,
     tree: &mut scan::Tree,
     known: &HashSet<PathBuf>,
+    globs: &[String],
 ) -> Found {
     let mut found = Found::default();
     for d in due {
@@ -218,7 +223,7 @@ fn poll_cycle(
         {
             continue;
         }
-        match scan::read_run(&d.dir, Some(&d.view)) {
+        match scan::read_run_with(&d.dir, Some(&d.view), globs) {
             Ok(r) => found.read.push((Some(d.id), d.dir, r)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => found.gone.push(d.id),
             Err(_) => {} // unreadable now (permissions, racing delete): keep the last view
@@ -229,7 +234,7 @@ fn poll_cycle(
         tracing::debug!("{p}");
     }
     for dir in new_runs {
-        if let Ok(r) = scan::read_run(&dir, None) {
+        if let Ok(r) = scan::read_run_with(&dir, None, globs) {
             found.read.push((None, dir, r));
         }
     }
@@ -243,6 +248,7 @@ fn rescan_touched(
     known: &[(String, PathBuf, Arc<RunView>)],
     touched: HashSet<PathBuf>,
     tree: &mut scan::Tree,
+    globs: &[String],
 ) -> Found {
     // By dir: the id (none yet for a new run) and the last view.
     let mut hit: BTreeMap<PathBuf, (Option<String>, Option<Arc<RunView>>)> = BTreeMap::new();
@@ -269,7 +275,7 @@ fn rescan_touched(
     }
     let mut found = Found::default();
     for (dir, (id, prev)) in hit {
-        match scan::read_run(&dir, prev.as_deref()) {
+        match scan::read_run_with(&dir, prev.as_deref(), globs) {
             Ok(r) => found.read.push((id, dir, r)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => found.gone.extend(id),
             Err(_) => {} // unreadable now (permissions, racing delete): keep the last view

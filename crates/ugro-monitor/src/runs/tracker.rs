@@ -77,7 +77,7 @@ pub(super) async fn track_root<H: RunsHost>(
             cfg.path.clone(),
             cfg.log_globs.clone(),
         )),
-        None => Box::new(LocalRoot::new(cfg.path.clone())),
+        None => Box::new(LocalRoot::new(cfg.path.clone(), cfg.log_globs.clone())),
     };
     async move {
         let mut t = RootTracker::new(host, cfg, source).await;
