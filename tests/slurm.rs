@@ -15,8 +15,9 @@ use ugro_testkit::gpu::{FakeGpu, install_fake_nvidia_smi};
 use ugro_testkit::slurm::Slurm;
 use ugro_testkit::{Daemon, DaemonOptions, wait_for, write_file};
 
-/// Health sweeps every second, so a state change is confirmed within a few seconds.
-const FAST_HEALTH: &str = "[health]\ninterval = \"1s\"\nmin_interval = \"1s\"\nmax_interval = \"1s\"\nprobe_timeout = \"5s\"\n\n";
+/// Health sweeps every second, so a state change is confirmed within a few seconds; the disk
+/// check asks for little, so this machine's own free space does not decide the node's state.
+const FAST_HEALTH: &str = "[health]\ninterval = \"1s\"\nmin_interval = \"1s\"\nmax_interval = \"1s\"\nprobe_timeout = \"5s\"\ndisk_free_min = \"1MB\"\n\n";
 
 /// A daemon whose Slurm commands reach `slurm`, with `bin` (the nvidia-smi stand-in) first on
 /// PATH, and `extra` config.
