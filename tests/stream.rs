@@ -420,6 +420,12 @@ fn ugroctl_runs_watch_prints_a_status_change() {
     }
     let line = wait_line(&rx, "running→failed", &mut seen);
     assert!(line.contains(" run exp/run_1 running→failed 1/3"), "{line}");
+    // The table was printed once, then only lines of change.
+    let headers = seen
+        .iter()
+        .filter(|l| l.trim_start().starts_with("RUN "))
+        .count();
+    assert_eq!(headers, 1, "{}", seen.join("\n"));
 }
 
 #[test]

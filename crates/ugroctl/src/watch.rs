@@ -289,8 +289,10 @@ async fn refetch(
         }
     }
     if first && !out.json {
-        out.dirty = true;
-        if !out.tty {
+        if out.tty {
+            out.dirty = true;
+        } else {
+            // Once, before the lines of change.
             out.redraw(what, view);
         }
     }
@@ -311,7 +313,7 @@ fn apply(what: &Watch, view: &mut View, change: Change, out: &mut Output) {
                 if let Some(line) = run_line(old, &run, now) {
                     out.line(&line);
                 }
-                out.dirty = true;
+                out.touch();
             }
             view.runs.insert(run.id.clone(), *run);
         }
@@ -322,14 +324,14 @@ fn apply(what: &Watch, view: &mut View, change: Change, out: &mut Output) {
                 stamp(now),
                 render::clean(&id)
             ));
-            out.dirty = true;
+            out.touch();
         }
         (Watch::Health { node }, Change::Node(n)) => {
             if node.as_deref().is_none_or(|x| x == n.name) {
                 if let Some(line) = node_line(view.nodes.get(&n.name), &n, now) {
                     out.line(&line);
                 }
-                out.dirty = true;
+                out.touch();
             }
             view.nodes.insert(n.name.clone(), *n);
         }
@@ -340,7 +342,7 @@ fn apply(what: &Watch, view: &mut View, change: Change, out: &mut Output) {
                 stamp(now),
                 render::clean(&name)
             ));
-            out.dirty = true;
+            out.touch();
         }
         (Watch::Events { kind, subject, .. }, Change::Event(e)) => {
             if view.last_event.is_some_and(|l| e.id <= l) {
@@ -449,6 +451,14 @@ struct Output {
 }
 
 impl Output {
+    /// The table on screen is out of date (only a terminal's table is redrawn; otherwise each
+    /// change was a line).
+    fn touch(&mut self) {
+        if self.tty {
+            self.dirty = true;
+        }
+    }
+
     /// A line of change (not on a terminal, where the table is redrawn instead).
     fn line(&self, s: &str) {
         if !self.tty && !self.json {
