@@ -324,7 +324,9 @@ impl<H: RunsHost> Inner<H> {
     }
 
     /// The contents of `files` (those that could be read), by path.
-    async fn fetch(&self, files: Vec<PathBuf>) -> HashMap<PathBuf, Vec<u8>> {
+    /// `Err` when the node could not be asked (the caller keeps what it had rather than
+    /// taking the files as unreadable).
+    async fn fetch(&self, files: Vec<PathBuf>) -> Result<HashMap<PathBuf, Vec<u8>>, String> {
         let mut out = HashMap::new();
         let mut pending: Vec<Vec<PathBuf>> =
             files.chunks(FETCH_BATCH).map(<[PathBuf]>::to_vec).collect();
@@ -350,13 +352,10 @@ impl<H: RunsHost> Inner<H> {
                     pending.push(b.to_vec());
                 }
                 Ok(None) => {}
-                Err(e) => {
-                    tracing::debug!("{e}");
-                    break;
-                }
+                Err(e) => return Err(e),
             }
         }
-        out
+        Ok(out)
     }
 
     /// Finds runs below `start` (dirs with their depth): lists level by level, records the
@@ -520,7 +519,7 @@ impl<H: RunsHost> Inner<H> {
         let contents = if want.is_empty() {
             HashMap::new()
         } else {
-            self.fetch(want).await
+            self.fetch(want).await?
         };
         for (id, dir, prev) in plans {
             let read = build_run(&dir, &listed, &contents, prev.as_deref(), &self.globs);
@@ -800,8 +799,10 @@ impl<H: RunsHost> Inner<H> {
 
     async fn identify(&self, was_mount: bool) -> Option<(Option<RootId>, bool)> {
         let root = shell_quote(&self.root.to_string_lossy());
+        // Nothing printed when the root is not a directory now.
         let script = format!(
-            "stat -L -c '%d %i' -- {root} {root}/.. && {{ ls -A -- {root} | head -n 1 | wc -l; }}"
+            "[ -d {root} ] || exit 0; stat -L -c '%d %i' -- {root} && stat -L -c '%d %i' -- \
+             {root}/.. && {{ ls -A -- {root} | head -n 1 | wc -l; }}"
         );
         let (out, _) = self.exec_text(&script).await.ok()?;
         let mut lines = out.lines();
