@@ -100,7 +100,7 @@ impl NewEvent {
         message: impl Into<String>,
     ) -> Self {
         Self {
-            kind: kind.into(),
+            kind,
             subject: subject.into(),
             severity,
             message: message.into(),
@@ -449,7 +449,7 @@ impl Store {
             "INSERT INTO events (ts_ms, kind, subject, severity, message) VALUES (?, ?, ?, ?, ?)",
         )
         .bind(to_ms(at))
-        .bind(&e.kind)
+        .bind(e.kind.as_str())
         .bind(&e.subject)
         .bind(e.severity.as_str())
         .bind(&e.message)

@@ -252,7 +252,9 @@ fn truncate(s: &str, max: usize) -> String {
 fn key_events(events: &[EventRecord]) -> Vec<EventRecord> {
     let mut out: Vec<EventRecord> = events
         .iter()
-        .filter(|e| e.severity >= Severity::Warning || KEY_EVENT_KINDS.contains(&e.kind.as_str()))
+        .filter(|e| {
+            e.severity >= Severity::Warning || KEY_EVENT_KINDS.iter().any(|k| k.as_str() == e.kind)
+        })
         .cloned()
         .collect();
     // Stable: events at the same instant keep the caller's order.

@@ -64,7 +64,7 @@ pub(super) fn event(
 ) -> EventRecord {
     EventRecord {
         at: t(at),
-        kind: kind.to_owned(),
+        kind: kind.as_str().to_owned(),
         subject: subject.to_owned(),
         severity,
         message: msg.to_owned(),

@@ -584,6 +584,7 @@ fn write_resources(out: &mut String, s: &Summary) -> fmt::Result {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use crate::event::EventKind;
     use crate::health::NodeState;
     use crate::summary::fixtures::*;
     use crate::summary::{render_html, subject};
@@ -618,7 +619,6 @@ mod tests {
             run("a", RunStatus::Running, 5, 10),
             run("b", RunStatus::Failed, 2, 10),
         ];
-    use crate::event::EventKind;
         let mut fx = Fx::new(runs.clone()).previous(runs);
         fx.current.nodes.push(node("gpu2", NodeState::Degraded));
         // Info events of other kinds are not notable; samples alone do not make a window busy.
