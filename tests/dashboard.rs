@@ -309,3 +309,53 @@ async fn pages_render_with_javascript_off() {
     assert!(page.html().await.unwrap().contains("Summaries"));
     eprintln!("four pages without JavaScript in {:?}", start.elapsed());
 }
+
+/// Not a check: writes docs/dashboard-overview.png and docs/dashboard-run.png from the example
+/// runs of scripts/example-runs.sh plus a few trainer runs, through the real browser.
+/// `cargo nextest run -p ugro-e2e --test dashboard --run-ignored only screenshots`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "writes the docs' screenshots; run by hand"]
+async fn screenshots_for_the_docs() {
+    let root = tempfile::tempdir().unwrap();
+    let out = ugro_testkit::output_within(
+        Command::new("bash")
+            .arg(ugro_testkit::repo_root().join("scripts/example-runs.sh"))
+            .arg(root.path()),
+        DEADLINE,
+    );
+    assert!(out.status.success(), "{out:?}");
+    for (name, done) in [
+        ("resnet50/lr_0.1", 7),
+        ("resnet50/lr_0.01", 3),
+        ("vit_b16/seed_1", 9),
+    ] {
+        trainer(&root.path().join("sweep").join(name), done);
+    }
+    let (d, url) = daemon(root.path(), "127.0.0.1", "");
+    ugro_testkit::wait_for("the runs listed", DEADLINE, || {
+        listed(&d, "sweep/vit_b16/seed_1")?;
+        listed(&d, "example/trainer_failed")
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let (_c, page) = browser().await;
+    let docs = ugro_testkit::repo_root().join("docs");
+    page.navigate(&format!("{url}/")).await.unwrap();
+    page.wait_true(
+        "document.getElementById('live').textContent === 'live'",
+        DEADLINE,
+    )
+    .await
+    .unwrap();
+    page.screenshot(&docs.join("dashboard-overview.png"), 1100)
+        .await
+        .unwrap();
+    page.navigate(&format!("{url}/runs/example/trainer_running"))
+        .await
+        .unwrap();
+    page.wait_true("document.querySelector('img.chart').complete", DEADLINE)
+        .await
+        .unwrap();
+    page.screenshot(&docs.join("dashboard-run.png"), 1100)
+        .await
+        .unwrap();
+}
