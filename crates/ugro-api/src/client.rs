@@ -21,11 +21,10 @@ const MAX_RESPONSE_BODY: usize = 64 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot connect to {path}: {source}")]
+    #[error("cannot connect to {path}: {cause}")]
     Connect {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{method} {uri} on {path}: no answer within {timeout:?}")]
     Timeout {
@@ -197,6 +196,24 @@ impl Client {
         }
     }
 
+    /// Connects to the socket within the connect deadline.
+    pub(crate) async fn connect(&self) -> Result<UnixStream, ClientError> {
+        match tokio::time::timeout(self.connect_timeout, UnixStream::connect(&self.path)).await {
+            Ok(Ok(s)) => Ok(s),
+            Ok(Err(cause)) => Err(ClientError::Connect {
+                path: self.path.clone(),
+                cause,
+            }),
+            Err(_) => Err(ClientError::Connect {
+                path: self.path.clone(),
+                cause: std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("connect timed out after {:?}", self.connect_timeout),
+                ),
+            }),
+        }
+    }
+
     async fn raw_inner(
         &self,
         method: Method,
@@ -209,26 +226,7 @@ impl Client {
             uri: uri.to_owned(),
             message,
         };
-        let stream =
-            match tokio::time::timeout(self.connect_timeout, UnixStream::connect(&self.path)).await
-            {
-                Ok(Ok(s)) => s,
-                Ok(Err(source)) => {
-                    return Err(ClientError::Connect {
-                        path: self.path.clone(),
-                        source,
-                    });
-                }
-                Err(_) => {
-                    return Err(ClientError::Connect {
-                        path: self.path.clone(),
-                        source: std::io::Error::new(
-                            std::io::ErrorKind::TimedOut,
-                            format!("connect timed out after {:?}", self.connect_timeout),
-                        ),
-                    });
-                }
-            };
+        let stream = self.connect().await?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| transport(e.to_string()))?;

@@ -12,7 +12,6 @@ use http::{Method, Request, StatusCode};
 use http_body_util::{BodyDataStream, BodyExt, Empty, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper_util::rt::TokioIo;
-use tokio::net::UnixStream;
 
 use crate::client::{Client, ClientError};
 use crate::{
@@ -236,20 +235,7 @@ impl Client {
             uri: uri.to_owned(),
             message,
         };
-        let stream =
-            match tokio::time::timeout(self.connect_timeout, UnixStream::connect(&path)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(source)) => return Err(ClientError::Connect { path, source }),
-                Err(_) => {
-                    return Err(ClientError::Connect {
-                        path,
-                        source: std::io::Error::new(
-                            std::io::ErrorKind::TimedOut,
-                            format!("connect timed out after {:?}", self.connect_timeout),
-                        ),
-                    });
-                }
-            };
+        let stream = self.connect().await?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| transport(e.to_string()))?;

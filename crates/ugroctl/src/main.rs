@@ -352,8 +352,8 @@ fn output<T: serde::Serialize>(json: bool, value: &T, human: impl FnOnce() -> St
 fn report(e: &ClientError, socket: &std::path::Path) -> ExitCode {
     let mut err = anstream::stderr();
     match e {
-        ClientError::Connect { source, .. } => {
-            let hint = match source.kind() {
+        ClientError::Connect { cause, .. } => {
+            let hint = match cause.kind() {
                 std::io::ErrorKind::NotFound => "no such socket: is the daemon running?",
                 std::io::ErrorKind::ConnectionRefused => {
                     "nothing listens on it: the daemon is not running (stale socket)"
@@ -365,7 +365,7 @@ fn report(e: &ClientError, socket: &std::path::Path) -> ExitCode {
             };
             let _ = writeln!(
                 err,
-                "ugroctl: cannot reach ugro-monitor at {}: {source}{}{hint}\n  check: systemctl status ugro-monitor (or journalctl -u ugro-monitor)\n  or point ugroctl elsewhere: --socket PATH / UGRO_SOCKET",
+                "ugroctl: cannot reach ugro-monitor at {}: {cause}{}{hint}\n  check: systemctl status ugro-monitor (or journalctl -u ugro-monitor)\n  or point ugroctl elsewhere: --socket PATH / UGRO_SOCKET",
                 socket.display(),
                 if hint.is_empty() { "" } else { " — " },
             );
