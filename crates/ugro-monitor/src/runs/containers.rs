@@ -56,6 +56,19 @@ pub(super) fn remote_part() -> String {
     )
 }
 
+/// `text` split around its first line that is exactly `marker`: what comes before that line,
+/// and what follows it.
+pub(super) fn split_at_line<'a>(text: &'a str, marker: &str) -> Option<(&'a str, &'a str)> {
+    let mut at = 0;
+    for line in text.split_inclusive('\n') {
+        if line.trim_end_matches(['\n', '\r']) == marker {
+            return Some((&text[..at], &text[at + line.len()..]));
+        }
+        at += line.len();
+    }
+    None
+}
+
 /// A process's container, as its cgroup names it, and what is known of it.
 #[derive(Debug, Clone)]
 pub(super) struct InContainer {
@@ -411,6 +424,49 @@ mod tests {
             host_text(&info, "python /workspace/exp/b/train.py", Some("/opt")),
             "python /data/runs/exp/b/train.py"
         );
+    }
+
+    #[test]
+    fn the_batched_listing_gives_gpus_and_containers_though_ps_shows_the_command_itself() {
+        use super::super::procs::{APPS_MARKER, remote_procs};
+        let cmd = super::super::procs::remote_command(Duration::from_secs(10));
+        let out = format!(
+            " 42 root 60 python train.py --config /workspace/exp/a/config.json\n\
+             900 alice 0 sh -c {cmd}\n{APPS_MARKER}\nGPU-4f1c, 42, 1024\n\
+             {CONTAINERS_MARKER}\ndocker\n/proc/42/cgroup:0::/system.slice/docker-{ID}.scope\n\
+             {CWD_MARKER}\n42\t/workspace/exp/a\n"
+        );
+        let now = chrono::DateTime::from_timestamp(1_000_000, 0).unwrap();
+        let procs = remote_procs("gpu1", &out, now);
+        assert_eq!(procs.len(), 2, "{procs:?}");
+        let p = procs.iter().find(|p| p.pid == 42).unwrap();
+        assert_eq!(p.gpus.len(), 1, "{p:?}");
+        let c = p.container.as_ref().unwrap();
+        assert_eq!(c.id, ID);
+        assert_eq!(c.cwd.as_deref(), Some("/workspace/exp/a"));
+        assert!(
+            procs
+                .iter()
+                .find(|p| p.pid == 900)
+                .unwrap()
+                .container
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn markers_count_only_as_whole_lines() {
+        // `ps` lists the batched command itself, markers and all.
+        let text = format!(
+            " 7 root 1 sh -c ps ...; echo {CONTAINERS_MARKER}; ...\n{CONTAINERS_MARKER}\ndocker\n"
+        );
+        let (before, after) = split_at_line(&text, CONTAINERS_MARKER).unwrap();
+        assert!(
+            before.starts_with(" 7 root") && before.ends_with("...\n"),
+            "{before}"
+        );
+        assert_eq!(after, "docker\n");
+        assert_eq!(split_at_line("a\nb", CONTAINERS_MARKER), None);
     }
 
     #[test]

@@ -199,11 +199,12 @@ pub(super) fn remote_command(deadline: Duration) -> String {
 
 /// Splits the batched remote command's output into processes, each with its GPUs.
 pub(super) fn remote_procs(node: &str, stdout: &str, now: DateTime<Utc>) -> Vec<Proc> {
-    let (stdout, part) = stdout
-        .split_once(containers::CONTAINERS_MARKER)
-        .unwrap_or((stdout, ""));
+    // The markers are looked for as whole lines: `ps` lists the batched command itself, whose
+    // command line holds them too.
+    let (stdout, part) =
+        containers::split_at_line(stdout, containers::CONTAINERS_MARKER).unwrap_or((stdout, ""));
     let (_, mut in_containers) = containers::parse_remote(part);
-    let (ps, apps) = match stdout.split_once(APPS_MARKER) {
+    let (ps, apps) = match containers::split_at_line(stdout, APPS_MARKER) {
         Some((ps, apps)) => (ps, apps),
         None => (stdout, ""),
     };
