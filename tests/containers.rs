@@ -356,3 +356,110 @@ fn a_process_in_a_container_is_matched_to_its_run_through_the_containers_mounts(
     drop(by_cwd);
     drop(scopes);
 }
+
+/// The daemon in a PID namespace of its own (its /proc shows none of the test's processes),
+/// so the containerised process is seen only over the node's SSH session.
+struct IsolatedDaemon {
+    d: Daemon,
+    child: Child,
+}
+
+impl IsolatedDaemon {
+    fn start(opts: &DaemonOptions) -> Self {
+        let d = Daemon::prepare(opts);
+        let log = std::fs::File::create(d.dir.path().join("daemon.log")).unwrap();
+        let mut child = Command::new("unshare")
+            .args(["--pid", "--fork", "--mount-proc", "--kill-child"])
+            .arg(ugro_testkit::bin("ugro-monitor"))
+            .arg("--config")
+            .arg(&d.config_path)
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("UGRO_CONFIG")
+            .env("UGRO_LOG", "info,sqlx=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        while !d.ctl(&["status"]).status.success() {
+            if let Some(st) = child.try_wait().unwrap() {
+                panic!("daemon exited during start-up with {st}:\n{}", d.log());
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "daemon not answering after 10 s:\n{}",
+                d.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        IsolatedDaemon { d, child }
+    }
+}
+
+impl Drop for IsolatedDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_process_in_a_container_on_a_node_is_matched_over_its_ssh_session() {
+    assert_eq!(
+        nix::unistd::geteuid().as_raw(),
+        0,
+        "this test makes cgroups and namespaces: it needs root"
+    );
+    let cg2 = cgroup2_mount().expect("this test needs cgroup v2 mounted (see /proc/self/mounts)");
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("runs");
+    quiet_trainer(&root.join("exp/remote"));
+    let id = fake_container_id(7);
+    let scope = Scope::create(&cg2, &id);
+    let proc = Containerised::start(
+        &scope,
+        &tmp.path().join("rootfs"),
+        &root,
+        "/workspace/exp/remote",
+        &["train.py", "--epochs", "10"],
+    );
+    // The node's PATH has the docker stand-in; the daemon's does not need one.
+    let bin = tempfile::tempdir().unwrap();
+    let docker = FakeDocker::install(bin.path());
+    docker.add(&container(&id, "trainer-remote", &root, proc.pid()));
+    let sshd = ugro_testkit::sshd::Sshd::start_with(ugro_testkit::sshd::SshdOptions {
+        path_prepend: Some(bin.path().to_path_buf()),
+        ..Default::default()
+    });
+    let s = IsolatedDaemon::start(&DaemonOptions {
+        extra_config: format!(
+            "[health]\ninterval = \"2s\"\nmin_interval = \"1s\"\nmax_interval = \"2s\"\nprobe_timeout = \"5s\"\n\n{}\n[[roots]]\npath = \"{}\"\nstall_after = \"30m\"\n",
+            sshd.node_toml("gpu1", "gpus = 0\n"),
+            root.display()
+        ),
+        ..Default::default()
+    });
+    let r = wait_run(&s.d, "exp/remote", "the run stuck on gpu1", |r| {
+        r["status"] == "stuck"
+    });
+    let p = &r["process"];
+    assert_eq!(p["node"], "gpu1", "{r}");
+    assert_eq!(p["pid"], proc.pid(), "{r}");
+    assert_eq!(p["container"]["name"], "trainer-remote", "{r}");
+    assert!(
+        docker
+            .calls()
+            .iter()
+            .any(|c| c.starts_with("inspect") && c.contains(id.as_str())),
+        "docker inspect ran on the node: {:?}",
+        docker.calls()
+    );
+    // The process ends: the node's next listing (every 30 s) makes the run failed.
+    drop(proc);
+    let r = wait_run(&s.d, "exp/remote", "the run failed", |r| {
+        r["status"] == "failed"
+    });
+    assert!(r["process"].is_null(), "{r}");
+    drop(scope);
+}
