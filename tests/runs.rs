@@ -1035,3 +1035,53 @@ fn a_run_whose_process_started_after_the_last_listing_is_stuck_never_failed_firs
         d.log()
     );
 }
+
+/// With inotify, a log in the run's `logs/` folder (the long-job layout) is watched like the run
+/// dir: a line appended there, a new log file there, and a `logs/` folder made after the start
+/// move the run's last log update at once, without waiting for a rescan.
+#[test]
+fn logs_in_the_logs_folder_are_seen_at_once_with_inotify() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("runs");
+    let a = root.join("exp/a");
+    let b = root.join("exp/b");
+    trainer(&a, 10, 2, 60, 3600, None);
+    trainer(&b, 10, 2, 60, 3600, None);
+    write(&a.join("logs/training_1.log"), "epoch 1: loss 1.9\n");
+    age(&a.join("logs/training_1.log"), Duration::from_secs(3600));
+    let d = Daemon::start(&DaemonOptions {
+        extra_config: root_config(&root, "watch = \"inotify\"\npoll_interval = \"1h\""),
+        ..Default::default()
+    });
+    let first = wait_for("the first scan", Duration::from_secs(10), || {
+        find_run(&d, "exp/a")
+            .and_then(|r| r["last_log_update"].as_str().map(str::to_owned))
+            .zip(find_run(&d, "exp/b"))
+            .map(|(t, _)| t)
+    });
+    let log_update = |id: &str| run(&d, id)["last_log_update"].as_str().map(str::to_owned);
+    let within = Duration::from_secs(2);
+
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(a.join("logs/training_1.log"))
+        .unwrap();
+    std::io::Write::write_all(&mut f, b"epoch 2: loss 1.7\n").unwrap();
+    drop(f);
+    let second = wait_for("a line appended in logs/", within, || {
+        log_update("exp/a").filter(|t| *t != first)
+    });
+
+    std::thread::sleep(Duration::from_millis(1100));
+    write(&a.join("logs/training_2.log"), "resumed\n");
+    wait_for("a new log file in logs/", within, || {
+        log_update("exp/a").filter(|t| *t != second)
+    });
+
+    assert_eq!(log_update("exp/b"), None, "exp/b has no log yet");
+    std::fs::create_dir(b.join("logs")).unwrap();
+    write(&b.join("logs/training_1.log"), "epoch 1: loss 2.0\n");
+    wait_for("a logs/ folder made after the start", within, || {
+        log_update("exp/b")
+    });
+}

@@ -32,7 +32,7 @@ use super::presence::{Presence, ROOT_CHECK_DEADLINE, RootChange, RootId};
 use super::procs::{Proc, Procs, processes_of_runs};
 use super::progress_file::write_progress;
 use super::source::{BoxFuture, Due, Found, LocalRoot, RootSource, Views};
-use super::watch::{Mode, Watch};
+use super::watch::{Mode, RunWatch, Watch};
 use super::{Run, info, rel_of, root_name, status_counts};
 
 /// File events are gathered this long before the touched runs are recomputed.
@@ -222,7 +222,7 @@ impl<H: RunsHost> RootTracker<H> {
             );
         }
         if want_inotify {
-            match Watch::new(file_tx.clone(), overflow.clone()) {
+            match Watch::new(file_tx.clone(), overflow.clone(), &cfg.log_globs) {
                 Ok(w) => mode = Mode::Inotify(w),
                 Err(e) => host.event(fallback_event(&root, &cfg, &e)).await,
             }
@@ -525,11 +525,7 @@ impl<H: RunsHost> RootTracker<H> {
                 match &self.mode {
                     Mode::Inotify(w) => format!(
                         "inotify ({} directories watched)",
-                        w.tree.len()
-                            + w.runs
-                                .values()
-                                .map(|(_, f)| 1 + usize::from(f.is_some()))
-                                .sum::<usize>()
+                        w.tree.len() + w.runs.values().map(RunWatch::count).sum::<usize>()
                     ),
                     Mode::Poll => format!(
                         "polling every {}",
@@ -720,7 +716,11 @@ impl<H: RunsHost> RootTracker<H> {
         let fresh = self.last_here != now_id;
         self.last_here = now_id;
         if self.rewatch || matches!(self.mode, Mode::Inotify(_)) {
-            match Watch::new(self.file_tx.clone(), self.overflow.clone()) {
+            match Watch::new(
+                self.file_tx.clone(),
+                self.overflow.clone(),
+                &self.cfg.log_globs,
+            ) {
                 Ok(w) => {
                     self.mode = Mode::Inotify(w);
                     self.rewatch = false;

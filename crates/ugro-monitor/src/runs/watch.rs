@@ -36,20 +36,39 @@ pub(super) enum Mode {
 
 /// The inotify watches of a root: only the directories whose changes matter, not the whole
 /// tree — the searched (non-run) directories, where new runs appear; each run dir (its logs,
-/// JSON files and new epoch dirs); and each run's frontier epoch dir. Complete epochs are not
-/// watched. Each watch is non-recursive; dropping the watcher removes them all.
+/// JSON files and new epoch dirs); each run's frontier epoch dir; and the log folders of a run
+/// that has them (`logs/`, a glob's folder). Complete epochs are not watched. Each watch is
+/// non-recursive; dropping the watcher removes them all.
 pub(super) struct Watch {
     pub(super) watcher: notify::RecommendedWatcher,
     /// The watched searched directories.
     pub(super) tree: HashSet<PathBuf>,
-    /// Each run's watched dir and frontier epoch dir.
-    pub(super) runs: HashMap<String, (PathBuf, Option<PathBuf>)>,
+    /// Each run's watched directories.
+    pub(super) runs: HashMap<String, RunWatch>,
+    /// The run sub-folders that hold logs ([`ugro_core::runs::log_dirs`]).
+    log_dirs: Vec<String>,
+}
+
+/// The watched directories of one run.
+pub(super) struct RunWatch {
+    dir: PathBuf,
+    frontier: Option<PathBuf>,
+    /// Those of its log folders that exist.
+    logs: Vec<PathBuf>,
+}
+
+impl RunWatch {
+    /// How many watches this run holds.
+    pub(super) fn count(&self) -> usize {
+        1 + usize::from(self.frontier.is_some()) + self.logs.len()
+    }
 }
 
 impl Watch {
     pub(super) fn new(
         tx: tokio::sync::mpsc::Sender<PathBuf>,
         overflow: Arc<std::sync::atomic::AtomicBool>,
+        log_globs: &[String],
     ) -> Result<Watch, String> {
         let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
             match res {
@@ -71,6 +90,10 @@ impl Watch {
             watcher,
             tree: HashSet::new(),
             runs: HashMap::new(),
+            log_dirs: ugro_core::runs::log_dirs(log_globs)
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
         })
     }
 
@@ -108,10 +131,10 @@ impl Watch {
     ) -> Result<Vec<PathBuf>, String> {
         let mut recheck = Vec::new();
         for id in gone {
-            if let Some((dir, frontier)) = self.runs.remove(id) {
-                self.remove(&dir);
-                if let Some(f) = frontier {
-                    self.remove(&f);
+            if let Some(w) = self.runs.remove(id) {
+                self.remove(&w.dir);
+                for d in w.frontier.iter().chain(&w.logs) {
+                    self.remove(d);
                 }
             }
         }
@@ -138,9 +161,9 @@ impl Watch {
         }
         for (id, dir, epoch) in runs {
             let frontier = epoch.map(|i| dir.join(format!("epoch_{i}")));
-            let (old_dir, old_frontier) = match self.runs.get(id) {
-                Some((d, f)) => (Some(d.clone()), f.clone()),
-                None => (None, None),
+            let (old_dir, old_frontier, old_logs) = match self.runs.remove(id) {
+                Some(w) => (Some(w.dir), w.frontier, w.logs),
+                None => (None, None, Vec::new()),
             };
             if old_dir.is_none() {
                 self.add(dir)?;
@@ -155,8 +178,29 @@ impl Watch {
                     recheck.push(dir.to_path_buf());
                 }
             }
-            self.runs
-                .insert(id.to_owned(), (dir.to_path_buf(), frontier));
+            // A log folder that appeared is watched (and looked at: it may hold lines already);
+            // one that went is dropped.
+            let logs: Vec<PathBuf> = self
+                .log_dirs
+                .iter()
+                .map(|s| dir.join(s))
+                .filter(|d| d.is_dir())
+                .collect();
+            for d in old_logs.iter().filter(|d| !logs.contains(d)) {
+                self.remove(d);
+            }
+            for d in logs.iter().filter(|d| !old_logs.contains(d)) {
+                self.add(d)?;
+                recheck.push(dir.to_path_buf());
+            }
+            self.runs.insert(
+                id.to_owned(),
+                RunWatch {
+                    dir: dir.to_path_buf(),
+                    frontier,
+                    logs,
+                },
+            );
         }
         Ok(recheck)
     }
