@@ -20,6 +20,9 @@ const RECENT_EVENTS: u32 = 20;
 const SUMMARIES_LISTED: u32 = 400;
 /// Epochs listed in a run's timeline (the newest).
 const TIMELINE_MAX: usize = 500;
+/// Runs listed per quiet group (finished, outdated, unknown) on the overview, most recently
+/// written first; running, stuck and failed runs are always all listed.
+const QUIET_LISTED: usize = 100;
 /// The order of the run groups on the overview.
 const GROUPS: [RunStatus; 6] = [
     RunStatus::Running,
@@ -177,6 +180,20 @@ fn nodes_table(nodes: &[NodeHealth]) -> Markup {
     }
 }
 
+/// The runs of a group as listed: all of an active group, else the `QUIET_LISTED` most
+/// recently written.
+fn quiet_group<'a>(all: &[&'a RunInfo], active: bool) -> Vec<&'a RunInfo> {
+    if active || all.len() <= QUIET_LISTED {
+        return all.to_vec();
+    }
+    let mut v = all.to_vec();
+    // Newest first (a run never written sorts last), then back to the order of ids.
+    v.select_nth_unstable_by_key(QUIET_LISTED - 1, |r| std::cmp::Reverse(r.last_log_update));
+    v.truncate(QUIET_LISTED);
+    v.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+    v
+}
+
 /// `GET /`: nodes, runs by status, recent events, the last summary.
 pub async fn overview(State(shared): State<Arc<Shared>>) -> PageResult {
     let now = Utc::now();
@@ -209,9 +226,14 @@ pub async fn overview(State(shared): State<Arc<Shared>>) -> PageResult {
         section #runs {
             h2 { "Runs " span.muted { "(" (runs.len()) ")" } }
             @for status in GROUPS {
-                @let group: Vec<&RunInfo> = runs.iter().filter(|r| r.status == status).collect();
-                details.group open[matches!(status, RunStatus::Running | RunStatus::Stuck | RunStatus::Failed)] data-group=(status.as_str()) {
-                    summary { span class={ "badge " (status_class(status)) } { (status.as_str()) } " " span.count { (group.len()) } }
+                @let active = matches!(status, RunStatus::Running | RunStatus::Stuck | RunStatus::Failed);
+                @let all: Vec<&RunInfo> = runs.iter().filter(|r| r.status == status).collect();
+                @let group = quiet_group(&all, active);
+                details.group open[active] data-group=(status.as_str()) {
+                    summary { span class={ "badge " (status_class(status)) } { (status.as_str()) } " " span.count { (all.len()) } }
+                    @if group.len() < all.len() {
+                        p.muted { "The " (group.len()) " most recently written of " (all.len()) "; all: " code { "ugroctl runs --status " (status.as_str()) } }
+                    }
                     table.runs {
                         thead { tr { th { "Run" } th { "Status" } th { "Progress" } th { "ETA" } th { "Reason" } } }
                         tbody {

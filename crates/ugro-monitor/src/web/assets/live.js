@@ -50,8 +50,9 @@
         var target = document.querySelector('details.group[data-group="' + r.status + '"] tbody');
         if (target) {
           target.appendChild(el);
-          [group, target.closest("details.group")].forEach(function (g) {
-            g.querySelector(".count").textContent = g.querySelectorAll("tr[data-run]").length;
+          [[group, -1], [target.closest("details.group"), 1]].forEach(function (gd) {
+            var c = gd[0].querySelector(".count");
+            c.textContent = Math.max(0, (parseInt(c.textContent, 10) || 0) + gd[1]);
           });
         }
       }
