@@ -26,9 +26,12 @@ use super::presence::RootId;
 use super::source::{BoxFuture, Due, Found, RootSource, Views};
 
 /// Directories listed per exec (a batch's paths travel gzip'ed in the command line).
-const LIST_BATCH: usize = 512;
+const LIST_BATCH: usize = 2048;
 /// Files fetched per exec (halved while the output overruns the session's bound).
-const FETCH_BATCH: usize = 512;
+const FETCH_BATCH: usize = 2048;
+/// Execs run at once on the session (sshd's default `MaxSessions` is 10; the health loop
+/// and the logs API use some too).
+const PARALLEL: usize = 4;
 /// Progress files written per exec.
 const WRITE_BATCH: usize = 64;
 /// The deadline of one exec.
@@ -288,35 +291,45 @@ impl<H: RunsHost> Inner<H> {
                 pending[0].1 = zero;
             }
         }
-        while let Some((one, zero)) = pending.pop() {
-            let mut script = String::from("date +%s.%N");
-            if !one.is_empty() {
-                script.push_str("; ");
-                script.push_str(&find_cmd(&one, 1));
-            }
-            if !zero.is_empty() {
-                script.push_str("; ");
-                script.push_str(&find_cmd(&zero, 0));
-            }
-            match self.exec_bytes(&script).await? {
-                Some(bytes) => {
-                    let set: HashSet<PathBuf> = one.iter().cloned().collect();
-                    out.merge(parse_listing(&bytes, &set));
-                }
-                None if one.len() + zero.len() > 1 => {
-                    let (a1, b1) = one.split_at(one.len() / 2);
-                    let (a0, b0) = zero.split_at(zero.len() / 2);
-                    pending.push((a1.to_vec(), a0.to_vec()));
-                    pending.push((b1.to_vec(), b0.to_vec()));
-                }
-                None => {
-                    return Err(format!(
-                        "listing of {} on node {} is over the output bound",
-                        one.first()
-                            .or(zero.first())
-                            .map_or(String::new(), |p| p.display().to_string()),
-                        self.node
-                    ));
+        while !pending.is_empty() {
+            // Up to PARALLEL batches at once, each on its own channel of the one session.
+            let take = pending.len().min(PARALLEL);
+            let wave: Vec<_> = pending.drain(..take).collect();
+            let answers =
+                futures_util::future::join_all(wave.into_iter().map(|(one, zero)| async {
+                    let mut script = String::from("date +%s.%N");
+                    if !one.is_empty() {
+                        script.push_str("; ");
+                        script.push_str(&find_cmd(&one, 1));
+                    }
+                    if !zero.is_empty() {
+                        script.push_str("; ");
+                        script.push_str(&find_cmd(&zero, 0));
+                    }
+                    (self.exec_bytes(&script).await, one, zero)
+                }))
+                .await;
+            for (answer, one, zero) in answers {
+                match answer? {
+                    Some(bytes) => {
+                        let set: HashSet<PathBuf> = one.iter().cloned().collect();
+                        out.merge(parse_listing(&bytes, &set));
+                    }
+                    None if one.len() + zero.len() > 1 => {
+                        let (a1, b1) = one.split_at(one.len() / 2);
+                        let (a0, b0) = zero.split_at(zero.len() / 2);
+                        pending.push((a1.to_vec(), a0.to_vec()));
+                        pending.push((b1.to_vec(), b0.to_vec()));
+                    }
+                    None => {
+                        return Err(format!(
+                            "listing of {} on node {} is over the output bound",
+                            one.first()
+                                .or(zero.first())
+                                .map_or(String::new(), |p| p.display().to_string()),
+                            self.node
+                        ));
+                    }
                 }
             }
         }
@@ -330,29 +343,37 @@ impl<H: RunsHost> Inner<H> {
         let mut out = HashMap::new();
         let mut pending: Vec<Vec<PathBuf>> =
             files.chunks(FETCH_BATCH).map(<[PathBuf]>::to_vec).collect();
-        while let Some(batch) = pending.pop() {
-            let cmd = feed(&batch, "tar -c -P --null -T - -f - --ignore-failed-read");
-            match self.exec_bytes(&cmd).await {
-                Ok(Some(bytes)) => {
-                    let mut ar = tar::Archive::new(&bytes[..]);
-                    let Ok(entries) = ar.entries() else { continue };
-                    for mut e in entries.flatten() {
-                        let Ok(path) = e.path().map(|p| p.into_owned()) else {
-                            continue;
-                        };
-                        let mut buf = Vec::new();
-                        if e.read_to_end(&mut buf).is_ok() {
-                            out.insert(path, buf);
+        while !pending.is_empty() {
+            let take = pending.len().min(PARALLEL);
+            let wave: Vec<_> = pending.drain(..take).collect();
+            let answers = futures_util::future::join_all(wave.into_iter().map(|batch| async {
+                let cmd = feed(&batch, "tar -c -P --null -T - -f - --ignore-failed-read");
+                (self.exec_bytes(&cmd).await, batch)
+            }))
+            .await;
+            for (answer, batch) in answers {
+                match answer {
+                    Ok(Some(bytes)) => {
+                        let mut ar = tar::Archive::new(&bytes[..]);
+                        let Ok(entries) = ar.entries() else { continue };
+                        for mut e in entries.flatten() {
+                            let Ok(path) = e.path().map(|p| p.into_owned()) else {
+                                continue;
+                            };
+                            let mut buf = Vec::new();
+                            if e.read_to_end(&mut buf).is_ok() {
+                                out.insert(path, buf);
+                            }
                         }
                     }
+                    Ok(None) if batch.len() > 1 => {
+                        let (a, b) = batch.split_at(batch.len() / 2);
+                        pending.push(a.to_vec());
+                        pending.push(b.to_vec());
+                    }
+                    Ok(None) => {}
+                    Err(e) => return Err(e),
                 }
-                Ok(None) if batch.len() > 1 => {
-                    let (a, b) = batch.split_at(batch.len() / 2);
-                    pending.push(a.to_vec());
-                    pending.push(b.to_vec());
-                }
-                Ok(None) => {}
-                Err(e) => return Err(e),
             }
         }
         Ok(out)
