@@ -97,7 +97,7 @@ async fn the_overview_lists_nodes_and_runs_and_follows_a_new_epoch_without_a_rel
         .await
         .unwrap();
     assert_eq!(nodes, serde_json::json!(["local"]), "the node table");
-    let ep = format!("{}.querySelector('.ep').textContent", row(RUN));
+    let ep = format!("{}.cells[1].textContent.trim()", row(RUN));
     assert_eq!(page.eval(&ep).await.unwrap(), "2/10");
     assert_eq!(
         page.eval(&format!("{}.querySelector('progress').value", row(RUN)))
@@ -193,6 +193,95 @@ async fn a_run_named_like_markup_shows_as_text_and_no_script_runs() {
     }
 }
 
+/// Appends `text` to the log at `path` (as a trainer would: open for append, write, close).
+fn append(path: &Path, text: &str) {
+    use std::io::Write as _;
+    let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+/// The JS expression for the text of the run page's log tail.
+const TAIL_TEXT: &str = "document.getElementById('logtail').textContent";
+/// A log line a browser would run if it were ever taken as markup.
+const MARKUP_LINE: &str =
+    "<script>window.pwned = 1</script><b id=bold>bold</b><img src=x onerror=alert(1)>";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_run_page_shows_the_log_tail_and_follows_new_lines_as_text() {
+    let root = tempfile::tempdir().unwrap();
+    let run = root.path().join(RUN);
+    trainer(&run, 2);
+    let log = run.join("train_val_0.log");
+    // More lines than the page shows, the last of them markup.
+    for i in 1..80 {
+        append(&log, &format!("step {i} loss 0.{i}\n"));
+    }
+    append(&log, &format!("{MARKUP_LINE}\n"));
+    let (d, url) = daemon(root.path(), "127.0.0.1", "");
+    ugro_testkit::wait_for("the run listed", DEADLINE, || listed(&d, RUN));
+    let (_c, page) = browser().await;
+    page.navigate(&format!("{url}/runs/{RUN}")).await.unwrap();
+
+    // Rendered on the server: the last lines only, the markup as text.
+    let text = page.eval(TAIL_TEXT).await.unwrap();
+    let text = text
+        .as_str()
+        .unwrap_or_else(|| panic!("no log tail: {}", d.log()));
+    assert!(text.contains("step 79 loss 0.79\n"), "{text}");
+    assert!(!text.contains("step 1 loss"), "only the last lines: {text}");
+    assert!(text.ends_with(&format!("{MARKUP_LINE}\n")), "{text}");
+    assert_eq!(
+        page.eval("document.querySelectorAll('#logtail *').length")
+            .await
+            .unwrap(),
+        0,
+        "no element inside the log tail"
+    );
+
+    // Followed live: a line appended to the log appears on the open page, markup as text.
+    page.eval("window.notReloaded = true").await.unwrap();
+    // The follow starts where the page's text ended, so a line written before it connected is
+    // not lost either.
+    append(&log, "epoch 2 appended after the page loaded\n");
+    append(&log, &format!("live {MARKUP_LINE}\n"));
+    let took = page
+        .wait_true(
+            &format!(
+                "{TAIL_TEXT}.endsWith('epoch 2 appended after the page loaded\\n' + {})",
+                serde_json::to_string(&format!("live {MARKUP_LINE}\n")).unwrap()
+            ),
+            Duration::from_secs(10),
+        )
+        .await;
+    let took = match took {
+        Ok(t) => t,
+        Err(e) => panic!(
+            "{e}\ntail: {:?}\ndaemon log:\n{}",
+            page.eval(TAIL_TEXT).await,
+            d.log()
+        ),
+    };
+    assert_eq!(
+        page.eval("document.querySelectorAll('#logtail *, #bold').length")
+            .await
+            .unwrap(),
+        0,
+        "the followed lines were added as text, not markup"
+    );
+    assert_eq!(
+        page.eval("window.pwned === undefined && window.notReloaded === true")
+            .await
+            .unwrap(),
+        true,
+        "no script ran and the page was not reloaded"
+    );
+    assert!(
+        page.events("Page.javascriptDialogOpening").is_empty(),
+        "a dialog opened"
+    );
+    eprintln!("the appended lines showed on the run page after {took:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn beyond_loopback_every_request_needs_the_token() {
     let root = tempfile::tempdir().unwrap();
@@ -211,6 +300,8 @@ async fn beyond_loopback_every_request_needs_the_token() {
         "/",
         "/runs/exp/run_1",
         "/v1/stream",
+        "/v1/logs/exp/run_1?lines=5",
+        "/v1/logs/exp/run_1?follow=true",
         "/metrics",
         "/assets/live.js",
     ] {
@@ -223,6 +314,12 @@ async fn beyond_loopback_every_request_needs_the_token() {
     let (code, body) = curl(&format!("{url}/"), &[&bearer]);
     assert_eq!(code, 200, "{body}");
     assert!(body.contains(RUN));
+    let (code, body) = curl(&format!("{url}/v1/logs/{RUN}?lines=5"), &[&bearer]);
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("\"text\":\"epoch 0\\n\""),
+        "the log window: {body}"
+    );
     // No control action is offered on the TCP listener, token or not.
     let out = ugro_testkit::output_within(
         Command::new("curl").args([
@@ -254,7 +351,7 @@ async fn beyond_loopback_every_request_needs_the_token() {
         "the token left the address bar"
     );
     assert_eq!(
-        page.eval(&format!("{}.querySelector('.ep').textContent", row(RUN)))
+        page.eval(&format!("{}.cells[1].textContent.trim()", row(RUN)))
             .await
             .unwrap(),
         "2/10"
@@ -302,6 +399,10 @@ async fn pages_render_with_javascript_off() {
     assert!(
         html.contains("Epoch timeline") && html.contains("4/10"),
         "{html}"
+    );
+    assert!(
+        html.contains("id=\"logtail\"") && html.contains("epoch 0\n</pre>"),
+        "the log tail is rendered on the server: {html}"
     );
     page.navigate(&format!("{url}/nodes/local")).await.unwrap();
     assert!(page.html().await.unwrap().contains("Checks"));

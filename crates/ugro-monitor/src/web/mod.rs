@@ -40,7 +40,7 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 }
 
 /// Every route of the TCP listener: the dashboard pages and charts, the assets, the change
-/// stream and `/metrics`, all GET and all behind the token when one is configured.
+/// stream, run logs (`/v1/logs/{id}`, a window or its follow) and `/metrics`, all GET and all behind the token when one is configured.
 pub fn router(shared: Arc<Shared>, token: Option<Token>) -> Router {
     Router::new()
         .route("/", get(pages::overview))
@@ -60,6 +60,7 @@ pub fn router(shared: Arc<Shared>, token: Option<Token>) -> Router {
             get(|| async { asset("text/javascript; charset=utf-8", SCRIPT) }),
         )
         .route("/v1/stream", get(crate::stream::handler))
+        .route("/v1/logs/{*id}", get(crate::logs::handler))
         .route("/metrics", get(crate::metrics::handler))
         .fallback(|| async { (StatusCode::NOT_FOUND, "404 Not Found\n") })
         .with_state(shared)

@@ -23,6 +23,11 @@ const TIMELINE_MAX: usize = 500;
 /// Runs listed per quiet group (finished, outdated, unknown) on the overview, most recently
 /// written first; running, stuck and failed runs are always all listed.
 const QUIET_LISTED: usize = 100;
+/// Lines of the run's log shown on its page, the most bytes read for them, and how long the
+/// page waits for them (a remote node may be slow).
+const TAIL_LINES: u64 = 50;
+const TAIL_BYTES: u64 = 64 * 1024;
+const TAIL_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3);
 /// The order of the run groups on the overview.
 const GROUPS: [RunStatus; 6] = [
     RunStatus::Running,
@@ -138,13 +143,18 @@ fn gpu_use(n: &NodeHealth) -> Option<f64> {
     (!u.is_empty()).then(|| u.iter().sum::<f64>() / u.len() as f64)
 }
 
-/// The progress cell: a `<progress>` bar and its figure (both updated by the script).
-fn progress(r: &RunInfo) -> Markup {
-    let p = &r.progress;
-    let epochs = match p.total_epochs {
+/// "3/10", or "3" when the total is not known.
+fn epochs(p: &ugro_api::Progress) -> String {
+    match p.total_epochs {
         Some(t) => format!("{}/{t}", p.completed_epochs),
         None => p.completed_epochs.to_string(),
-    };
+    }
+}
+
+/// The run page's progress: a `<progress>` bar and its figures (updated by the script).
+fn progress(r: &RunInfo) -> Markup {
+    let p = &r.progress;
+    let epochs = epochs(p);
     html! {
         progress.bar max="100" value=(format!("{:.1}", p.percentage)) {}
         " " span.pct { (format!("{:.0}%", p.percentage)) } " " span.ep { (epochs) }
@@ -235,15 +245,16 @@ pub async fn overview(State(shared): State<Arc<Shared>>) -> PageResult {
                         p.muted { "The " (group.len()) " most recently written of " (all.len()) "; all: " code { "ugroctl runs --status " (status.as_str()) } }
                     }
                     table.runs {
-                        thead { tr { th { "Run" } th { "Status" } th { "Progress" } th { "ETA" } th { "Reason" } } }
+                        thead { tr { th { "Run" } th { "Progress" } th { "ETA" } th { "Reason" } } }
                         tbody {
+                            // Lean rows (the group is the status; live.js finds the cells by
+                            // position): about 200 bytes each, so 1,200 rows stay under 300 KB.
                             @for r in group {
                                 tr data-run=(r.id) {
                                     td.id { a href={ "/runs/" (url_path(&r.id)) } { (r.id) } }
-                                    td { span class={ "badge st " (status_class(r.status)) } { (r.status.as_str()) } }
-                                    td.prog { (progress(r)) }
-                                    td.eta { (eta(r)) }
-                                    td.reason { (r.error.as_deref().unwrap_or("")) }
+                                    td { progress max="100" value=(format!("{:.0}", r.progress.percentage)) {} " " (epochs(&r.progress)) }
+                                    td { (eta(r)) }
+                                    td { (r.error.as_deref().unwrap_or("")) }
                                 }
                             }
                         }
@@ -464,10 +475,47 @@ fn scores(s: Option<&ugro_api::Scores>) -> String {
     .unwrap_or_default()
 }
 
+/// The last lines of a run's log as the run page shows them, and where live.js follows on.
+struct LogTail {
+    file: String,
+    text: String,
+    /// `/v1/logs/ID?follow=true&file=NAME&offset=END`: the follow, from where the text ends.
+    follow_url: String,
+}
+
+/// Reads the last [`TAIL_LINES`] lines of the run's log (at most [`TAIL_BYTES`], within
+/// [`TAIL_DEADLINE`]); `Err` is the sentence the page shows instead.
+async fn log_tail(shared: &Shared, id: &str) -> Result<LogTail, String> {
+    let logs = crate::logs::locate(shared, id).ok_or_else(|| "The run is gone.".to_string())?;
+    let read = async {
+        let file = logs.pick(None).await.map_err(|e| e.message)?;
+        let chunk = logs
+            .read(&file, 0, TAIL_BYTES, Some(TAIL_LINES))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>((file, chunk))
+    };
+    let (file, chunk) = tokio::time::timeout(TAIL_DEADLINE, read)
+        .await
+        .map_err(|_| format!("The log could not be read within {TAIL_DEADLINE:?}."))??;
+    let follow_url = format!(
+        "/v1/logs/{}?follow=true&file={}&offset={}",
+        url_path(id),
+        url_path(&file),
+        chunk.next_offset()
+    );
+    Ok(LogTail {
+        text: String::from_utf8_lossy(&chunk.bytes).into_owned(),
+        file,
+        follow_url,
+    })
+}
+
 /// `GET /runs/{id}`: progress, scores, epoch timeline, chart, log tail.
 pub async fn run(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> PageResult {
     let now = Utc::now();
     let (r, epochs) = run_and_epochs(&shared, &id).await?;
+    let tail = log_tail(&shared, &id).await;
     let p = &r.progress;
     let body = html! {
         h1.id { (r.id) }
@@ -511,11 +559,12 @@ pub async fn run(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> P
             }
         }
         h2 { "Log" }
-        // HOOK(logs): the live log tail belongs here once the logs API (`GET /v1/logs/{id}`,
-        // `?follow=true`) is committed: render its last lines into this <pre> (escaped) and
-        // let live.js follow it. Until then the page shows the newest log's name only.
-        pre #logtail .log data-log=(r.id) {
-            (r.log.as_deref().map(|l| format!("newest log: {l}")).unwrap_or_else(|| "no log found".to_string()))
+        @match &tail {
+            Ok(t) => {
+                p.muted { (t.file) " · last " (TAIL_LINES) " lines" }
+                pre #logtail .log data-follow=(t.follow_url) { (t.text) }
+            }
+            Err(why) => p.muted #logtail { (why) },
         }
     };
     Ok(Html(layout(&id, body).into_string()))

@@ -37,12 +37,22 @@
     if (!els) return;
     els.forEach(function (el) {
       if (r.removed) { el.classList.add("muted"); return; }
-      var p = r.progress, bar = el.querySelector("progress.bar");
+      var p = r.progress, bar = el.querySelector("progress");
+      var eta = r.status === "running" && p.eta_seconds != null ? dur(p.eta_seconds) : "";
       if (bar) bar.value = p.percentage;
-      set(el, ".pct", pct(p));
-      set(el, ".ep", epochs(p));
-      set(el, ".eta", r.status === "running" && p.eta_seconds != null ? dur(p.eta_seconds) : "");
-      set(el, ".reason", r.error || "");
+      if (el.cells) {
+        // An overview row: run, progress (bar, then the epochs as text), ETA, reason.
+        var c = el.cells, ep = " " + epochs(p);
+        if (c[1].lastChild && c[1].lastChild.nodeType === 3) {
+          if (c[1].lastChild.data !== ep) c[1].lastChild.data = ep;
+        } else c[1].append(ep);
+        if (c[2].textContent !== eta) c[2].textContent = eta;
+        if (c[3].textContent !== (r.error || "")) c[3].textContent = r.error || "";
+      } else {
+        set(el, ".pct", pct(p));
+        set(el, ".ep", epochs(p));
+        set(el, ".reason", r.error || "");
+      }
       var st = el.querySelector(".st");
       if (st) { st.textContent = r.status; st.className = "badge st " + (cls[r.status] || "muted"); }
       var group = el.closest("details.group");
@@ -85,6 +95,37 @@
     ul.prepend(li);
     while (ul.children.length > 50) ul.lastElementChild.remove();
   }
+  // The run page's log tail: follows /v1/logs/ID?follow=true from where the page's text ends
+  // and appends each line as its own text node, keeping the last MAX_LINES.
+  var MAX_LINES = 500;
+  function followLog(pre) {
+    var lines = pre.textContent.split("\n");
+    var last = lines.pop();
+    pre.textContent = "";
+    lines.forEach(function (l) { pre.appendChild(document.createTextNode(l + "\n")); });
+    if (last) pre.appendChild(document.createTextNode(last));
+    function add(text) {
+      var end = pre.lastChild, parts = text.split("\n");
+      var rest = parts.pop();
+      var stick = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+      parts.forEach(function (l, i) {
+        if (i === 0 && end && !end.data.endsWith("\n")) { end.data += l + "\n"; return; }
+        pre.appendChild(document.createTextNode(l + "\n"));
+      });
+      if (rest) {
+        end = pre.lastChild;
+        if (parts.length === 0 && end && !end.data.endsWith("\n")) end.data += rest;
+        else pre.appendChild(document.createTextNode(rest));
+      }
+      while (pre.childNodes.length > MAX_LINES) pre.removeChild(pre.firstChild);
+      if (stick) pre.scrollTop = pre.scrollHeight;
+    }
+    var logs = new EventSource(pre.dataset.follow);
+    logs.addEventListener("log", handler(function (c) { add(c.text); }));
+    ["truncated", "rotated"].forEach(function (k) {
+      logs.addEventListener(k, handler(function (s) { add("\n[log " + k + ": " + s.path + "]\n"); }));
+    });
+  }
   function handler(f) {
     return function (m) { try { f(JSON.parse(m.data)); } catch (err) { /* a bad message is skipped */ } };
   }
@@ -95,4 +136,6 @@
   es.addEventListener("reset", function () { location.reload(); });
   es.onopen = function () { live.textContent = "live"; live.classList.add("on"); };
   es.onerror = function () { live.textContent = "reconnecting…"; live.classList.remove("on"); };
+  var tail = document.querySelector("pre#logtail[data-follow]");
+  if (tail) followLog(tail);
 })();
