@@ -1245,7 +1245,11 @@ fn resolve_roots(
             if node.is_some() && !Path::new(rp.get_ref()).is_absolute() {
                 p.push(
                     rp.span(),
-                    format!("root \"{}\" on node \"{}\" must be an absolute path", rp.get_ref(), n.get_ref()),
+                    format!(
+                        "root \"{}\" on node \"{}\" must be an absolute path",
+                        rp.get_ref(),
+                        n.get_ref()
+                    ),
                 );
             }
         }
@@ -1367,7 +1371,10 @@ fn resolve_http(p: &mut Problems<'_>, base: &Path, hr: RawHttp) -> HttpConfig {
         Some(v.clone())
     });
 
-    let token_file = hr.token_file.as_ref().map(|t| resolve_path(base, t.get_ref()));
+    let token_file = hr
+        .token_file
+        .as_ref()
+        .map(|t| resolve_path(base, t.get_ref()));
     if let (Some(l), Some(addr)) = (&hr.listen, listen)
         && !addr.ip().is_loopback()
         && token_file.is_none()

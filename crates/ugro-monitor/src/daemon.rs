@@ -2,11 +2,11 @@
 //! state ([`crate::shared`]) and the supervised tasks, signals (TERM/INT stop, HUP reload), and
 //! a bounded, graceful stop. Retention runs in [`crate::scheduler`].
 
-use ugro_core::event::EventKind;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use ugro_core::event::EventKind;
 
 use chrono::Utc;
 use nix::fcntl::{Flock, FlockArg};

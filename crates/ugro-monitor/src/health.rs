@@ -3,12 +3,12 @@
 //! transitions, and answers "check now" requests. A probe past its deadline is `hung` and never
 //! holds up another check or node. The rules themselves live in `ugro_core::health`.
 
-use ugro_core::event::EventKind;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
+use ugro_core::event::EventKind;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};

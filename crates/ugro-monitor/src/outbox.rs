@@ -10,11 +10,11 @@
 //! be recorded is not sent again by this process. Delivery is at-least-once: a daemon killed
 //! between the server's acceptance and the database update sends that message again.
 
-use ugro_core::event::EventKind;
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+use ugro_core::event::EventKind;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use lettre::message::header;

@@ -8,10 +8,10 @@
 //! `node.monitor_disconnected` once per outage and `node.monitor_reconnected` when it is back.
 //! The parsing and the tick/outage rules are pure, in [`ugro_core::sample`].
 
-use ugro_core::event::EventKind;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use ugro_core::event::EventKind;
 
 use chrono::{DateTime, Utc};
 use sqlx::Row;

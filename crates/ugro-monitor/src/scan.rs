@@ -778,7 +778,12 @@ pub fn log_tail(path: &Path) -> std::io::Result<String> {
 impl Stamp {
     /// A stamp from a `stat` taken elsewhere: inode, mtime and ctime as (seconds, nanoseconds),
     /// and how long before the listing's own clock reading the directory was modified.
-    pub fn from_parts(ino: u64, mtime: (i64, i64), ctime: (i64, i64), age: Option<Duration>) -> Stamp {
+    pub fn from_parts(
+        ino: u64,
+        mtime: (i64, i64),
+        ctime: (i64, i64),
+        age: Option<Duration>,
+    ) -> Stamp {
         Stamp {
             ino,
             mtime,
@@ -828,7 +833,9 @@ impl Tree {
 
     /// The searched directories with their stamps and depths.
     pub fn entries(&self) -> impl Iterator<Item = (&Path, Stamp, usize)> {
-        self.dirs.iter().map(|(d, (s, depth))| (d.as_path(), *s, *depth))
+        self.dirs
+            .iter()
+            .map(|(d, (s, depth))| (d.as_path(), *s, *depth))
     }
 }
 
@@ -855,7 +862,9 @@ pub fn json_from_bytes(
     let Some(bytes) = bytes else {
         return Err("unreadable: could not be fetched".into());
     };
-    let bytes = &bytes[..bytes.len().min(usize::try_from(info.size).unwrap_or(usize::MAX))];
+    let bytes = &bytes[..bytes
+        .len()
+        .min(usize::try_from(info.size).unwrap_or(usize::MAX))];
     let read = if keep {
         core::read_json(bytes)
     } else {
@@ -1216,7 +1225,11 @@ mod tests {
         let names: Vec<&str> = r.view.files.keys().map(String::as_str).collect();
         assert_eq!(
             names,
-            ["logs/training_20251110.log", "progress.json", "stdout/job.out"]
+            [
+                "logs/training_20251110.log",
+                "progress.json",
+                "stdout/job.out"
+            ]
         );
         assert!(unchanged(&run, &r.view, &r.stamps), "settled: unchanged");
         // The globs carry over to the next read through the previous view.

@@ -13,10 +13,10 @@
 //! job is created — `time_offset_seconds` in its `Job::new_async_tz` — so they drift by an hour
 //! after a DST change, and a scheduler that failed to start stopped retention.)
 
-use ugro_core::event::EventKind;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+use ugro_core::event::EventKind;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
@@ -55,10 +55,7 @@ pub enum TickError<E: std::error::Error + 'static> {
     #[error("invalid schedule \"{expr}\": {message}")]
     Schedule { expr: String, message: String },
     #[error("making the summary of {date} failed: {cause}")]
-    Make {
-        date: NaiveDate,
-        cause: E,
-    },
+    Make { date: NaiveDate, cause: E },
 }
 
 /// What a tick did.

@@ -2,8 +2,8 @@
 //! its reload), the store, each subsystem's live view, the heartbeat registry, and the event
 //! log every part writes to. Composed by [`crate::daemon`]; subsystems take it from here.
 
-use ugro_core::event::EventKind;
 use std::sync::{Arc, Mutex};
+use ugro_core::event::EventKind;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;

@@ -5,10 +5,10 @@
 //! in SQLite in one transaction, then the files are written (a failure there is an event, not a
 //! lost summary), then the email is queued in the durable outbox.
 
-use ugro_core::event::EventKind;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use ugro_core::event::EventKind;
 
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use chrono_tz::Tz;

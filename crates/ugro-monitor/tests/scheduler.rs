@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use chrono_tz::Tz;
-use ugro_core::health::Severity;
 use ugro_core::event::EventKind;
+use ugro_core::health::Severity;
 use ugro_core::sample::{GpuSample, NodeSample};
 use ugro_monitor::scheduler::{self, Ticked};
 use ugro_monitor::store::{EventFilter, NewEvent, Store};

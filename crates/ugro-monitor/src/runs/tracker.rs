@@ -305,10 +305,10 @@ impl<H: RunsHost> RootTracker<H> {
                 );
                 self.tree = found.tree;
                 for (dir, read) in found.runs {
-                    let id =
-                        self.host
-                            .runs()
-                            .claim(&self.root, &self.rel(&dir), &self.name);
+                    let id = self
+                        .host
+                        .runs()
+                        .claim(&self.root, &self.rel(&dir), &self.name);
                     self.runs
                         .insert(id.clone(), Run::new(id, dir, read, self.cfg.epochs));
                 }
