@@ -313,7 +313,7 @@ async fn retention_deletes_only_what_is_older_than_the_retention() {
     let (events, _) = store
         .events(&EventFilter {
             since: None,
-            kind: Some("test.event".into()),
+            kind: Some(EventKind::DaemonStarted.as_str().into()),
             subject: None,
             limit: 10,
         })
