@@ -16,7 +16,7 @@ use ugro_testkit::sshd::{Sshd, SshdOptions, established_tcp_connections};
 use ugro_testkit::{Daemon, DaemonOptions, wait_for};
 
 /// Fast cadence for tests: sweeps every 1-2 s, probes time out after 2 s.
-const FAST_HEALTH: &str = "[health]\ninterval = \"2s\"\nmin_interval = \"1s\"\nmax_interval = \"2s\"\nprobe_timeout = \"2s\"\n\n";
+const FAST_HEALTH: &str = "[health]\ndisk_free_min = \"1MB\"\ninterval = \"2s\"\nmin_interval = \"1s\"\nmax_interval = \"2s\"\nprobe_timeout = \"2s\"\n\n";
 
 fn remote_node(
     name: &str,
@@ -372,7 +372,7 @@ fn restart_serves_last_known_states_at_once() {
     let (sshd, _bin) = gpu_host(FakeGpu::Healthy { count: 1 });
     let opts = DaemonOptions {
         extra_config: format!(
-            "[health]\ninterval = \"5m\"\nmin_interval = \"5m\"\nmax_interval = \"5m\"\n\n{}",
+            "[health]\ndisk_free_min = \"1MB\"\ninterval = \"5m\"\nmin_interval = \"5m\"\nmax_interval = \"5m\"\n\n{}",
             remote_node("gpu1", &sshd, sshd.port(), sshd.known_hosts(), Some(1))
         ),
         ..Default::default()

@@ -12,7 +12,7 @@ use serde_json::Value;
 use ugro_testkit::sshd::Sshd;
 use ugro_testkit::{Daemon, DaemonOptions, wait_for};
 
-const FAST_HEALTH: &str = "[health]\ninterval = \"1s\"\nmin_interval = \"1s\"\nmax_interval = \"2s\"\nprobe_timeout = \"2s\"\n\n";
+const FAST_HEALTH: &str = "[health]\ndisk_free_min = \"1MB\"\ninterval = \"1s\"\nmin_interval = \"1s\"\nmax_interval = \"2s\"\nprobe_timeout = \"2s\"\n\n";
 
 fn node(sshd: &Sshd, known_hosts: &Path, accept_new: bool) -> String {
     let node = sshd.node_toml_with(

@@ -19,7 +19,7 @@ fn a_dead_sshd_listener_behind_a_live_session_is_seen_by_a_fresh_login() {
     let mut sshd = Sshd::start();
     let d = Daemon::start(&DaemonOptions {
         extra_config: format!(
-            "[health]\ninterval = \"1s\"\nmin_interval = \"1s\"\nmax_interval = \"2s\"\nprobe_timeout = \"2s\"\nlogin_check_interval = \"3s\"\n\n{}",
+            "[health]\ndisk_free_min = \"1MB\"\ninterval = \"1s\"\nmin_interval = \"1s\"\nmax_interval = \"2s\"\nprobe_timeout = \"2s\"\nlogin_check_interval = \"3s\"\n\n{}",
             sshd.node_toml("gpu1", "")
         ),
         ..Default::default()
