@@ -369,6 +369,13 @@ fn windows_and_next_offsets_at_the_file_boundaries() {
     let content = "0123456789\nabcdef\n"; // 18 bytes
     write_file(&run.join("train_val.log"), content);
     write_file(&run.join("logs/other.log"), "other\n");
+    // The other log is older, so train_val.log is the newest whatever the clock's tick.
+    std::fs::File::options()
+        .write(true)
+        .open(run.join("logs/other.log"))
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(3600))
+        .unwrap();
     let d = start(&root);
     wait_run(&d, "exp/w", |v| has_log(v, "train_val.log"));
     let rt = tokio::runtime::Builder::new_current_thread()
