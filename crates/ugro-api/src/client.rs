@@ -249,7 +249,7 @@ impl Client {
             .body(Full::new(body_bytes))
             .map_err(|e| transport(e.to_string()))?;
         let resp = sender.send_request(req).await.map_err(|e| {
-            if e.is_canceled() || e.is_incomplete_message() {
+            if e.is_canceled() || e.is_incomplete_message() || closed_by_peer(&e) {
                 transport(format!("{CLOSED_EARLY}: {e}"))
             } else {
                 transport(e.to_string())
@@ -269,6 +269,27 @@ impl Client {
         conn_task.abort();
         Ok((status, protocol, bytes))
     }
+}
+
+/// Did the peer close the connection under hyper (a broken pipe or reset while the request was
+/// written)? A daemon past its refusal bound closes connections without reading them.
+fn closed_by_peer(e: &hyper::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+            );
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// Is this 503 body the daemon's "too many connections" refusal (worth retrying)?
@@ -335,6 +356,51 @@ mod tests {
             err.to_string().contains("really a ugro-monitor socket"),
             "{err}"
         );
+    }
+
+    /// A peer that closes its first `drops` connections unread (as a daemon past its refusal bound
+    /// does), waiting `linger` first, then answers the next one with an empty status.
+    async fn drops_then_answers(dir: &Path, drops: usize, linger: Duration) -> PathBuf {
+        let path = dir.join("busy.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        tokio::spawn(async move {
+            for _ in 0..drops {
+                let (s, _) = listener.accept().await.unwrap();
+                tokio::time::sleep(linger).await;
+                drop(s);
+            }
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            s.write_all(b"HTTP/1.1 200 OK\r\nugro-protocol: 1\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}")
+                .await
+                .unwrap();
+        });
+        path
+    }
+
+    #[tokio::test]
+    async fn a_read_is_sent_again_when_a_busy_daemon_closes_it_unread() {
+        for linger in [Duration::ZERO, Duration::from_millis(50)] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = drops_then_answers(dir.path(), 3, linger).await;
+            let got = Client::new(&path)
+                .with_timeout(Duration::from_secs(10))
+                .get::<serde_json::Value>("/v1/status")
+                .await;
+            assert!(got.is_ok(), "closed unread after {linger:?}: {got:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_change_is_not_sent_again_when_closed_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = drops_then_answers(dir.path(), 1, Duration::from_millis(50)).await;
+        let got = Client::new(&path)
+            .with_timeout(Duration::from_secs(10))
+            .post::<serde_json::Value>("/v1/reload", None)
+            .await;
+        assert!(matches!(got, Err(ClientError::Transport { .. })), "{got:?}");
     }
 
     #[tokio::test]
