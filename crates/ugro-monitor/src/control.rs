@@ -23,15 +23,11 @@ use ugro_api::{
     ReloadResult, Status,
 };
 
+use crate::http::{ApiError, Peer};
 use crate::shared::Shared;
 use crate::store::{EventFilter, MAX_EVENTS_PER_QUERY};
 
-/// Most connections served at once; past it a connection is answered 503 at once.
-pub const MAX_CONNECTIONS: usize = 256;
-/// Of [`MAX_CONNECTIONS`], the places only root and the daemon's own uid may take.
-pub const RESERVED_CONNECTIONS: usize = 16;
-/// Most connections one peer uid other than root and the daemon's own may hold at once.
-pub const MAX_CONNECTIONS_PER_UID: usize = 32;
+pub use crate::http::{MAX_CONNECTIONS, MAX_CONNECTIONS_PER_UID, RESERVED_CONNECTIONS};
 /// A client must send its request headers within this time, from connect and between requests
 /// on a kept-alive connection.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -56,51 +52,6 @@ const MAX_REFUSALS: usize = 256;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long open connections get to finish when the daemon stops.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Credentials of the process at the other end of a connection (SO_PEERCRED).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Peer {
-    pub uid: u32,
-    pub gid: u32,
-    pub pid: Option<i32>,
-}
-
-/// An error answer: `{"error": {"code", "message", "details"}}` with an HTTP status.
-#[derive(Debug)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub message: String,
-    pub details: Vec<String>,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-            details: Vec::new(),
-        }
-    }
-
-    fn internal(e: impl std::fmt::Display) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code.to_string(),
-                message: self.message,
-                details: self.details,
-            },
-        };
-        (self.status, Json(body)).into_response()
-    }
-}
 
 /// The routes of the control API.
 pub fn router(shared: Arc<Shared>) -> Router {
@@ -609,7 +560,7 @@ async fn make_summary(
     let Json(req) =
         body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
     crate::summary::make(
-        &shared,
+        &*shared,
         chrono::Utc::now(),
         crate::summary::Trigger::Request { send: req.send },
     )
@@ -672,7 +623,7 @@ async fn send_summary(
 ) -> Result<Json<ugro_api::SummaryDoc>, ApiError> {
     authorize_control(&shared, peer).await?;
     let date = parse_date(&date)?;
-    crate::summary::resend(&shared, date)
+    crate::summary::resend(&*shared, date)
         .await
         .map(Json)
         .map_err(summary_error)

@@ -20,8 +20,8 @@ use ugro_core::health::{
 use ugro_core::parse::{self, GpuReading, NvidiaSmi};
 
 use crate::config::{HealthConfig, NodeConfig, NodeHost};
+use crate::host::Host;
 use crate::local::run_local;
-use crate::shared::Shared;
 use crate::ssh::{Exec, ExecOutput, NodeSession, shell_quote};
 use crate::store::{NewEvent, NodeStatusRow};
 use crate::view::NodeHealth;
@@ -214,14 +214,25 @@ impl Health {
     }
 }
 
+/// What the health loops need from the daemon beyond the common [`Host`] services. The
+/// daemon's `Shared` implements it.
+pub trait HealthHost: Host {
+    /// The nodes' live view this module keeps.
+    fn health(&self) -> &Health;
+    /// A node's state changed (after hysteresis): whoever acts on verdicts looks again now.
+    fn verdict_changed(&self);
+    /// A sweep finished and its report is published: live views may refresh.
+    fn swept(&self);
+}
+
 /// Keeps one task per configured node, following config reloads. Beats `hb` while it runs.
-pub async fn supervise(
-    shared: Arc<Shared>,
+pub async fn supervise<H: HealthHost>(
+    host: Arc<H>,
     cancel: CancellationToken,
     hb: crate::systemd::Heartbeat,
 ) {
     crate::supervise::supervise_keyed(
-        &shared,
+        &*host,
         &cancel,
         &hb,
         |c| {
@@ -232,7 +243,7 @@ pub async fn supervise(
         },
         |config, name, cfg, token| {
             let (trigger, trigger_rx) = mpsc::channel(TRIGGER_QUEUE);
-            let (report, state) = shared.health.initial_report(cfg);
+            let (report, state) = host.health().initial_report(cfg);
             let session = match &cfg.host {
                 NodeHost::Local => None,
                 NodeHost::Remote(r) => Some(Arc::new(NodeSession::new(r.clone()))),
@@ -248,27 +259,25 @@ pub async fn supervise(
                 pytorch_last: Mutex::new(None),
                 sweeps: AtomicU64::new(0),
             });
-            shared
-                .health
+            host.health()
                 .nodes
                 .write()
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(name.clone(), rt.clone());
             // A node removed or changed by a reload ends its loop on purpose: retired, not dead.
-            let node_hb = shared.heartbeats.register_until(
+            let node_hb = host.heartbeats().register_until(
                 &format!("health:{name}"),
                 node_gap(&config.health),
                 &rt.cancel,
             );
             let span = tracing::info_span!("node", node = %name);
             tokio::spawn(tracing::Instrument::instrument(
-                node_loop(shared.clone(), rt, state, trigger_rx, node_hb),
+                node_loop(host.clone(), rt, state, trigger_rx, node_hb),
                 span,
             ));
         },
         |name| {
-            shared
-                .health
+            host.health()
                 .nodes
                 .write()
                 .unwrap_or_else(|e| e.into_inner())
@@ -277,8 +286,8 @@ pub async fn supervise(
     )
     .await;
     // Close the SSH sessions politely (bounded).
-    let sessions: Vec<Arc<NodeSession>> = shared
-        .health
+    let sessions: Vec<Arc<NodeSession>> = host
+        .health()
         .runtimes()
         .iter()
         .filter_map(|r| r.session.clone())
@@ -299,8 +308,8 @@ fn node_gap(h: &HealthConfig) -> Duration {
         .saturating_add(Duration::from_secs(60))
 }
 
-async fn node_loop(
-    shared: Arc<Shared>,
+async fn node_loop<H: HealthHost>(
+    host: Arc<H>,
     rt: Arc<NodeRuntime>,
     initial: NodeState,
     mut trigger_rx: mpsc::Receiver<oneshot::Sender<NodeHealth>>,
@@ -316,7 +325,7 @@ async fn node_loop(
     } else {
         Hysteresis::restore(initial)
     };
-    let mut cadence = core::Cadence::new(&policy_of(&shared.config().health));
+    let mut cadence = core::Cadence::new(&policy_of(&host.config().health));
     // First sweep soon after start, spread a little so nodes do not start in lockstep.
     let mut next = tokio::time::Instant::now() + Duration::from_millis(rand::random_range(0..500));
     let mut beat = tokio::time::interval(crate::supervise::BEAT_EVERY);
@@ -335,7 +344,7 @@ async fn node_loop(
         while let Ok(tx) = trigger_rx.try_recv() {
             waiters.push(tx);
         }
-        let h = shared.config().health.clone();
+        let h = host.config().health.clone();
         let started = Utc::now();
         let (results, gpus) = tokio::select! {
             _ = rt.cancel.cancelled() => return,
@@ -368,30 +377,28 @@ async fn node_loop(
 
         let name = rt.cfg.name.clone();
         let alerts = core::alerts(&results, &gpus, h.gpu_temp_max);
-        let open = match shared.store.sync_alerts(&name, now, &alerts).await {
+        let open = match host.store().sync_alerts(&name, now, &alerts).await {
             Ok(changes) => {
                 for a in &changes.opened {
-                    shared
-                        .event(NewEvent::new(
-                            EventKind::NodeAlertOpened,
-                            &name,
-                            match a.severity {
-                                Severity::Critical => Severity::Critical,
-                                _ => Severity::Warning,
-                            },
-                            format!("{name}: {}", a.message),
-                        ))
-                        .await;
+                    host.event(NewEvent::new(
+                        EventKind::NodeAlertOpened,
+                        &name,
+                        match a.severity {
+                            Severity::Critical => Severity::Critical,
+                            _ => Severity::Warning,
+                        },
+                        format!("{name}: {}", a.message),
+                    ))
+                    .await;
                 }
                 for (_, message) in &changes.resolved {
-                    shared
-                        .event(NewEvent::new(
-                            EventKind::NodeAlertResolved,
-                            &name,
-                            Severity::Info,
-                            format!("{name}: resolved: {message}"),
-                        ))
-                        .await;
+                    host.event(NewEvent::new(
+                        EventKind::NodeAlertResolved,
+                        &name,
+                        Severity::Info,
+                        format!("{name}: resolved: {message}"),
+                    ))
+                    .await;
                 }
                 changes.open
             }
@@ -401,7 +408,7 @@ async fn node_loop(
             }
         };
         if let Some(t) = transition {
-            shared.slurm.wake();
+            host.verdict_changed();
             let severity = match t.to {
                 NodeState::Healthy | NodeState::Unknown => Severity::Info,
                 NodeState::Degraded => Severity::Warning,
@@ -412,17 +419,16 @@ async fn node_loop(
             } else {
                 verdict.reasons.join("; ")
             };
-            shared
-                .event(NewEvent::new(
-                    EventKind::NodeStateChanged,
-                    &name,
-                    severity,
-                    format!(
-                        "{name}: {} → {} (score {}): {why}",
-                        t.from, t.to, verdict.score
-                    ),
-                ))
-                .await;
+            host.event(NewEvent::new(
+                EventKind::NodeStateChanged,
+                &name,
+                severity,
+                format!(
+                    "{name}: {} → {} (score {}): {why}",
+                    t.from, t.to, verdict.score
+                ),
+            ))
+            .await;
         }
         let row = NodeStatusRow {
             node: name.clone(),
@@ -433,7 +439,7 @@ async fn node_loop(
             checks: results.clone(),
             gpus: gpus.clone(),
         };
-        if let Err(e) = shared.store.save_sweep(&row, now).await {
+        if let Err(e) = host.store().save_sweep(&row, now).await {
             tracing::error!(error = %e, "could not record the sweep");
         }
         let report = NodeHealth {
@@ -452,7 +458,7 @@ async fn node_loop(
             restored: false,
         };
         rt.set_report(report.clone());
-        shared.changes.nodes_changed();
+        host.swept();
         for w in waiters {
             let _ = w.send(report.clone());
         }

@@ -8,6 +8,8 @@ pub mod control;
 pub mod daemon;
 pub mod files;
 pub mod health;
+pub mod host;
+pub mod http;
 pub mod local;
 pub mod logs;
 pub mod mail;

@@ -23,7 +23,7 @@ use ugro_api::{LogChunk, LogFile, LogFileState, LogWindow};
 use ugro_core::runs as core;
 
 use crate::config::defaults;
-use crate::control::ApiError;
+use crate::http::ApiError;
 use crate::shared::Shared;
 use crate::ssh::{Exec, NodeSession, shell_quote};
 

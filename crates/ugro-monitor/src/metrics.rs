@@ -8,7 +8,6 @@
 //! deploy/prometheus and deploy/grafana use these names; tests/metrics_ecosystem.rs checks them.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::http::{StatusCode, header};
@@ -36,30 +35,6 @@ const STATES: [NodeState; 5] = [
     NodeState::Unreachable,
     NodeState::Unknown,
 ];
-
-/// Runs that turned failed since the daemon started, by failure kind
-/// (`ugro_run_failures_total`). The run tracker records each transition into failed.
-#[derive(Debug, Default)]
-pub struct RunFailures([AtomicU64; FailureKind::ALL.len()]);
-
-impl RunFailures {
-    /// One more run failed; `None` when its log told no reason (counted as `unknown`).
-    pub fn record(&self, kind: Option<FailureKind>) {
-        let kind = kind.unwrap_or(FailureKind::Unknown);
-        if let Some(i) = FailureKind::ALL.iter().position(|k| *k == kind) {
-            self.0[i].fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Every kind with its count, zeros included.
-    pub fn counts(&self) -> Vec<(FailureKind, u64)> {
-        FailureKind::ALL
-            .iter()
-            .zip(&self.0)
-            .map(|(k, n)| (*k, n.load(Ordering::Relaxed)))
-            .collect()
-    }
-}
 
 /// One running or stuck run with its own series.
 #[derive(Debug, Clone, PartialEq)]
@@ -752,20 +727,6 @@ mod tests {
     }
 
     #[test]
-    fn failures_count_by_kind_with_zeros_and_unknown_for_no_reason() {
-        let f = RunFailures::default();
-        f.record(Some(FailureKind::CudaOom));
-        f.record(Some(FailureKind::CudaOom));
-        f.record(None);
-        let c = f.counts();
-        assert_eq!(c.len(), FailureKind::ALL.len());
-        let get = |k| c.iter().find(|(kind, _)| *kind == k).unwrap().1;
-        assert_eq!(get(FailureKind::CudaOom), 2);
-        assert_eq!(get(FailureKind::Unknown), 1);
-        assert_eq!(get(FailureKind::Nccl), 0);
-    }
-
-    #[test]
     fn run_series_escape_their_labels_and_every_family_is_described() {
         let weird = "exp/a \"quoted\" \\ back\nslash";
         let runs = vec![run("/r", weird, "running", None)];
@@ -773,7 +734,7 @@ mod tests {
             nodes: vec![],
             started_at: 1.0,
             runs: RunsView::build(["/r".to_string()], &runs, 10, now()),
-            failures: RunFailures::default().counts(),
+            failures: crate::runs::RunFailures::default().counts(),
             mail: None,
             email_enabled: false,
         };

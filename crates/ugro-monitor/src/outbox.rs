@@ -24,8 +24,8 @@ use tokio_util::sync::CancellationToken;
 use ugro_core::health::Severity;
 
 use crate::config::EmailConfig;
+use crate::host::Host;
 use crate::mail;
-use crate::shared::Shared;
 use crate::store::{NewEvent, Store, StoreError, from_ms, to_ms};
 use crate::systemd::Heartbeat;
 
@@ -59,51 +59,10 @@ impl Outbox {
     }
 }
 
-/// What the sender needs from its surroundings: the daemon's [`Shared`], or a test double.
-pub trait OutboxHost: Send + Sync {
-    fn store(&self) -> &Store;
+/// What the sender needs from the daemon beyond the common [`Host`] services: the queue's
+/// wake-up. The daemon's `Shared` implements it.
+pub trait OutboxHost: Host {
     fn outbox(&self) -> &Outbox;
-    /// The email settings in force now (re-read before every pass, so reloads apply).
-    fn email_config(&self) -> EmailConfig;
-    /// Records an event (never fails; failures are logged by the implementation).
-    fn event(&self, e: NewEvent) -> impl Future<Output = ()> + Send;
-}
-
-impl OutboxHost for Shared {
-    fn store(&self) -> &Store {
-        &self.store
-    }
-
-    fn outbox(&self) -> &Outbox {
-        &self.outbox
-    }
-
-    fn email_config(&self) -> EmailConfig {
-        self.config().email.clone()
-    }
-
-    fn event(&self, e: NewEvent) -> impl Future<Output = ()> + Send {
-        Shared::event(self, e)
-    }
-}
-
-/// So callers holding an `Arc<Shared>` can pass `&shared`.
-impl<T: OutboxHost> OutboxHost for Arc<T> {
-    fn store(&self) -> &Store {
-        (**self).store()
-    }
-
-    fn outbox(&self) -> &Outbox {
-        (**self).outbox()
-    }
-
-    fn email_config(&self) -> EmailConfig {
-        (**self).email_config()
-    }
-
-    fn event(&self, e: NewEvent) -> impl Future<Output = ()> + Send {
-        (**self).event(e)
-    }
 }
 
 /// Where a queued message stands.
@@ -444,8 +403,8 @@ pub async fn enqueue<H: OutboxHost>(
 }
 
 /// Sends queued emails until `cancel` (the daemon's entry point).
-pub async fn supervise(shared: Arc<Shared>, cancel: CancellationToken, hb: Heartbeat) {
-    run(&*shared, &cancel, &hb).await;
+pub async fn supervise<H: OutboxHost>(host: Arc<H>, cancel: CancellationToken, hb: Heartbeat) {
+    run(&*host, &cancel, &hb).await;
 }
 
 /// What one pass did.
@@ -473,7 +432,7 @@ pub async fn run<H: OutboxHost>(host: &H, cancel: &CancellationToken, hb: &Heart
         if cancel.is_cancelled() {
             return;
         }
-        let cfg = host.email_config();
+        let cfg = host.config().email.clone();
         let mut wait = BEAT_EVERY;
         if !cfg.enabled {
             if !disabled_logged {

@@ -21,7 +21,7 @@ use ugro_core::parse::{self, ParseError};
 use ugro_core::sample::{self, CpuTimes, GpuSample, NodeSample, Outage, parse_sample};
 
 use crate::config::NodeHost;
-use crate::shared::Shared;
+use crate::host::Host;
 use crate::ssh::{Exec, NodeSession, SshError};
 use crate::store::{NewEvent, Store, StoreError, from_ms, to_ms};
 use crate::systemd::Heartbeat;
@@ -97,15 +97,23 @@ struct Track {
     outage: Outage,
 }
 
+/// What the sampler needs from the daemon beyond the common [`Host`] services: the remote
+/// nodes' SSH sessions (opened and kept by their health loops). The daemon's `Shared`
+/// implements it.
+pub trait SamplerHost: Host {
+    /// The node's SSH session, once its health loop has one.
+    fn node_session(&self, node: &str) -> Option<Arc<NodeSession>>;
+}
+
 /// Samples every node every `summary.metrics_interval` until `cancel`, following reloads.
-pub async fn supervise(shared: Arc<Shared>, cancel: CancellationToken, hb: Heartbeat) {
-    let mut config_rx = shared.subscribe();
+pub async fn supervise<H: SamplerHost>(host: Arc<H>, cancel: CancellationToken, hb: Heartbeat) {
+    let mut config_rx = host.subscribe();
     let mut tracks: HashMap<String, Track> = HashMap::new();
     let mut last: Option<DateTime<Utc>> = None;
     let mut beat = tokio::time::interval(crate::supervise::BEAT_EVERY);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let interval = shared.config().summary.metrics_interval;
+        let interval = host.config().summary.metrics_interval;
         let due = sample::next_due(last, Utc::now(), interval);
         let wait = (due - Utc::now()).to_std().unwrap_or_default();
         tokio::select! {
@@ -121,7 +129,7 @@ pub async fn supervise(shared: Arc<Shared>, cancel: CancellationToken, hb: Heart
         hb.beat();
         tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = round(&shared, &mut tracks, due, interval) => {}
+            _ = round(&host, &mut tracks, due, interval) => {}
         }
         hb.beat();
         last = Some(due);
@@ -130,13 +138,13 @@ pub async fn supervise(shared: Arc<Shared>, cancel: CancellationToken, hb: Heart
 
 /// Samples every configured node at `at` (concurrently, each within its deadline), stores the
 /// rows in one transaction and reports outages that begin or end.
-async fn round(
-    shared: &Arc<Shared>,
+async fn round<H: SamplerHost>(
+    host: &Arc<H>,
     tracks: &mut HashMap<String, Track>,
     at: DateTime<Utc>,
     interval: Duration,
 ) {
-    let config = shared.config();
+    let config = host.config();
     let deadline = node_deadline(interval);
     tracks.retain(|name, _| config.nodes.iter().any(|n| &n.name == name));
     let started = Instant::now();
@@ -147,11 +155,7 @@ async fn round(
         let session = match &node.host {
             NodeHost::Local => None,
             NodeHost::Remote(_) => {
-                match shared
-                    .health
-                    .node(&name)
-                    .and_then(|rt| rt.session().cloned())
-                {
+                match host.node_session(&name) {
                     Some(s) => Some(s),
                     None => {
                         // Its health task starts the session; sampled from the next round on.
@@ -223,12 +227,12 @@ async fn round(
         }
     }
     if !nodes.is_empty()
-        && let Err(e) = shared.store.insert_samples(&gpus, &nodes).await
+        && let Err(e) = host.store().insert_samples(&gpus, &nodes).await
     {
         tracing::error!(error = %e, "could not store the samples of {at}");
     }
     for e in events {
-        shared.event(e).await;
+        host.event(e).await;
     }
     tracing::debug!(
         nodes = nodes.len(),

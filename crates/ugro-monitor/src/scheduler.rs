@@ -24,8 +24,8 @@ use tokio_util::sync::CancellationToken;
 use ugro_core::health::Severity;
 use ugro_core::schedule::{self, Due};
 
-use crate::shared::Shared;
 use crate::store::{NewEvent, Store, StoreError};
+use crate::summary::SummaryHost;
 use crate::systemd::Heartbeat;
 
 /// When the daily retention job runs (local time in `summary.timezone`).
@@ -247,11 +247,11 @@ fn prune_files(dir: &Path, tz: Tz, cutoff: DateTime<Utc>) -> (u64, Vec<String>) 
     (deleted, errors)
 }
 
-async fn run_tick(shared: &Arc<Shared>, clock: &dyn Clock) {
-    let cfg = shared.config();
+async fn run_tick<H: SummaryHost>(host: &Arc<H>, clock: &dyn Clock) {
+    let cfg = host.config();
     let now = clock.now();
     let result = tick(
-        &shared.store,
+        host.store(),
         &cfg.summary.schedule,
         cfg.summary.timezone,
         now,
@@ -259,7 +259,7 @@ async fn run_tick(shared: &Arc<Shared>, clock: &dyn Clock) {
             if late {
                 tracing::info!(%date, "making the summary missed while the daemon was down");
             }
-            crate::summary::make(shared, now, crate::summary::Trigger::Schedule { date })
+            crate::summary::make(&**host, now, crate::summary::Trigger::Schedule { date })
                 .await
                 .map(|_| ())
         },
@@ -267,7 +267,7 @@ async fn run_tick(shared: &Arc<Shared>, clock: &dyn Clock) {
     .await;
     match result {
         Ok(Ticked::Made { date, late: true }) => {
-            shared
+            host
                 .event(NewEvent::new(
                     EventKind::SummaryCaughtUp,
                     "summary",
@@ -278,23 +278,22 @@ async fn run_tick(shared: &Arc<Shared>, clock: &dyn Clock) {
         }
         Ok(_) => {}
         Err(e) => {
-            shared
-                .event(NewEvent::new(
-                    EventKind::SummaryFailed,
-                    "summary",
-                    Severity::Critical,
-                    format!("{e}; retrying at the next tick"),
-                ))
-                .await;
+            host.event(NewEvent::new(
+                EventKind::SummaryFailed,
+                "summary",
+                Severity::Critical,
+                format!("{e}; retrying at the next tick"),
+            ))
+            .await;
         }
     }
 }
 
-async fn run_retention(shared: &Arc<Shared>, clock: &dyn Clock) {
-    let cfg = shared.config();
+async fn run_retention<H: SummaryHost>(host: &Arc<H>, clock: &dyn Clock) {
+    let cfg = host.config();
     let now = clock.now();
     match retention(
-        &shared.store,
+        host.store(),
         &cfg.summary.dir,
         cfg.summary.timezone,
         now,
@@ -303,34 +302,32 @@ async fn run_retention(shared: &Arc<Shared>, clock: &dyn Clock) {
     .await
     {
         Ok(r) => {
-            if let Err(e) = shared.store.job_done(RETENTION_JOB, now).await {
+            if let Err(e) = host.store().job_done(RETENTION_JOB, now).await {
                 tracing::warn!(error = %e, "could not record the retention run");
             }
             tracing::info!("{}", r.sentence(cfg.summary.retention));
             if !r.file_errors.is_empty() {
-                shared
-                    .event(NewEvent::new(
-                        EventKind::RetentionFileErrors,
-                        "summary",
-                        Severity::Warning,
-                        format!(
-                            "retention could not delete {} file(s): {}",
-                            r.file_errors.len(),
-                            r.file_errors.join("; ")
-                        ),
-                    ))
-                    .await;
+                host.event(NewEvent::new(
+                    EventKind::RetentionFileErrors,
+                    "summary",
+                    Severity::Warning,
+                    format!(
+                        "retention could not delete {} file(s): {}",
+                        r.file_errors.len(),
+                        r.file_errors.join("; ")
+                    ),
+                ))
+                .await;
             }
         }
         Err(e) => {
-            shared
-                .event(NewEvent::new(
-                    EventKind::RetentionFailed,
-                    "summary",
-                    Severity::Warning,
-                    format!("retention failed: {e}"),
-                ))
-                .await;
+            host.event(NewEvent::new(
+                EventKind::RetentionFailed,
+                "summary",
+                Severity::Warning,
+                format!("retention failed: {e}"),
+            ))
+            .await;
         }
     }
 }
@@ -364,23 +361,23 @@ fn next_retention(tz: Tz, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
 
 /// The daemon's scheduler task: a tick and a retention check at start-up (catch-up), then a
 /// sleep until the next occurrence (re-planned at least every heartbeat) until `cancel`.
-pub async fn supervise(shared: Arc<Shared>, cancel: CancellationToken, hb: Heartbeat) {
+pub async fn supervise<H: SummaryHost>(host: Arc<H>, cancel: CancellationToken, hb: Heartbeat) {
     let clock = SystemClock;
     // Start-up: catch up a missed summary, and retention if it did not run for a day.
-    run_tick(&shared, &clock).await;
+    run_tick(&host, &clock).await;
     hb.beat();
-    let stale = match shared.store.job_last(RETENTION_JOB).await {
+    let stale = match host.store().job_last(RETENTION_JOB).await {
         Ok(Some(t)) => clock.now().signed_duration_since(t) > TimeDelta::hours(24),
         Ok(None) => true,
         Err(_) => true,
     };
     if stale {
-        run_retention(&shared, &clock).await;
+        run_retention(&host, &clock).await;
     }
-    let mut retention_at = next_retention(shared.config().summary.timezone, clock.now());
+    let mut retention_at = next_retention(host.config().summary.timezone, clock.now());
     loop {
         hb.beat();
-        let cfg = shared.config();
+        let cfg = host.config();
         let tz = cfg.summary.timezone;
         let now = clock.now();
         let sleep = next_wake(
@@ -397,13 +394,13 @@ pub async fn supervise(shared: Arc<Shared>, cancel: CancellationToken, hb: Heart
             _ = tokio::time::sleep(sleep + Duration::from_millis(50)) => {}
         }
         hb.beat();
-        run_tick(&shared, &clock).await;
+        run_tick(&host, &clock).await;
         let now = clock.now();
         if retention_at.is_none_or(|t| now >= t) {
             if retention_at.is_some() {
-                run_retention(&shared, &clock).await;
+                run_retention(&host, &clock).await;
             }
-            retention_at = next_retention(shared.config().summary.timezone, now);
+            retention_at = next_retention(host.config().summary.timezone, now);
         }
     }
 }

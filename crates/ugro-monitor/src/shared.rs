@@ -1,7 +1,9 @@
 //! The state the daemon's tasks and the control API share: the configuration in force (and
 //! its reload), the store, each subsystem's live view, the heartbeat registry, and the event
-//! log every part writes to. Composed by [`crate::daemon`]; subsystems take it from here.
+//! log every part writes to. Composed by [`crate::daemon`]; subsystems never name it: each takes
+//! a narrow handle ([`crate::host::Host`] and its own trait on top), implemented here.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use ugro_core::event::EventKind;
 
@@ -10,7 +12,8 @@ use tokio::sync::watch;
 use ugro_api::ReloadResult;
 use ugro_core::health::Severity;
 
-use crate::config::{self, Config, ConfigError};
+use crate::config::{self, Config, ConfigError, NodeHost};
+use crate::ssh::NodeSession;
 use crate::store::{NewEvent, Store};
 use crate::systemd::{Heartbeats, Notifier};
 
@@ -154,5 +157,132 @@ impl Shared {
             c.roots.len(),
             if c.roots.len() == 1 { "" } else { "s" }
         )
+    }
+}
+
+// Shared is every subsystem's host: the narrow handles they take, implemented here so that no
+// subsystem names the daemon's state.
+
+impl crate::host::Host for Shared {
+    fn config(&self) -> Arc<Config> {
+        Shared::config(self)
+    }
+
+    fn subscribe(&self) -> watch::Receiver<Arc<Config>> {
+        Shared::subscribe(self)
+    }
+
+    fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn heartbeats(&self) -> &Arc<Heartbeats> {
+        &self.heartbeats
+    }
+
+    fn event(&self, e: NewEvent) -> impl std::future::Future<Output = ()> + Send {
+        Shared::event(self, e)
+    }
+}
+
+impl crate::health::HealthHost for Shared {
+    fn health(&self) -> &crate::health::Health {
+        &self.health
+    }
+
+    fn verdict_changed(&self) {
+        // Slurm drains and resumes on verdicts: it looks again at once.
+        self.slurm.wake();
+    }
+
+    fn swept(&self) {
+        self.changes.nodes_changed();
+    }
+}
+
+impl crate::runs::RunsHost for Shared {
+    fn runs(&self) -> &crate::runs::Runs {
+        &self.runs
+    }
+
+    fn remote_sessions(&self) -> Vec<(String, Arc<NodeSession>)> {
+        self.health
+            .runtimes()
+            .into_iter()
+            .filter(|rt| matches!(rt.cfg.host, NodeHost::Remote(_)))
+            .filter_map(|rt| Some((rt.cfg.name.clone(), rt.session()?.clone())))
+            .collect()
+    }
+
+    fn gpu_indices(&self) -> HashMap<String, u32> {
+        self.health
+            .runtimes()
+            .iter()
+            .flat_map(|rt| rt.report().gpus)
+            .map(|g| (g.uuid, g.index))
+            .collect()
+    }
+}
+
+impl crate::sampler::SamplerHost for Shared {
+    fn node_session(&self, node: &str) -> Option<Arc<NodeSession>> {
+        self.health.node(node).and_then(|rt| rt.session().cloned())
+    }
+}
+
+impl crate::slurm::SlurmHost for Shared {
+    fn slurm(&self) -> &crate::slurm::Slurm {
+        &self.slurm
+    }
+
+    fn runs(&self) -> &crate::runs::Runs {
+        &self.runs
+    }
+
+    fn health(&self) -> &crate::health::Health {
+        &self.health
+    }
+}
+
+impl crate::outbox::OutboxHost for Shared {
+    fn outbox(&self) -> &crate::outbox::Outbox {
+        &self.outbox
+    }
+}
+
+impl crate::summary::SummaryHost for Shared {
+    fn summaries(&self) -> &crate::summary::Summaries {
+        &self.summaries
+    }
+
+    fn live(&self, now: DateTime<Utc>) -> crate::summary::Live {
+        let queued_after = self.config().slurm.queued_after;
+        crate::summary::Live {
+            runs: self.runs.list(None, None),
+            nodes: self.health.reports(),
+            queued: self.slurm.queued(now, queued_after).unwrap_or_default(),
+        }
+    }
+
+    fn summary_made(&self, info: &ugro_api::SummaryInfo) {
+        self.changes.summary(info);
+    }
+}
+
+impl crate::stream::StreamHost for Shared {
+    fn changes(&self) -> &crate::stream::Changes {
+        &self.changes
+    }
+
+    fn runs(&self) -> &crate::runs::Runs {
+        &self.runs
+    }
+
+    fn health(&self) -> &crate::health::Health {
+        &self.health
+    }
+
+    fn uid(&self) -> u32 {
+        self.uid
     }
 }

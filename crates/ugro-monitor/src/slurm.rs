@@ -18,8 +18,10 @@ use ugro_core::health::{Outcome, Severity};
 use ugro_core::slurm::{self as core, DrainAction, Job, QueuedJob, SlurmNode};
 
 use crate::config::{NodeHost, SlurmConfig};
+use crate::health::Health;
+use crate::host::Host;
 use crate::local::run_local;
-use crate::shared::Shared;
+use crate::runs::Runs;
 use crate::ssh::{Exec, shell_quote};
 use crate::store::NewEvent;
 use crate::systemd::Heartbeat;
@@ -86,17 +88,26 @@ impl Slurm {
     }
 }
 
+/// What the Slurm loop needs from the daemon beyond the common [`Host`] services: the view it
+/// keeps, the runs it maps jobs to and the nodes' health (verdicts to drain on, and the SSH
+/// sessions its commands run over). The daemon's `Shared` implements it.
+pub trait SlurmHost: Host {
+    fn slurm(&self) -> &Slurm;
+    fn runs(&self) -> &Runs;
+    fn health(&self) -> &Health;
+}
+
 /// The Slurm loop: idle while `[slurm]` is disabled, else one cycle every `slurm.interval` or
 /// when woken. Beats `hb` from the `select!` that waits, and while a cycle runs.
-pub async fn supervise(shared: Arc<Shared>, cancel: CancellationToken, hb: Heartbeat) {
-    let mut config_rx = shared.subscribe();
+pub async fn supervise<H: SlurmHost>(host: Arc<H>, cancel: CancellationToken, hb: Heartbeat) {
+    let mut config_rx = host.subscribe();
     let mut beat = tokio::time::interval(crate::supervise::BEAT_EVERY);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut memory = Memory::default();
     loop {
-        let cfg = shared.config().slurm.clone();
+        let cfg = host.config().slurm.clone();
         if cfg.enabled {
-            let cycle = cycle(&shared, &cfg, &mut memory);
+            let cycle = cycle(&host, &cfg, &mut memory);
             tokio::pin!(cycle);
             loop {
                 tokio::select! {
@@ -107,7 +118,7 @@ pub async fn supervise(shared: Arc<Shared>, cancel: CancellationToken, hb: Heart
             }
             hb.beat();
         } else {
-            shared.slurm.set(Snapshot::default());
+            host.slurm().set(Snapshot::default());
             memory = Memory::default();
         }
         let sleep = tokio::time::sleep(cfg.interval);
@@ -117,7 +128,7 @@ pub async fn supervise(shared: Arc<Shared>, cancel: CancellationToken, hb: Heart
                 _ = cancel.cancelled() => return,
                 _ = beat.tick() => hb.beat(),
                 () = &mut sleep => break,
-                () = shared.slurm.wake.notified() => break,
+                () = host.slurm().wake.notified() => break,
                 changed = config_rx.changed() => {
                     if changed.is_err() { return }
                     break;
@@ -136,10 +147,10 @@ struct Memory {
     skipped: BTreeMap<String, String>,
 }
 
-async fn cycle(shared: &Arc<Shared>, cfg: &SlurmConfig, memory: &mut Memory) {
+async fn cycle<H: SlurmHost>(host: &Arc<H>, cfg: &SlurmConfig, memory: &mut Memory) {
     let read = async {
-        let jobs = run(shared, cfg, "squeue", &core::squeue_args()).await?;
-        let nodes = run(shared, cfg, "sinfo", &core::sinfo_args()).await?;
+        let jobs = run(host, cfg, "squeue", &core::squeue_args()).await?;
+        let nodes = run(host, cfg, "sinfo", &core::sinfo_args()).await?;
         Ok::<_, SlurmError>((jobs, nodes))
     };
     let (jobs_text, nodes_text) = match read.await {
@@ -147,16 +158,15 @@ async fn cycle(shared: &Arc<Shared>, cfg: &SlurmConfig, memory: &mut Memory) {
         Err(e) => {
             if !memory.unavailable {
                 memory.unavailable = true;
-                shared
-                    .event(NewEvent::new(
-                        EventKind::SlurmUnavailable,
-                        where_(cfg),
-                        Severity::Warning,
-                        format!("Slurm cannot be read: {e}"),
-                    ))
-                    .await;
+                host.event(NewEvent::new(
+                    EventKind::SlurmUnavailable,
+                    where_(cfg),
+                    Severity::Warning,
+                    format!("Slurm cannot be read: {e}"),
+                ))
+                .await;
             }
-            shared.slurm.set(Snapshot::default());
+            host.slurm().set(Snapshot::default());
             return;
         }
     };
@@ -169,14 +179,14 @@ async fn cycle(shared: &Arc<Shared>, cfg: &SlurmConfig, memory: &mut Memory) {
     for b in bad_jobs.iter().chain(&bad_nodes).take(3) {
         tracing::warn!(problem = %b, "unreadable Slurm output line skipped");
     }
-    let by_run = map_runs(shared, &jobs).await;
-    shared.slurm.set(Snapshot {
+    let by_run = map_runs(host, &jobs).await;
+    host.slurm().set(Snapshot {
         at: Some(Utc::now()),
         jobs,
         by_run,
     });
     if cfg.drain_unhealthy {
-        drain(shared, cfg, &nodes, memory).await;
+        drain(host, cfg, &nodes, memory).await;
     }
 }
 
@@ -187,8 +197,8 @@ fn where_(cfg: &SlurmConfig) -> String {
 
 /// Runs a Slurm command with times as epoch seconds, on this machine or over the configured
 /// node's session, with `slurm.command_timeout`. A non-zero exit is an error with its stderr.
-async fn run(
-    shared: &Shared,
+async fn run<H: SlurmHost>(
+    host: &Arc<H>,
     cfg: &SlurmConfig,
     program: &str,
     args: &[String],
@@ -201,8 +211,8 @@ async fn run(
     };
     let session = match &cfg.node {
         None => None,
-        Some(name) => shared
-            .health
+        Some(name) => host
+            .health()
             .node(name)
             .ok_or_else(|| SlurmError::UnknownNode(name.clone()))?
             .session()
@@ -243,14 +253,17 @@ async fn run(
 
 /// The job of each run: `SLURM_JOB_ID` of its process (read on the process's node), else the
 /// job's working directory ([`core::map_runs`]).
-async fn map_runs(shared: &Arc<Shared>, jobs: &[Job]) -> HashMap<String, ugro_api::SlurmJob> {
+async fn map_runs<H: SlurmHost>(
+    host: &Arc<H>,
+    jobs: &[Job],
+) -> HashMap<String, ugro_api::SlurmJob> {
     struct R {
         id: String,
         work_dir: String,
         active: bool,
         proc: Option<(String, u32)>,
     }
-    let runs: Vec<R> = shared.runs.with_all(|it| {
+    let runs: Vec<R> = host.runs().with_all(|it| {
         it.map(|r| R {
             id: r.id.clone(),
             work_dir: r.work_dir.clone(),
@@ -273,9 +286,9 @@ async fn map_runs(shared: &Arc<Shared>, jobs: &[Job]) -> HashMap<String, ugro_ap
         }
     }
     let mut env_ids: HashMap<(String, u32), String> = HashMap::new();
-    let timeout = shared.config().slurm.command_timeout;
+    let timeout = host.config().slurm.command_timeout;
     for (node, set) in pids {
-        let Some(rt) = shared.health.node(&node) else {
+        let Some(rt) = host.health().node(&node) else {
             continue;
         };
         let found = match rt.session() {
@@ -362,18 +375,23 @@ async fn remote_job_ids(
 
 /// `drain_unhealthy`: every ugro node that is a Slurm node is drained, resumed or left alone
 /// as [`core::drain_action`] says; each step is an event.
-async fn drain(shared: &Arc<Shared>, cfg: &SlurmConfig, nodes: &[SlurmNode], memory: &mut Memory) {
+async fn drain<H: SlurmHost>(
+    host: &Arc<H>,
+    cfg: &SlurmConfig,
+    nodes: &[SlurmNode],
+    memory: &mut Memory,
+) {
     let hostname = tokio::fs::read_to_string("/proc/sys/kernel/hostname")
         .await
         .map(|h| h.trim().to_string())
         .unwrap_or_default();
-    for rt in shared.health.runtimes() {
-        let host = match &rt.cfg.host {
+    for rt in host.health().runtimes() {
+        let address = match &rt.cfg.host {
             NodeHost::Local => None,
             NodeHost::Remote(r) => Some(r.host.as_str()),
         };
         let name = rt.cfg.name.clone();
-        let Some(sn) = core::node_for(nodes, &name, host, &hostname) else {
+        let Some(sn) = core::node_for(nodes, &name, address, &hostname) else {
             continue;
         };
         let report = rt.report();
@@ -391,16 +409,9 @@ async fn drain(shared: &Arc<Shared>, cfg: &SlurmConfig, nodes: &[SlurmNode], mem
         match action {
             DrainAction::None => {}
             DrainAction::Drain(reason) => {
-                match run(
-                    shared,
-                    cfg,
-                    "scontrol",
-                    &core::drain_args(&sn.name, &reason),
-                )
-                .await
-                {
+                match run(host, cfg, "scontrol", &core::drain_args(&sn.name, &reason)).await {
                     Ok(_) => {
-                        shared
+                        host
                             .event(NewEvent::new(
                                 EventKind::SlurmDrained,
                                 &name,
@@ -418,9 +429,9 @@ async fn drain(shared: &Arc<Shared>, cfg: &SlurmConfig, nodes: &[SlurmNode], mem
                 }
             }
             DrainAction::Resume => {
-                match run(shared, cfg, "scontrol", &core::resume_args(&sn.name)).await {
+                match run(host, cfg, "scontrol", &core::resume_args(&sn.name)).await {
                     Ok(_) => {
-                        shared
+                        host
                             .event(NewEvent::new(
                                 EventKind::SlurmResumed,
                                 &name,
@@ -440,7 +451,7 @@ async fn drain(shared: &Arc<Shared>, cfg: &SlurmConfig, nodes: &[SlurmNode], mem
             DrainAction::OperatorDrain(reason) => {
                 if memory.skipped.get(&name) != Some(&reason) {
                     memory.skipped.insert(name.clone(), reason.clone());
-                    shared
+                    host
                         .event(NewEvent::new(
                             EventKind::SlurmDrainSkipped,
                             &name,

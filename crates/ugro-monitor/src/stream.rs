@@ -25,20 +25,21 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::defaults;
-use crate::control::{ApiError, Peer};
-use crate::shared::Shared;
+use crate::health::Health;
+use crate::http::{ApiError, Peer};
+use crate::runs::Runs;
 use crate::store::NewEvent;
 use crate::supervise::BEAT_EVERY;
 
 /// A comment is sent to an idle stream this often, so proxies and clients see it alive.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// Most stream clients at once (on every listener together). The control socket serves
-/// [`crate::control::MAX_CONNECTIONS`]; streams never take more than this many of them, so at
+/// [`crate::http::MAX_CONNECTIONS`]; streams never take more than this many of them, so at
 /// least 56 stay for ordinary requests, the 16 kept for root and the daemon's uid among them.
 pub const MAX_STREAMS: usize = 200;
 /// Most stream clients of one peer uid other than root and the daemon's own (half of its
 /// connection cap, so its streams never keep it from asking for a list).
-pub const MAX_STREAMS_PER_UID: usize = crate::control::MAX_CONNECTIONS_PER_UID / 2;
+pub const MAX_STREAMS_PER_UID: usize = crate::http::MAX_CONNECTIONS_PER_UID / 2;
 /// Most messages waiting for one client; one more and the client is disconnected.
 pub const CLIENT_QUEUE_MESSAGES: usize = 2048;
 /// Most bytes of messages waiting for one client; past it the client is disconnected.
@@ -448,15 +449,26 @@ struct StreamQuery {
     last_event_id: Option<String>,
 }
 
+/// What the stream's task and endpoint need from the daemon: the hub itself, the runs and
+/// node reports it compares, and the daemon's uid (its own clients are never refused). The
+/// daemon's `Shared` implements it.
+pub trait StreamHost: Send + Sync + 'static {
+    fn changes(&self) -> &Changes;
+    fn runs(&self) -> &Runs;
+    fn health(&self) -> &Health;
+    /// The daemon's effective uid.
+    fn uid(&self) -> u32;
+}
+
 /// `GET /v1/stream[?kinds=run,node,event,summary]`, resumable with `Last-Event-ID`.
-pub async fn handler(State(shared): State<Arc<Shared>>, parts: Parts) -> Response {
-    match open(&shared, &parts) {
+pub async fn handler<H: StreamHost>(State(host): State<Arc<H>>, parts: Parts) -> Response {
+    match open(&host, &parts) {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
 }
 
-fn open(shared: &Arc<Shared>, parts: &Parts) -> Result<Response, ApiError> {
+fn open<H: StreamHost>(host: &Arc<H>, parts: &Parts) -> Result<Response, ApiError> {
     let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", m);
     let Query(q) =
         Query::<StreamQuery>::try_from_uri(&parts.uri).map_err(|e| bad(e.body_text()))?;
@@ -476,13 +488,13 @@ fn open(shared: &Arc<Shared>, parts: &Parts) -> Result<Response, ApiError> {
     let peer = parts
         .extensions
         .get::<Peer>()
-        .map(|p| (p.uid, p.uid == 0 || p.uid == shared.uid));
+        .map(|p| (p.uid, p.uid == 0 || p.uid == host.uid()));
     let drop = parts
         .extensions
         .get::<Disconnect>()
         .map_or_else(CancellationToken::new, |d| d.0.clone());
-    let sub = shared
-        .changes
+    let sub = host
+        .changes()
         .subscribe(kinds, last, peer, drop)
         .map_err(|e| {
             let mut err = ApiError::new(
@@ -504,7 +516,7 @@ fn open(shared: &Arc<Shared>, parts: &Parts) -> Result<Response, ApiError> {
         )),
     };
     let end = {
-        let (closed, dropped) = (shared.changes.closed.clone(), sub.drop.clone());
+        let (closed, dropped) = (host.changes().closed.clone(), sub.drop.clone());
         async move {
             tokio::select! {
                 _ = closed.cancelled() => {}
@@ -554,8 +566,8 @@ type Seen = HashMap<String, u64>;
 /// Compares the run list with `seen` and publishes what changed (`publish` false: only learns
 /// the list). Runs on the blocking pool: it serialises every run (20,000 runs: see
 /// docs/benchmarks.md).
-fn diff_runs(shared: &Shared, seen: &mut Seen, publish: bool) {
-    let list = shared.runs.list(None, None);
+fn diff_runs(host: &impl StreamHost, seen: &mut Seen, publish: bool) {
+    let list = host.runs().list(None, None);
     let mut next = Seen::with_capacity(list.len());
     let mut changed = Vec::new();
     let mut n_changed = 0usize;
@@ -585,14 +597,14 @@ fn diff_runs(shared: &Shared, seen: &mut Seen, publish: bool) {
     };
     *seen = next;
     if publish {
-        publish_runs(shared, changed, n_changed, gone);
+        publish_runs(host, changed, n_changed, gone);
     }
 }
 
 /// Publishes changed and gone runs: one message each, or one `reset` past [`BURST_RESET`]
 /// (`n_changed` counts the changed runs, `changed` may hold only the first of them).
 fn publish_runs(
-    shared: &Shared,
+    host: &impl StreamHost,
     changed: Vec<ugro_api::RunInfo>,
     n_changed: usize,
     gone: Vec<String>,
@@ -600,7 +612,7 @@ fn publish_runs(
     if n_changed == 0 && gone.is_empty() {
         return;
     }
-    let hub = &shared.changes;
+    let hub = host.changes();
     if n_changed + gone.len() > BURST_RESET {
         tracing::debug!(
             changed = n_changed,
@@ -629,11 +641,11 @@ fn publish_runs(
 }
 
 /// Like [`diff_runs`] for the runs in `ids` only (the run list says which changed).
-fn diff_some_runs(shared: &Shared, seen: &mut Seen, ids: HashSet<String>) {
+fn diff_some_runs(host: &impl StreamHost, seen: &mut Seen, ids: HashSet<String>) {
     let mut changed = Vec::new();
     let mut gone = Vec::new();
     for id in ids {
-        match shared.runs.get(&id) {
+        match host.runs().get(&id) {
             Some(r) => {
                 let r = ugro_api::RunInfo::from(&r);
                 let fp = fingerprint(|h| {
@@ -651,7 +663,7 @@ fn diff_some_runs(shared: &Shared, seen: &mut Seen, ids: HashSet<String>) {
         }
     }
     let n = changed.len();
-    publish_runs(shared, changed, n, gone);
+    publish_runs(host, changed, n, gone);
 }
 
 /// What of a node's report makes a `node` message: its state, verdict, score, each check's
@@ -682,9 +694,9 @@ fn node_fingerprint(node: &serde_json::Value) -> u64 {
 }
 
 /// Compares the nodes' reports with `seen` and publishes what changed.
-fn diff_nodes(shared: &Shared, seen: &mut Seen, publish: bool) {
+fn diff_nodes(host: &impl StreamHost, seen: &mut Seen, publish: bool) {
     let mut next = Seen::new();
-    for n in shared.health.reports() {
+    for n in host.health().reports() {
         // The wire form, as `/v1/nodes` serialises it.
         let n = ugro_api::NodeHealth::from(&n);
         let Ok(v) = serde_json::to_value(&n) else {
@@ -693,13 +705,13 @@ fn diff_nodes(shared: &Shared, seen: &mut Seen, publish: bool) {
         let name = n.name.clone();
         let fp = node_fingerprint(&v);
         if publish && seen.get(&name) != Some(&fp) {
-            shared.changes.publish_json(Kind::Node, &v);
+            host.changes().publish_json(Kind::Node, &v);
         }
         next.insert(name, fp);
     }
     if publish {
         for name in seen.keys().filter(|n| !next.contains_key(*n)) {
-            shared.changes.publish(
+            host.changes().publish(
                 Kind::Node,
                 "node",
                 serde_json::json!({ "name": name, "removed": true }).to_string(),
@@ -710,12 +722,12 @@ fn diff_nodes(shared: &Shared, seen: &mut Seen, publish: bool) {
 }
 
 /// Diffs the run list on the blocking pool; gives back what it learnt.
-async fn diff_runs_blocking(shared: &Arc<Shared>, seen: Seen, publish: bool) -> Seen {
-    let s = shared.clone();
+async fn diff_runs_blocking<H: StreamHost>(host: &Arc<H>, seen: Seen, publish: bool) -> Seen {
+    let s = host.clone();
     let started = std::time::Instant::now();
     match tokio::task::spawn_blocking(move || {
         let mut seen = seen;
-        diff_runs(&s, &mut seen, publish);
+        diff_runs(&*s, &mut seen, publish);
         seen
     })
     .await
@@ -737,17 +749,17 @@ async fn diff_runs_blocking(shared: &Arc<Shared>, seen: Seen, publish: bool) -> 
 /// The stream's task: publishes a `run` message for every run whose JSON changed each time the
 /// run list moves, and a `node` message when a node's verdict or a check's outcome changes.
 /// Ends every stream when the daemon stops.
-pub async fn supervise(
-    shared: Arc<Shared>,
+pub async fn supervise<H: StreamHost>(
+    host: Arc<H>,
     cancel: CancellationToken,
     hb: crate::systemd::Heartbeat,
 ) {
-    let mut generation = shared.runs.watch_generation();
+    let mut generation = host.runs().watch_generation();
     generation.borrow_and_update();
-    shared.runs.take_touched();
-    let mut runs = diff_runs_blocking(&shared, Seen::new(), false).await;
+    host.runs().take_touched();
+    let mut runs = diff_runs_blocking(&host, Seen::new(), false).await;
     let mut nodes = Seen::new();
-    diff_nodes(&shared, &mut nodes, false);
+    diff_nodes(&*host, &mut nodes, false);
     let mut beat = tokio::time::interval(BEAT_EVERY);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -756,24 +768,24 @@ pub async fn supervise(
             _ = beat.tick() => {
                 hb.beat();
                 // Nodes a reload added or removed do not sweep at once.
-                diff_nodes(&shared, &mut nodes, true);
+                diff_nodes(&*host, &mut nodes, true);
             }
             changed = generation.changed() => {
                 if changed.is_err() {
                     break;
                 }
                 generation.borrow_and_update();
-                match shared.runs.take_touched() {
+                match host.runs().take_touched() {
                     // Only these runs changed: compare them alone (20,000 runs: see
                     // docs/benchmarks.md for what a whole comparison costs).
-                    Some(ids) => diff_some_runs(&shared, &mut runs, ids),
-                    None => runs = diff_runs_blocking(&shared, runs, true).await,
+                    Some(ids) => diff_some_runs(&*host, &mut runs, ids),
+                    None => runs = diff_runs_blocking(&host, runs, true).await,
                 }
             }
-            _ = shared.changes.nodes.notified() => diff_nodes(&shared, &mut nodes, true),
+            _ = host.changes().nodes.notified() => diff_nodes(&*host, &mut nodes, true),
         }
     }
-    shared.changes.close();
+    host.changes().close();
 }
 
 #[cfg(test)]

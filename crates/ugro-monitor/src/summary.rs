@@ -20,7 +20,7 @@ use ugro_core::summary::{
     EventRecord, NodeSnapshot, ProcessSnapshot, RunSnapshot, Snapshot, SummaryInput,
 };
 
-use crate::shared::Shared;
+use crate::outbox::OutboxHost;
 use crate::store::{NewEvent, Store, StoreError, from_ms, to_ms};
 
 /// The window of the very first summary (there is no previous one to start from).
@@ -175,13 +175,26 @@ pub struct Live {
     pub queued: Vec<ugro_core::slurm::QueuedJob>,
 }
 
+/// What making a summary needs from the daemon beyond the outbox's host: the lock that keeps
+/// makers one at a time, the live state a summary reads, and a word when one is made. The
+/// daemon's `Shared` implements it.
+pub trait SummaryHost: OutboxHost {
+    /// The summary makers' shared state (its lock).
+    fn summaries(&self) -> &Summaries;
+    /// The runs, node reports and long-queued Slurm jobs (those pending longer than
+    /// `slurm.queued_after`) as they are now.
+    fn live(&self, now: DateTime<Utc>) -> Live;
+    /// A summary was made and stored: live views may show it.
+    fn summary_made(&self, info: &SummaryInfo);
+}
+
 /// Makes a summary now. See the module docs for the order of the steps.
 pub async fn make(
-    shared: &Shared,
+    host: &impl SummaryHost,
     now: DateTime<Utc>,
     trigger: Trigger,
 ) -> Result<SummaryDoc, SummaryError> {
-    let cfg = shared.config();
+    let cfg = host.config();
     let send = match trigger {
         Trigger::Schedule { .. } => cfg.email.enabled,
         Trigger::Request { send } => send,
@@ -189,35 +202,20 @@ pub async fn make(
     if send && !cfg.email.enabled {
         return Err(SummaryError::EmailDisabled(cfg.path.clone()));
     }
-    let _guard = shared.summaries.lock.lock().await;
+    let _guard = host.summaries().lock.lock().await;
     let tz = cfg.summary.timezone;
     let date = match trigger {
         Trigger::Schedule { date } => date,
         Trigger::Request { .. } => now.with_timezone(&tz).date_naive(),
     };
     let scheduled = matches!(trigger, Trigger::Schedule { .. });
-    if scheduled && let Some(row) = shared.store.scheduled_summary(date).await? {
+    if scheduled && let Some(row) = host.store().scheduled_summary(date).await? {
         // Never two for one date: a race with a restart or a second trigger ends here.
-        return Ok(shared.store.doc(row, &cfg.summary.dir).await?);
+        return Ok(host.store().doc(row, &cfg.summary.dir).await?);
     }
 
-    let store = &shared.store;
-    let composed = compose(
-        store,
-        &cfg.summary,
-        Live {
-            runs: shared.runs.list(None, None),
-            nodes: shared.health.reports(),
-            queued: shared
-                .slurm
-                .queued(now, cfg.slurm.queued_after)
-                .unwrap_or_default(),
-        },
-        now,
-        date,
-        scheduled,
-    )
-    .await?;
+    let store = host.store();
+    let composed = compose(store, &cfg.summary, host.live(now), now, date, scheduled).await?;
     let Composed {
         id,
         rendered,
@@ -246,7 +244,7 @@ pub async fn make(
         .map_err(|e| SummaryError::Task(e.to_string()))?
     };
     if let Err((path, e)) = &files {
-        shared
+        host
             .event(NewEvent::new(
                 EventKind::SummaryWriteFailed,
                 "summary",
@@ -269,35 +267,34 @@ pub async fn make(
         };
         let message = crate::mail::build_message(&cfg.email, &email, now)
             .map_err(|e| SummaryError::Mail(e.to_string()))?;
-        let id = crate::outbox::enqueue(shared, Some(date), message)
+        let id = crate::outbox::enqueue(host, Some(date), message)
             .await
             .map_err(|e| SummaryError::Queue(e.to_string()))?;
         queued = Some(id);
     }
-    shared
-        .event(NewEvent::new(
-            EventKind::SummaryMade,
-            "summary",
-            Severity::Info,
-            format!(
-                "{} summary of {date} made ({}){}",
-                if scheduled { "nightly" } else { "requested" },
-                rendered.subject,
-                if queued.is_some() {
-                    "; email queued"
-                } else {
-                    ""
-                }
-            ),
-        ))
-        .await;
+    host.event(NewEvent::new(
+        EventKind::SummaryMade,
+        "summary",
+        Severity::Info,
+        format!(
+            "{} summary of {date} made ({}){}",
+            if scheduled { "nightly" } else { "requested" },
+            rendered.subject,
+            if queued.is_some() {
+                "; email queued"
+            } else {
+                ""
+            }
+        ),
+    ))
+    .await;
 
     let row = store
         .summary_by_id(id)
         .await?
         .ok_or(SummaryError::NotFound(date))?;
     let doc = store.doc(row, &dir).await?;
-    shared.changes.summary(&doc.info);
+    host.summary_made(&doc.info);
     Ok(doc)
 }
 
@@ -389,13 +386,13 @@ pub async fn compose(
 }
 
 /// Queues the email of the stored summary of `date` again (e.g. after fixing the mail setup).
-pub async fn resend(shared: &Shared, date: NaiveDate) -> Result<SummaryDoc, SummaryError> {
-    let cfg = shared.config();
+pub async fn resend(host: &impl SummaryHost, date: NaiveDate) -> Result<SummaryDoc, SummaryError> {
+    let cfg = host.config();
     if !cfg.email.enabled {
         return Err(SummaryError::EmailDisabled(cfg.path.clone()));
     }
-    let row = shared
-        .store
+    let row = host
+        .store()
         .summary_by_date(date)
         .await?
         .ok_or(SummaryError::NotFound(date))?;
@@ -407,10 +404,10 @@ pub async fn resend(shared: &Shared, date: NaiveDate) -> Result<SummaryDoc, Summ
     };
     let message = crate::mail::build_message(&cfg.email, &email, Utc::now())
         .map_err(|e| SummaryError::Mail(e.to_string()))?;
-    crate::outbox::enqueue(shared, Some(date), message)
+    crate::outbox::enqueue(host, Some(date), message)
         .await
         .map_err(|e| SummaryError::Queue(e.to_string()))?;
-    Ok(shared.store.doc(row, &cfg.summary.dir).await?)
+    Ok(host.store().doc(row, &cfg.summary.dir).await?)
 }
 
 /// What [`render`] produces.

@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
-use crate::shared::Shared;
+use crate::host::Host;
 
 /// How often every background loop reports to the heartbeat registry while it waits.
 pub const BEAT_EVERY: Duration = Duration::from_secs(20);
@@ -17,23 +16,23 @@ pub const MAX_SILENCE: Duration = Duration::from_secs(3 * BEAT_EVERY.as_secs());
 /// the item's config changes, cancels it when the item goes (then calls `gone`), and follows
 /// reloads until `cancel`. Beats `hb` meanwhile. Used for nodes (health) and roots (runs).
 pub async fn supervise_keyed<K, C>(
-    shared: &Shared,
+    host: &impl Host,
     cancel: &CancellationToken,
     hb: &crate::systemd::Heartbeat,
-    wanted: impl Fn(&Config) -> Vec<(K, C)>,
-    mut start: impl FnMut(&Config, &K, &C, CancellationToken),
+    wanted: impl Fn(&crate::config::Config) -> Vec<(K, C)>,
+    mut start: impl FnMut(&crate::config::Config, &K, &C, CancellationToken),
     mut gone: impl FnMut(&K),
 ) where
     K: std::hash::Hash + Eq + Clone,
     C: PartialEq + Clone,
 {
-    let mut config_rx = shared.subscribe();
+    let mut config_rx = host.subscribe();
     let mut tasks: std::collections::HashMap<K, (C, CancellationToken)> =
         std::collections::HashMap::new();
     let mut beat = tokio::time::interval(BEAT_EVERY);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let config = shared.config();
+        let config = host.config();
         let want: std::collections::HashMap<K, C> = wanted(&config).into_iter().collect();
         let mut removed = Vec::new();
         tasks.retain(|key, (cfg, token)| {

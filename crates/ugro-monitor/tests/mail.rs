@@ -3,14 +3,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{NaiveDate, Utc};
 use mail_parser::{MessageParser, MimeHeaders};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use ugro_core::health::Severity;
-use ugro_monitor::config::{EmailConfig, TlsMode};
+use ugro_monitor::config::{Config, EmailConfig, TlsMode};
 use ugro_monitor::mail::{self, CHART_CID, Email, MailError};
 use ugro_monitor::outbox::{self, NewOutboxMessage, Outbox, OutboxEntry, OutboxHost, OutboxState};
 use ugro_monitor::store::{EventFilter, NewEvent, Store};
@@ -258,28 +259,47 @@ async fn an_auth_failure_never_shows_the_password() {
 // ---------------------------------------------------------------------------------------------
 // The outbox, driven through its sender loop with a real store.
 
-/// What the sender needs, without a whole daemon: events go to the store like the daemon's.
+/// What the sender needs, without a whole daemon: events go to the store like the daemon's;
+/// the email settings can be changed as a reload would.
 struct Host {
     store: Store,
     outbox: Outbox,
-    email: Mutex<EmailConfig>,
+    config: watch::Sender<Arc<Config>>,
+    heartbeats: Arc<Heartbeats>,
 }
 
-impl OutboxHost for Host {
+impl Host {
+    /// Changes the email settings as a reload would.
+    fn set_email(&self, f: impl FnOnce(&mut EmailConfig)) {
+        self.config.send_modify(|c| f(&mut Arc::make_mut(c).email));
+    }
+}
+
+impl ugro_monitor::host::Host for Host {
+    fn config(&self) -> Arc<Config> {
+        self.config.borrow().clone()
+    }
+
+    fn subscribe(&self) -> watch::Receiver<Arc<Config>> {
+        self.config.subscribe()
+    }
+
     fn store(&self) -> &Store {
         &self.store
     }
 
-    fn outbox(&self) -> &Outbox {
-        &self.outbox
-    }
-
-    fn email_config(&self) -> EmailConfig {
-        self.email.lock().unwrap().clone()
+    fn heartbeats(&self) -> &Arc<Heartbeats> {
+        &self.heartbeats
     }
 
     async fn event(&self, e: NewEvent) {
         self.store.record_event(Utc::now(), &e).await.unwrap();
+    }
+}
+
+impl OutboxHost for Host {
+    fn outbox(&self) -> &Outbox {
+        &self.outbox
     }
 }
 
@@ -314,10 +334,13 @@ impl Worker {
 }
 
 async fn open_host(path: &Path, email: EmailConfig) -> Arc<Host> {
+    let mut config = ugro_monitor::config::parse(Path::new("/etc/ugro/ugro.toml"), "").unwrap();
+    config.email = email;
     Arc::new(Host {
         store: Store::open(path).await.unwrap(),
         outbox: Outbox::new(),
-        email: Mutex::new(email),
+        config: watch::Sender::new(Arc::new(config)),
+        heartbeats: Heartbeats::new(),
     })
 }
 
@@ -388,7 +411,7 @@ async fn smtp_down_at_enqueue_is_delivered_when_it_comes_back() {
 
     let message = mail::build_message(&cfg, &summary_email(), Utc::now()).unwrap();
     let date = NaiveDate::from_ymd_opt(2026, 11, 22);
-    let id = outbox::enqueue(&host, date, message).await.unwrap();
+    let id = outbox::enqueue(&*host, date, message).await.unwrap();
 
     // Stored before anything was sent, then retried: the first failure is an event, the
     // second only a log line.
@@ -578,7 +601,7 @@ async fn disabled_email_keeps_the_queue_until_enabled() {
     assert!(server.messages().is_empty());
 
     // A reload enables email: the next look at the queue sends it.
-    host.email.lock().unwrap().enabled = true;
+    host.set_email(|e| e.enabled = true);
     host.outbox.wake();
     wait_entry(&host.store, id, "delivery", Duration::from_secs(10), |e| {
         e.state == OutboxState::Delivered && e.attempts == 1

@@ -1,11 +1,12 @@
 //! The events of run tracking: transitions, completed epochs, a root missing, a fallback from
-//! inotify to polling.
+//! inotify to polling; and the count of runs that turned failed, by kind.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use ugro_core::event::EventKind;
 use ugro_core::health::Severity;
-use ugro_core::runs::RunStatus;
+use ugro_core::runs::{FailureKind, RunStatus};
 
 use crate::config::RootConfig;
 use crate::store::NewEvent;
@@ -106,4 +107,47 @@ pub(super) fn fallback_event(root: &Path, cfg: &RootConfig, why: &str) -> NewEve
             humantime::format_duration(cfg.poll_interval)
         ),
     )
+}
+
+/// Runs that turned failed since the daemon started, by failure kind
+/// (`ugro_run_failures_total`). The run tracker records each transition into failed.
+#[derive(Debug, Default)]
+pub struct RunFailures([AtomicU64; FailureKind::ALL.len()]);
+
+impl RunFailures {
+    /// One more run failed; `None` when its log told no reason (counted as `unknown`).
+    pub fn record(&self, kind: Option<FailureKind>) {
+        let kind = kind.unwrap_or(FailureKind::Unknown);
+        if let Some(i) = FailureKind::ALL.iter().position(|k| *k == kind) {
+            self.0[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Every kind with its count, zeros included.
+    pub fn counts(&self) -> Vec<(FailureKind, u64)> {
+        FailureKind::ALL
+            .iter()
+            .zip(&self.0)
+            .map(|(k, n)| (*k, n.load(Ordering::Relaxed)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_count_by_kind_with_zeros_and_unknown_for_no_reason() {
+        let f = RunFailures::default();
+        f.record(Some(FailureKind::CudaOom));
+        f.record(Some(FailureKind::CudaOom));
+        f.record(None);
+        let c = f.counts();
+        assert_eq!(c.len(), FailureKind::ALL.len());
+        let get = |k| c.iter().find(|(kind, _)| *kind == k).unwrap().1;
+        assert_eq!(get(FailureKind::CudaOom), 2);
+        assert_eq!(get(FailureKind::Unknown), 1);
+        assert_eq!(get(FailureKind::Nccl), 0);
+    }
 }

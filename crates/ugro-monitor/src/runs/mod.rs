@@ -19,7 +19,6 @@ use tokio_util::sync::CancellationToken;
 use ugro_core::runs::{self as core, Evaluation, RunStatus, RunView};
 
 use crate::scan::{ReadRun, Stamps};
-use crate::shared::Shared;
 use crate::view::{RunInfo, RunProcess};
 
 mod containers;
@@ -34,6 +33,7 @@ mod source;
 mod tracker;
 mod watch;
 
+pub use events::RunFailures;
 pub use host::RunsHost;
 
 use tracker::track_root;
@@ -113,7 +113,7 @@ pub struct Runs {
     /// may have changed), so the change stream need not compare the whole list.
     touched: std::sync::Mutex<Option<HashSet<String>>>,
     /// Runs that turned failed since the daemon started, by kind (for `/metrics`).
-    pub failures: crate::metrics::RunFailures,
+    pub failures: RunFailures,
 }
 
 impl Runs {
@@ -149,7 +149,7 @@ impl Runs {
             generation: std::sync::atomic::AtomicU64::new(0),
             generation_tx: tokio::sync::watch::Sender::new(0),
             touched: std::sync::Mutex::new(None),
-            failures: crate::metrics::RunFailures::default(),
+            failures: RunFailures::default(),
         }
     }
 
@@ -514,13 +514,13 @@ fn info(root: &str, r: &Run) -> RunInfo {
 }
 
 /// Keeps one task per configured root, following config reloads.
-pub async fn supervise(
-    shared: Arc<Shared>,
+pub async fn supervise<H: RunsHost>(
+    host: Arc<H>,
     cancel: CancellationToken,
     hb: crate::systemd::Heartbeat,
 ) {
     crate::supervise::supervise_keyed(
-        &shared,
+        &*host,
         &cancel,
         &hb,
         |c| {
@@ -531,14 +531,14 @@ pub async fn supervise(
         },
         |_, path, cfg, token| {
             // A root removed or changed by a reload ends its task on purpose: retired, not dead.
-            let root_hb = shared.heartbeats.register_until(
+            let root_hb = host.heartbeats().register_until(
                 &format!("runs:{}", path.display()),
                 Duration::from_secs(300),
                 &token,
             );
-            tokio::spawn(track_root(shared.clone(), cfg.clone(), token, root_hb));
+            tokio::spawn(track_root(host.clone(), cfg.clone(), token, root_hb));
         },
-        |path| shared.runs.forget(path),
+        |path| host.runs().forget(path),
     )
     .await;
 }
