@@ -44,11 +44,6 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-fn events_of_kind(d: &Daemon, kind: &str) -> Vec<serde_json::Value> {
-    let v = d.ctl_json(&["events", "--since", "1h", "--kind", kind]);
-    v["events"].as_array().unwrap().clone()
-}
-
 /// The daemon's own config with `extra` appended (its state dir and socket in the temp dir).
 fn daemon_config(d: &Daemon, extra: &str) -> String {
     d.config_text(&DaemonOptions {
@@ -125,7 +120,7 @@ fn reload_refuses_out_of_range_values_and_the_daemon_keeps_serving() {
             "ugroctl reload names file:line:col, the value and the range: {said}"
         );
         let events = wait_for("the reload_rejected event", Duration::from_secs(5), || {
-            let e = events_of_kind(&d, EventKind::ConfigReloadRejected.as_str());
+            let e = d.events_of_kind(EventKind::ConfigReloadRejected.as_str());
             (e.len() == i + 1).then_some(e)
         });
         assert!(

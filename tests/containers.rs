@@ -11,28 +11,16 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use serde_json::Value;
 use ugro_testkit::docker::{FakeContainer, FakeDocker, fake_container_id};
+use ugro_testkit::runs::{H, age, wait_run, write_file};
 use ugro_testkit::{Daemon, DaemonOptions, wait_for};
-
-const H: u64 = 3600;
-
-fn write(p: &Path, text: &str) {
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, text).unwrap();
-}
-
-fn age(p: &Path, ago: Duration) {
-    let f = std::fs::File::options().write(true).open(p).unwrap();
-    f.set_modified(SystemTime::now() - ago).unwrap();
-}
 
 /// A trainer run of 10 epochs with 3 done, every file 2 h old: not active, not complete —
 /// stuck exactly when a live process belongs to it, else failed.
 fn quiet_trainer(run: &Path) {
-    write(&run.join("config.json"), "{\"epochs\": 10}");
+    write_file(&run.join("config.json"), "{\"epochs\": 10}");
     for i in 0..3u64 {
         let d = run.join(format!("epoch_{i}"));
         for (f, text) in [
@@ -40,11 +28,11 @@ fn quiet_trainer(run: &Path) {
             ("optimizer_buffer.json", "{\"step\": 1}"),
             ("validation_scores.json", "{\"val\": {\"acc\": 0.5}}"),
         ] {
-            write(&d.join(f), text);
+            write_file(&d.join(f), text);
             age(&d.join(f), Duration::from_secs(2 * H + 600 * (2 - i)));
         }
     }
-    write(&run.join("train_val_2026-11-20.log"), "epoch 2: loss 1.9\n");
+    write_file(&run.join("train_val_2026-11-20.log"), "epoch 2: loss 1.9\n");
     age(
         &run.join("train_val_2026-11-20.log"),
         Duration::from_secs(2 * H),
@@ -180,27 +168,8 @@ impl Drop for Containerised {
     }
 }
 
-fn runs(d: &Daemon) -> Vec<Value> {
-    d.ctl_report(&["runs"])["runs"].as_array().unwrap().clone()
-}
-
-fn wait_run(d: &Daemon, id: &str, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
-    let mut last = Value::Null;
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        wait_for(what, Duration::from_secs(40), || {
-            let r = runs(d).into_iter().find(|r| r["id"] == id)?;
-            last = r.clone();
-            ok(&r).then_some(r)
-        })
-    }));
-    r.unwrap_or_else(|_| {
-        panic!(
-            "{what}: not within 40 s; last:\n{}\ndaemon log:\n{}",
-            serde_json::to_string_pretty(&last).unwrap(),
-            d.log()
-        )
-    })
-}
+/// How long the daemon may take to see a process in its container.
+const SEEN: Duration = Duration::from_secs(40);
 
 fn container(id: &str, name: &str, host_root: &Path, pid: u32) -> FakeContainer {
     FakeContainer {
@@ -285,6 +254,7 @@ fn a_process_in_a_container_is_matched_to_its_run_through_the_containers_mounts(
         &d,
         "exp/by_config",
         "by_config stuck with its process",
+        SEEN,
         |r| r["status"] == "stuck",
     );
     let p = &r["process"];
@@ -303,14 +273,18 @@ fn a_process_in_a_container_is_matched_to_its_run_through_the_containers_mounts(
             .contains("/workspace/exp/by_config/config.json"),
         "the command line is shown as the process has it: {r}"
     );
-    let r = wait_run(&d, "exp/by_cwd", "by_cwd stuck with its process", |r| {
-        r["status"] == "stuck"
-    });
+    let r = wait_run(
+        &d,
+        "exp/by_cwd",
+        "by_cwd stuck with its process",
+        SEEN,
+        |r| r["status"] == "stuck",
+    );
     assert_eq!(r["process"]["pid"], by_cwd.pid(), "{r}");
     assert_eq!(r["process"]["container"]["name"], "trainer-cwd", "{r}");
     // Docker does not know the third container: its paths cannot be mapped, so its live
     // process is not the run's, and the quiet run is failed, not stuck.
-    let r = wait_run(&d, "exp/unknown", "unknown judged", |r| {
+    let r = wait_run(&d, "exp/unknown", "unknown judged", SEEN, |r| {
         r["status"] != "unknown"
     });
     assert_eq!(r["status"], "failed", "{r}");
@@ -333,12 +307,12 @@ fn a_process_in_a_container_is_matched_to_its_run_through_the_containers_mounts(
 
     // The process ends: the run turns failed and loses its process.
     drop(by_config.take());
-    let r = wait_run(&d, "exp/by_config", "by_config failed", |r| {
+    let r = wait_run(&d, "exp/by_config", "by_config failed", SEEN, |r| {
         r["status"] == "failed"
     });
     assert!(r["process"].is_null(), "{r}");
     assert_eq!(
-        wait_run(&d, "exp/by_cwd", "by_cwd", |_| true)["status"],
+        wait_run(&d, "exp/by_cwd", "by_cwd", SEEN, |_| true)["status"],
         "stuck"
     );
 
@@ -440,7 +414,7 @@ fn a_process_in_a_container_on_a_node_is_matched_over_its_ssh_session() {
         ),
         ..Default::default()
     });
-    let r = wait_run(&s.d, "exp/remote", "the run stuck on gpu1", |r| {
+    let r = wait_run(&s.d, "exp/remote", "the run stuck on gpu1", SEEN, |r| {
         r["status"] == "stuck"
     });
     let p = &r["process"];
@@ -457,7 +431,7 @@ fn a_process_in_a_container_on_a_node_is_matched_over_its_ssh_session() {
     );
     // The process ends: the node's next listing (every 30 s) makes the run failed.
     drop(proc);
-    let r = wait_run(&s.d, "exp/remote", "the run failed", |r| {
+    let r = wait_run(&s.d, "exp/remote", "the run failed", SEEN, |r| {
         r["status"] == "failed"
     });
     assert!(r["process"].is_null(), "{r}");

@@ -9,11 +9,6 @@ use nix::sys::signal::Signal;
 use ugro_core::event::EventKind;
 use ugro_testkit::{Daemon, DaemonOptions, NotifySocket, wait_for};
 
-fn events_of_kind(d: &Daemon, kind: &str) -> Vec<serde_json::Value> {
-    let v = d.ctl_json(&["events", "--since", "1h", "--kind", kind]);
-    v["events"].as_array().unwrap().clone()
-}
-
 #[test]
 fn notify_ready_watchdog_reload_and_graceful_stop() {
     let notify_dir = tempfile::tempdir().unwrap();
@@ -72,7 +67,7 @@ fn notify_ready_watchdog_reload_and_graceful_stop() {
         (d.ctl_json(&["status"])["counts"]["roots"] == 1).then_some(())
     });
     assert_eq!(
-        events_of_kind(&d, EventKind::ConfigReloaded.as_str()).len(),
+        d.events_of_kind(EventKind::ConfigReloaded.as_str()).len(),
         1
     );
 
@@ -80,7 +75,7 @@ fn notify_ready_watchdog_reload_and_graceful_stop() {
     d.write_config("[health]\ninterval = \"soon\"\n");
     d.signal(Signal::SIGHUP);
     let rejected = wait_for("the reload_rejected event", Duration::from_secs(5), || {
-        let e = events_of_kind(&d, EventKind::ConfigReloadRejected.as_str());
+        let e = d.events_of_kind(EventKind::ConfigReloadRejected.as_str());
         (!e.is_empty()).then_some(e)
     });
     let msg = rejected[0]["message"].as_str().unwrap();
@@ -148,13 +143,10 @@ fn restart_after_kill_9_reuses_state_and_socket_and_reports_the_crash() {
 
     d.spawn(&opts);
     d.wait_ready();
-    let unclean = events_of_kind(&d, EventKind::DaemonUncleanStop.as_str());
+    let unclean = d.events_of_kind(EventKind::DaemonUncleanStop.as_str());
     assert_eq!(unclean.len(), 1, "the crash is reported once");
     assert_eq!(unclean[0]["severity"], "warning");
-    assert_eq!(
-        events_of_kind(&d, EventKind::DaemonStarted.as_str()).len(),
-        2
-    );
+    assert_eq!(d.events_of_kind(EventKind::DaemonStarted.as_str()).len(), 2);
 }
 
 #[test]

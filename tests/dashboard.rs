@@ -9,21 +9,16 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ugro_testkit::chromium::{Chromium, Page};
+use ugro_testkit::runs::{Trainer, append, find_run, write_epoch, write_file};
 use ugro_testkit::sshd::free_port;
-use ugro_testkit::{Daemon, DaemonOptions, write_epoch, write_file};
+use ugro_testkit::{Daemon, DaemonOptions};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 const RUN: &str = "exp/run_1";
 const XSS: &str = "exp/<img src=x onerror=alert(1)>";
 
-/// A trainer run of 10 epochs with `done` of them complete and a fresh log (running).
-fn trainer(run: &Path, done: u32) {
-    write_file(&run.join("config.json"), "{\"epochs\": 10}");
-    for i in 0..done {
-        write_epoch(run, i);
-    }
-    write_file(&run.join("train_val_0.log"), "epoch 0\n");
-}
+/// The trainers of these tests: 10 epochs and a fresh log (running).
+const TRAINER: Trainer = Trainer::new(10).log("train_val_0.log", "epoch 0\n");
 
 /// A daemon over `root` serving the dashboard on `listen` (with `extra` in `[http]`); its URL.
 fn daemon(root: &Path, listen: &str, extra: &str) -> (Daemon, String) {
@@ -59,15 +54,6 @@ fn curl(url: &str, headers: &[&str]) -> (u16, String) {
     (code, text)
 }
 
-fn listed(d: &Daemon, id: &str) -> Option<()> {
-    let v = d.ctl_report(&["runs"]);
-    v["runs"]
-        .as_array()?
-        .iter()
-        .any(|r| r["id"] == id)
-        .then_some(())
-}
-
 /// The JS expression for the overview row of run `id`.
 fn row(id: &str) -> String {
     format!(
@@ -86,9 +72,9 @@ async fn browser() -> (Chromium, Page) {
 async fn the_overview_lists_nodes_and_runs_and_follows_a_new_epoch_without_a_reload() {
     let root = tempfile::tempdir().unwrap();
     let run = root.path().join(RUN);
-    trainer(&run, 2);
+    TRAINER.done(2).write(&run);
     let (d, url) = daemon(root.path(), "127.0.0.1", "");
-    ugro_testkit::wait_for("the run listed", DEADLINE, || listed(&d, RUN));
+    ugro_testkit::wait_for("the run listed", DEADLINE, || find_run(&d, RUN));
     let (_c, page) = browser().await;
     page.navigate(&format!("{url}/")).await.unwrap();
 
@@ -134,9 +120,9 @@ async fn the_overview_lists_nodes_and_runs_and_follows_a_new_epoch_without_a_rel
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_named_like_markup_shows_as_text_and_no_script_runs() {
     let root = tempfile::tempdir().unwrap();
-    trainer(&root.path().join(XSS), 1);
+    TRAINER.done(1).write(&root.path().join(XSS));
     let (d, url) = daemon(root.path(), "127.0.0.1", "");
-    ugro_testkit::wait_for("the run listed", DEADLINE, || listed(&d, XSS));
+    ugro_testkit::wait_for("the run listed", DEADLINE, || find_run(&d, XSS));
     let (_c, page) = browser().await;
     page.eval("1").await.unwrap();
 
@@ -193,13 +179,6 @@ async fn a_run_named_like_markup_shows_as_text_and_no_script_runs() {
     }
 }
 
-/// Appends `text` to the log at `path` (as a trainer would: open for append, write, close).
-fn append(path: &Path, text: &str) {
-    use std::io::Write as _;
-    let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
-    f.write_all(text.as_bytes()).unwrap();
-}
-
 /// The JS expression for the text of the run page's log tail.
 const TAIL_TEXT: &str = "document.getElementById('logtail').textContent";
 /// A log line a browser would run if it were ever taken as markup.
@@ -210,7 +189,7 @@ const MARKUP_LINE: &str =
 async fn the_run_page_shows_the_log_tail_and_follows_new_lines_as_text() {
     let root = tempfile::tempdir().unwrap();
     let run = root.path().join(RUN);
-    trainer(&run, 2);
+    TRAINER.done(2).write(&run);
     let log = run.join("train_val_0.log");
     // More lines than the page shows, the last of them markup.
     for i in 1..80 {
@@ -218,7 +197,7 @@ async fn the_run_page_shows_the_log_tail_and_follows_new_lines_as_text() {
     }
     append(&log, &format!("{MARKUP_LINE}\n"));
     let (d, url) = daemon(root.path(), "127.0.0.1", "");
-    ugro_testkit::wait_for("the run listed", DEADLINE, || listed(&d, RUN));
+    ugro_testkit::wait_for("the run listed", DEADLINE, || find_run(&d, RUN));
     let (_c, page) = browser().await;
     page.navigate(&format!("{url}/runs/{RUN}")).await.unwrap();
 
@@ -285,7 +264,7 @@ async fn the_run_page_shows_the_log_tail_and_follows_new_lines_as_text() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn beyond_loopback_every_request_needs_the_token() {
     let root = tempfile::tempdir().unwrap();
-    trainer(&root.path().join(RUN), 2);
+    TRAINER.done(2).write(&root.path().join(RUN));
     let token_file = root.path().join("token");
     let token = "s3cret-token-for-the-test";
     write_file(&token_file, &format!("{token}\n"));
@@ -294,7 +273,7 @@ async fn beyond_loopback_every_request_needs_the_token() {
         "0.0.0.0",
         &format!("token_file = \"{}\"\n", token_file.display()),
     );
-    ugro_testkit::wait_for("the run listed", DEADLINE, || listed(&d, RUN));
+    ugro_testkit::wait_for("the run listed", DEADLINE, || find_run(&d, RUN));
 
     for path in [
         "/",
@@ -372,12 +351,12 @@ async fn beyond_loopback_every_request_needs_the_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_render_with_javascript_off() {
     let root = tempfile::tempdir().unwrap();
-    trainer(&root.path().join(RUN), 4);
-    trainer(&root.path().join("exp/run_2"), 1);
+    TRAINER.done(4).write(&root.path().join(RUN));
+    TRAINER.done(1).write(&root.path().join("exp/run_2"));
     let (d, url) = daemon(root.path(), "127.0.0.1", "");
     ugro_testkit::wait_for("the runs listed", DEADLINE, || {
-        listed(&d, RUN)?;
-        listed(&d, "exp/run_2")
+        find_run(&d, RUN)?;
+        find_run(&d, "exp/run_2")
     });
     let (_c, page) = browser().await;
     page.set_script_disabled(true).await.unwrap();
@@ -430,12 +409,14 @@ async fn screenshots_for_the_docs() {
         ("resnet50/lr_0.01", 3),
         ("vit_b16/seed_1", 9),
     ] {
-        trainer(&root.path().join("sweep").join(name), done);
+        TRAINER
+            .done(done)
+            .write(&root.path().join("sweep").join(name));
     }
     let (d, url) = daemon(root.path(), "127.0.0.1", "");
     ugro_testkit::wait_for("the runs listed", DEADLINE, || {
-        listed(&d, "sweep/vit_b16/seed_1")?;
-        listed(&d, "example/trainer_failed")
+        find_run(&d, "sweep/vit_b16/seed_1")?;
+        find_run(&d, "example/trainer_failed")
     });
     std::thread::sleep(Duration::from_secs(3));
     let (_c, page) = browser().await;

@@ -11,16 +11,10 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use ugro_testkit::{Daemon, DaemonOptions, bin, wait_for, write_epoch, write_file};
-
-const H: u64 = 3600;
-
-fn age(p: &Path, ago: Duration) {
-    let f = std::fs::File::options().write(true).open(p).unwrap();
-    f.set_modified(SystemTime::now() - ago).unwrap();
-}
+use ugro_testkit::runs::{H, Trainer, age, append, wait_run_detail, write_file};
+use ugro_testkit::{Daemon, DaemonOptions, bin};
 
 fn root_config(root: &Path) -> String {
     format!(
@@ -29,13 +23,8 @@ fn root_config(root: &Path) -> String {
     )
 }
 
-/// A trainer of 10 epochs with `done` of them written.
-fn trainer(run: &Path, done: u32) {
-    write_file(&run.join("config.json"), "{\"epochs\": 10}");
-    for i in 0..done {
-        write_epoch(run, i);
-    }
-}
+/// The trainers of these tests: 10 epochs, no log (each test writes its own).
+const TRAINER: Trainer = Trainer::new(10);
 
 fn start(root: &Path) -> Daemon {
     Daemon::start(&DaemonOptions {
@@ -44,17 +33,8 @@ fn start(root: &Path) -> Daemon {
     })
 }
 
-/// Waits until the daemon lists `id` with `field` satisfying `ok`; returns the run's JSON.
-fn wait_run(d: &Daemon, id: &str, ok: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
-    wait_for(&format!("run {id}"), Duration::from_secs(20), || {
-        let out = d.ctl(&["--json", "run", id]);
-        if !out.status.success() {
-            return None;
-        }
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-        ok(&v).then_some(v)
-    })
-}
+/// How long the daemon may take to list a run.
+const SEEN: Duration = Duration::from_secs(20);
 
 /// Whether the run's newest log (an absolute path in the run JSON) is `name` in its dir.
 fn has_log(v: &serde_json::Value, name: &str) -> bool {
@@ -87,7 +67,7 @@ fn last_lines_of_a_2_gib_log_read_less_than_a_mib() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("root");
     let run = root.join("exp/big");
-    trainer(&run, 1);
+    TRAINER.done(1).write(&run);
     let log = run.join("train_val.log");
     let f = std::fs::File::create(&log).unwrap();
     f.set_len(2 << 30).unwrap();
@@ -98,7 +78,9 @@ fn last_lines_of_a_2_gib_log_read_less_than_a_mib() {
     }
     drop(f);
     let d = start(&root);
-    wait_run(&d, "exp/big", |v| has_log(v, "train_val.log"));
+    wait_run_detail(&d, "exp/big", "run exp/big", SEEN, |v| {
+        has_log(v, "train_val.log")
+    });
     let pid = d.pid().as_raw();
     let before = rchar(pid);
     let (code, stdout, stderr) = ctl(&d, &["logs", "exp/big", "-n", "5"]);
@@ -200,17 +182,12 @@ impl Drop for Follower {
     }
 }
 
-fn append(p: &Path, text: &str) {
-    let mut f = std::fs::OpenOptions::new().append(true).open(p).unwrap();
-    f.write_all(text.as_bytes()).unwrap();
-}
-
 #[test]
 fn follow_prints_appends_across_truncation_rotation_and_a_restart() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("root");
     let run = root.join("exp/live");
-    trainer(&run, 1);
+    TRAINER.done(1).write(&run);
     let log = run.join("train_val.log");
     let mut text = String::new();
     for i in 0..20 {
@@ -218,7 +195,9 @@ fn follow_prints_appends_across_truncation_rotation_and_a_restart() {
     }
     write_file(&log, &text);
     let mut d = start(&root);
-    wait_run(&d, "exp/live", |v| has_log(v, "train_val.log"));
+    wait_run_detail(&d, "exp/live", "run exp/live", SEEN, |v| {
+        has_log(v, "train_val.log")
+    });
     let mut f = Follower::start(&d.socket, &["logs", "exp/live", "-n", "2", "-f"]);
     assert_eq!(f.line(), "old line 18 of the log");
     assert_eq!(f.line(), "old line 19 of the log");
@@ -267,7 +246,7 @@ fn escapes_are_neutralised_in_logs_and_run_unless_raw() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("root");
     let run = root.join("exp/evil");
-    trainer(&run, 2);
+    TRAINER.done(2).write(&run);
     let log = run.join("train_val.log");
     write_file(
         &log,
@@ -275,7 +254,7 @@ fn escapes_are_neutralised_in_logs_and_run_unless_raw() {
     );
     age(&log, Duration::from_secs(2 * H));
     let d = start(&root);
-    wait_run(&d, "exp/evil", |v| {
+    wait_run_detail(&d, "exp/evil", "run exp/evil", SEEN, |v| {
         v["status"] == "failed" && v["error"].is_string()
     });
 
@@ -313,7 +292,7 @@ fn failure_reasons_come_from_the_logs_subfolder() {
     write_file(&generic.join("logs/training_20251110.log"), traceback);
     // A trainer writing its log there too.
     let trainer_run = root.join("train/run_1");
-    trainer(&trainer_run, 2);
+    TRAINER.done(2).write(&trainer_run);
     write_file(&trainer_run.join("logs/training_20251110.log"), traceback);
     for p in [
         generic.join("progress.json"),
@@ -324,7 +303,7 @@ fn failure_reasons_come_from_the_logs_subfolder() {
     }
     let d = start(&root);
     for id in ["jobs/training_logs", "train/run_1"] {
-        let v = wait_run(&d, id, |v| {
+        let v = wait_run_detail(&d, id, &format!("run {id}"), SEEN, |v| {
             v["status"] == "failed" && v["error"].is_string()
         });
         let error = v["error"].as_str().unwrap();
@@ -345,10 +324,10 @@ fn unknown_runs_and_files_exit_2_and_1() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("root");
     let run = root.join("exp/a");
-    trainer(&run, 1);
+    TRAINER.done(1).write(&run);
     write_file(&run.join("train_val.log"), "x\n");
     let d = start(&root);
-    wait_run(&d, "exp/a", |_| true);
+    wait_run_detail(&d, "exp/a", "run exp/a", SEEN, |_| true);
     let (code, _, err) = ctl(&d, &["logs", "exp/nope"]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("exp/nope"), "{err}");
@@ -365,7 +344,7 @@ fn windows_and_next_offsets_at_the_file_boundaries() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("root");
     let run = root.join("exp/w");
-    trainer(&run, 1);
+    TRAINER.done(1).write(&run);
     let content = "0123456789\nabcdef\n"; // 18 bytes
     write_file(&run.join("train_val.log"), content);
     write_file(&run.join("logs/other.log"), "other\n");
@@ -377,7 +356,9 @@ fn windows_and_next_offsets_at_the_file_boundaries() {
         .set_modified(std::time::SystemTime::now() - Duration::from_secs(3600))
         .unwrap();
     let d = start(&root);
-    wait_run(&d, "exp/w", |v| has_log(v, "train_val.log"));
+    wait_run_detail(&d, "exp/w", "run exp/w", SEEN, |v| {
+        has_log(v, "train_val.log")
+    });
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -432,7 +413,7 @@ fn a_roots_log_globs_add_logs_for_failure_reasons_and_ugroctl_logs() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("root");
     let run = root.join("slurm/job_7");
-    trainer(&run, 2);
+    TRAINER.done(2).write(&run);
     write_file(
         &run.join("slurm-7.out"),
         "step 9\nTraceback (most recent call last):\n  File \"t.py\", line 3, in <module>\nKeyError: 'lr'\n",
@@ -442,7 +423,7 @@ fn a_roots_log_globs_add_logs_for_failure_reasons_and_ugroctl_logs() {
         extra_config: format!("{}log_globs = [\"slurm-*.out\"]\n", root_config(&root)),
         ..Default::default()
     });
-    let v = wait_run(&d, "slurm/job_7", |v| {
+    let v = wait_run_detail(&d, "slurm/job_7", "run slurm/job_7", SEEN, |v| {
         v["status"] == "failed" && v["error"].is_string()
     });
     assert!(v["error"].as_str().unwrap().contains("KeyError"), "{v}");

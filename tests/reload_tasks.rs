@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use serde_json::Value;
+use ugro_testkit::runs::{runs, write_file};
 use ugro_testkit::sshd::Sshd;
-use ugro_testkit::{Daemon, DaemonOptions, NotifySocket, wait_for, write_file};
+use ugro_testkit::{Daemon, DaemonOptions, NotifySocket, wait_for};
 
 /// One finished evaluator run at `root/rel`.
 fn evaluator(root: &Path, rel: &str) {
@@ -52,10 +53,7 @@ fn node_names(d: &Daemon) -> Vec<String> {
 }
 
 fn run_ids(d: &Daemon) -> Vec<String> {
-    let v: Value = d.ctl_report(&["runs"]);
-    let mut ids: Vec<String> = v["runs"]
-        .as_array()
-        .unwrap()
+    let mut ids: Vec<String> = runs(d)
         .iter()
         .map(|r| r["id"].as_str().unwrap().to_string())
         .collect();

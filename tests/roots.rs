@@ -12,19 +12,14 @@ use std::time::Duration;
 
 use serde_json::Value;
 use ugro_core::event::EventKind;
-use ugro_testkit::{Daemon, DaemonOptions, wait_for, write_epoch, write_file};
+use ugro_testkit::runs::{Trainer, runs, wait_equal, write_epoch};
+use ugro_testkit::{Daemon, DaemonOptions, wait_for};
 
 /// A deadline for what the daemon should see within a few seconds (not a timing assertion).
 const SEEN: Duration = Duration::from_secs(20);
 
-/// A trainer run with `done` complete epochs out of 10.
-fn trainer(run: &Path, done: u32) {
-    write_file(&run.join("config.json"), "{\"epochs\": 10}");
-    write_file(&run.join("train_val.log"), "epoch\n");
-    for i in 0..done {
-        write_epoch(run, i);
-    }
-}
+/// The trainers of these tests: 10 epochs and a log.
+const TRAINER: Trainer = Trainer::new(10).log("train_val.log", "epoch\n");
 
 fn start(roots: &[(&Path, &str)]) -> Daemon {
     let extra: String = roots
@@ -40,10 +35,6 @@ fn start(roots: &[(&Path, &str)]) -> Daemon {
         extra_config: extra,
         ..DaemonOptions::default()
     })
-}
-
-fn runs(d: &Daemon) -> Vec<Value> {
-    d.ctl_report(&["runs"])["runs"].as_array().unwrap().clone()
 }
 
 /// The runs of `root`: id → (completed epochs, stale).
@@ -80,23 +71,7 @@ fn wait_runs(d: &Daemon, root: &Path, what: &str, want: &[(&str, u64, bool)]) {
         .map(|(id, n, s)| ((*id).to_owned(), *n, *s))
         .collect();
     want.sort();
-    let mut last = Vec::new();
-    let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        wait_for(what, SEEN, || {
-            last = of_root(d, root);
-            if last == want {
-                Some(())
-            } else {
-                std::thread::sleep(Duration::from_millis(100));
-                None
-            }
-        })
-    }));
-    assert!(
-        found.is_ok(),
-        "{what}: want {want:?}, last seen {last:?}\ndaemon log:\n{}",
-        d.log()
-    );
+    wait_equal(d, what, SEEN, &want, || of_root(d, root));
 }
 
 /// Waits until there are `n` events of `kind` about `root`; returns the newest.
@@ -138,7 +113,7 @@ fn a_root_created_after_the_start_is_scanned_at_once() {
     // The quickstart: `mkdir logs`, then runs go into it.
     std::fs::create_dir(&logs).unwrap();
     wait_event(&d, EventKind::RootBack.as_str(), &logs, 1);
-    trainer(&logs.join("exp/run_1"), 2);
+    TRAINER.done(2).write(&logs.join("exp/run_1"));
     wait_runs(
         &d,
         &logs,
@@ -150,8 +125,8 @@ fn a_root_created_after_the_start_is_scanned_at_once() {
     // interval 1h: only the root check can see it).
     for (root, n) in [(&moved, 1), (&polled, 2)] {
         let prep = base.path().join("prep");
-        trainer(&prep.join(format!("a{n}")), 1);
-        trainer(&prep.join(format!("b/c{n}")), 3);
+        TRAINER.done(1).write(&prep.join(format!("a{n}")));
+        TRAINER.done(3).write(&prep.join(format!("b/c{n}")));
         std::fs::rename(&prep, root).unwrap();
         wait_runs(
             &d,
@@ -179,8 +154,8 @@ fn a_root_created_after_the_start_is_scanned_at_once() {
 fn a_root_renamed_away_is_missing_and_stale_until_it_is_back() {
     let base = tempfile::tempdir().unwrap();
     let logs = base.path().join("logs");
-    trainer(&logs.join("run_a"), 2);
-    trainer(&logs.join("g/run_b"), 1);
+    TRAINER.done(2).write(&logs.join("run_a"));
+    TRAINER.done(1).write(&logs.join("g/run_b"));
     let d = start(&[(&logs, "auto")]);
     wait_runs(
         &d,
@@ -203,7 +178,7 @@ fn a_root_renamed_away_is_missing_and_stale_until_it_is_back() {
     );
     // Work goes on in the moved tree: an epoch, a new run, a run removed.
     write_epoch(&away.join("run_a"), 2);
-    trainer(&away.join("run_new"), 1);
+    TRAINER.done(1).write(&away.join("run_new"));
     std::fs::remove_dir_all(away.join("g")).unwrap();
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(
@@ -281,8 +256,8 @@ fn a_tmpfs_root_unmounted_and_remounted_is_seen_both_times() {
             return;
         }
     };
-    trainer(&logs.join("run_a"), 2);
-    trainer(&logs.join("run_b"), 1);
+    TRAINER.done(2).write(&logs.join("run_a"));
+    TRAINER.done(1).write(&logs.join("run_b"));
     let d = start(&[(&logs, "auto")]);
     wait_runs(
         &d,
@@ -307,8 +282,8 @@ fn a_tmpfs_root_unmounted_and_remounted_is_seen_both_times() {
 
     // Mounted again, with what the filesystem holds now.
     let _fs = Tmpfs::mount(&logs).unwrap();
-    trainer(&logs.join("run_a"), 3);
-    trainer(&logs.join("run_c"), 1);
+    TRAINER.done(3).write(&logs.join("run_a"));
+    TRAINER.done(1).write(&logs.join("run_c"));
     wait_event(&d, EventKind::RootBack.as_str(), &logs, 1);
     wait_runs(
         &d,

@@ -11,18 +11,14 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::Duration;
 
-use serde_json::Value;
 use ugro_core::event::EventKind;
-use ugro_testkit::{Daemon, DaemonOptions, wait_for, write_epoch, write_file};
+use ugro_testkit::runs::{Trainer, runs, wait_equal, write_epoch};
+use ugro_testkit::{Daemon, DaemonOptions, wait_for};
 
 const SEEN: Duration = Duration::from_secs(20);
 
-fn trainer(run: &Path, done: u32) {
-    write_file(&run.join("config.json"), "{\"epochs\": 10}");
-    for i in 0..done {
-        write_epoch(run, i);
-    }
-}
+/// The trainers of these tests: 10 epochs, no log.
+const TRAINER: Trainer = Trainer::new(10);
 
 fn roots_config(roots: &[(&Path, &str)]) -> String {
     roots
@@ -34,10 +30,6 @@ fn roots_config(roots: &[(&Path, &str)]) -> String {
             )
         })
         .collect()
-}
-
-fn runs(d: &Daemon) -> Vec<Value> {
-    d.ctl_report(&["runs"])["runs"].as_array().unwrap().clone()
 }
 
 fn ids(d: &Daemon) -> Vec<(String, String, u64)> {
@@ -61,23 +53,7 @@ fn wait_ids(d: &Daemon, what: &str, want: &[(&str, &Path, u64)]) {
         .map(|(id, root, n)| ((*id).to_owned(), root.display().to_string(), *n))
         .collect();
     want.sort();
-    let mut last = Vec::new();
-    let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        wait_for(what, SEEN, || {
-            last = ids(d);
-            if last == want {
-                Some(())
-            } else {
-                std::thread::sleep(Duration::from_millis(100));
-                None
-            }
-        })
-    }));
-    assert!(
-        ok.is_ok(),
-        "{what}: want {want:?}, last seen {last:?}\ndaemon log:\n{}",
-        d.log()
-    );
+    wait_equal(d, what, SEEN, &want, || ids(d));
 }
 
 /// `ugroctl --json run ID`: the run's root and completed epochs.
@@ -96,10 +72,10 @@ fn the_same_relative_path_under_two_roots_is_two_reachable_runs() {
     let a = base.path().join("a/logs");
     let b = base.path().join("b/logs");
     let c = base.path().join("c/exp");
-    trainer(&a.join("exp/run_1"), 1);
-    trainer(&b.join("exp/run_1"), 2);
-    trainer(&b.join("only_b"), 1);
-    trainer(&c.join("exp/run_1"), 3);
+    TRAINER.done(1).write(&a.join("exp/run_1"));
+    TRAINER.done(2).write(&b.join("exp/run_1"));
+    TRAINER.done(1).write(&b.join("only_b"));
+    TRAINER.done(3).write(&c.join("exp/run_1"));
     let opts = DaemonOptions {
         extra_config: roots_config(&[(&a, "auto"), (&b, "poll"), (&c, "auto")]),
         ..DaemonOptions::default()
@@ -178,8 +154,8 @@ fn names_that_are_not_utf8_give_lossless_ids_and_no_repeated_events() {
         let root = base.path().join(watch);
         let ff = root.join(OsStr::from_bytes(b"run_\xff"));
         let fe = root.join(OsStr::from_bytes(b"run_\xfe"));
-        trainer(&ff, 2);
-        trainer(&fe, 1);
+        TRAINER.done(2).write(&ff);
+        TRAINER.done(1).write(&fe);
         let d = Daemon::start(&DaemonOptions {
             extra_config: roots_config(&[(&root, watch)]),
             ..DaemonOptions::default()

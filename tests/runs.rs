@@ -8,89 +8,28 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use ugro_core::event::EventKind;
 use ugro_testkit::gpu::{FakeApp, FakeGpu, fake_gpu_uuid, install_fake_nvidia_smi_with_apps};
+use ugro_testkit::runs::{
+    H, Trainer, age, find_run, run, runs, wait_run, write_epoch_dated, write_file,
+};
 use ugro_testkit::sshd::{Sshd, SshdOptions};
 use ugro_testkit::{Daemon, DaemonOptions, bin, wait_for};
 
-fn write(p: &Path, text: &str) {
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, text).unwrap();
-}
-
-fn age(p: &Path, ago: Duration) {
-    let f = std::fs::File::options().write(true).open(p).unwrap();
-    f.set_modified(SystemTime::now() - ago).unwrap();
-}
-
-const H: u64 = 3600;
-
-/// Writes epoch `i` of a trainer run, its files dated `ago`.
-fn epoch(run: &Path, i: u32, ago: Duration) {
-    let d = run.join(format!("epoch_{i}"));
-    write(&d.join("training_losses.pt"), "\u{1}\u{2}");
-    write(&d.join("optimizer_buffer.json"), "{\"step\": 1}");
-    write(
-        &d.join("validation_scores.json"),
-        &format!(
-            "{{\"val\": {{\"acc\": 0.{i}, \"loss\": {}}}}}",
-            2.0 - f64::from(i) / 10.0
-        ),
-    );
-    for f in [
-        "training_losses.pt",
-        "optimizer_buffer.json",
-        "validation_scores.json",
-    ] {
-        age(&d.join(f), ago);
-    }
-}
-
-/// A trainer with `done` epochs, one every `every` seconds ending `last_ago` seconds ago.
-fn trainer(run: &Path, total: u32, done: u32, every: u64, last_ago: u64, log_ago: Option<u64>) {
-    write(
-        &run.join("config.json"),
-        &format!("{{\"epochs\": {total}, \"lr\": 0.001}}"),
-    );
-    for i in 0..done {
-        epoch(
-            run,
-            i,
-            Duration::from_secs(last_ago + every * u64::from(done - 1 - i)),
-        );
-    }
-    if let Some(a) = log_ago {
-        write(&run.join("train_val_2026-11-20.log"), "epoch 1: loss 1.9\n");
-        age(
-            &run.join("train_val_2026-11-20.log"),
-            Duration::from_secs(a),
-        );
-    }
-}
-
-fn runs(d: &Daemon) -> Vec<Value> {
-    let v = d.ctl_report(&["runs"]);
-    v["runs"].as_array().unwrap().clone()
-}
-
-fn find_run(d: &Daemon, id: &str) -> Option<Value> {
-    runs(d).into_iter().find(|r| r["id"] == id)
-}
-
-fn run(d: &Daemon, id: &str) -> Value {
-    runs(d)
-        .into_iter()
-        .find(|r| r["id"] == id)
-        .unwrap_or_else(|| {
-            panic!(
-                "no run {id}; have {:?}",
-                runs(d).iter().map(|r| r["id"].clone()).collect::<Vec<_>>()
-            )
-        })
-}
+/// The trainers of these tests: a config with a learning rate, and a log written after the
+/// epochs (dated with `log_ago`).
+const TRAINER: Trainer = TRAINER_WITHOUT_LOG.log("train_val_2026-11-20.log", "epoch 1: loss 1.9\n");
+const TRAINER_WITHOUT_LOG: Trainer = Trainer::new(0).lr();
+/// Running: 3 of 10 epochs, one every 10 min, the last a minute ago, the log 30 s ago.
+const FRESH: Trainer = TRAINER.total(10).done(3).dated(600, 60).log_ago(30);
+/// Quiet: of 10 epochs, one every 10 min, the last and the log 2 h ago (stuck with a live
+/// process, else failed).
+const QUIET: Trainer = TRAINER.total(10).dated(600, 2 * H).log_ago(2 * H);
+/// Live: 2 of 10 epochs, one a minute, the last 30 s ago, the log 5 s ago.
+const LIVE: Trainer = TRAINER.total(10).done(2).dated(60, 30).log_ago(5);
 
 fn root_config(root: &Path, extra: &str) -> String {
     format!(
@@ -105,19 +44,22 @@ fn every_status_rule_on_real_files() {
     let root = tmp.path().join("logs");
     let r = |id: &str| root.join(id);
 
-    trainer(&r("train/running"), 10, 3, 600, 60, Some(30)); // fresh log
-    trainer(&r("train/finished"), 5, 5, 600, 2 * H, Some(2 * H));
-    trainer(
-        &r("train/outdated"),
-        2,
-        2,
-        600,
-        40 * 24 * H,
-        Some(40 * 24 * H),
-    );
-    trainer(&r("train/stuck"), 10, 4, 600, 2 * H, Some(2 * H)); // + a live process below
-    trainer(&r("train/failed"), 10, 4, 600, 2 * H, Some(2 * H));
-    write(
+    FRESH.write(&r("train/running")); // fresh log
+    TRAINER
+        .total(5)
+        .done(5)
+        .dated(600, 2 * H)
+        .log_ago(2 * H)
+        .write(&r("train/finished"));
+    TRAINER
+        .total(2)
+        .done(2)
+        .dated(600, 40 * 24 * H)
+        .log_ago(40 * 24 * H)
+        .write(&r("train/outdated"));
+    QUIET.done(4).write(&r("train/stuck")); // + a live process below
+    QUIET.done(4).write(&r("train/failed"));
+    write_file(
         &r("train/failed/train_val_2026-11-20.log"),
         "epoch 4\nTraceback (most recent call last):\n  File \"train.py\", line 88, in <module>\n    loss.backward()\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.15 GiB of which 1.02 GiB is free.\n",
     );
@@ -126,52 +68,65 @@ fn every_status_rule_on_real_files() {
         Duration::from_secs(2 * H),
     );
     // Fresh log but of the wrong name: not running.
-    trainer(&r("train/wrong_log"), 10, 2, 600, 2 * H, None);
-    write(&r("train/wrong_log/training.log"), "fresh\n");
+    TRAINER_WITHOUT_LOG
+        .total(10)
+        .done(2)
+        .dated(600, 2 * H)
+        .write(&r("train/wrong_log"));
+    write_file(&r("train/wrong_log/training.log"), "fresh\n");
     // Slow epochs (2 h each), log quiet for 1 h, stall_after 30 min: still running.
-    trainer(&r("train/slow"), 10, 4, 2 * H, H, Some(H));
+    TRAINER
+        .total(10)
+        .done(4)
+        .dated(2 * H, H)
+        .log_ago(H)
+        .write(&r("train/slow"));
     // Gap: epoch_1 lacks a file, epoch_2 is complete: counts 1.
-    trainer(&r("train/gap"), 10, 3, 600, 60, Some(30));
+    FRESH.write(&r("train/gap"));
     std::fs::remove_file(r("train/gap/epoch_1/training_losses.pt")).unwrap();
     // Empty and corrupt expected files stop the count.
-    trainer(&r("train/empty"), 10, 3, 600, 60, Some(30));
-    write(&r("train/empty/epoch_1/optimizer_buffer.json"), "");
-    trainer(&r("train/corrupt"), 10, 3, 600, 60, Some(30));
-    write(
+    FRESH.write(&r("train/empty"));
+    write_file(&r("train/empty/epoch_1/optimizer_buffer.json"), "");
+    FRESH.write(&r("train/corrupt"));
+    write_file(
         &r("train/corrupt/epoch_2/validation_scores.json"),
         "{\"val\": ",
     );
     // Early stop at epoch 3 of 10: complete.
-    trainer(&r("train/early"), 10, 4, 600, 2 * H, Some(2 * H));
-    write(
+    QUIET.done(4).write(&r("train/early"));
+    write_file(
         &r("train/early/progress.json"),
         "{\"early_stopped\": true, \"early_stopped_at_epoch\": 3}",
     );
     // Evaluators: complete, zero-byte, corrupt; and scores beat epoch_0.
-    write(
+    write_file(
         &r("eval/complete/evaluation_scores.json"),
         "{\"test\": {\"acc\": 0.91}}",
     );
-    write(&r("eval/complete/eval_1.log"), "done\n");
+    write_file(&r("eval/complete/eval_1.log"), "done\n");
     age(&r("eval/complete/eval_1.log"), Duration::from_secs(2 * H));
-    write(&r("eval/zero/evaluation_scores.json"), "");
-    write(&r("eval/zero/eval_1.log"), "x\n");
+    write_file(&r("eval/zero/evaluation_scores.json"), "");
+    write_file(&r("eval/zero/eval_1.log"), "x\n");
     age(&r("eval/zero/eval_1.log"), Duration::from_secs(2 * H));
-    write(&r("eval/corrupt/evaluation_scores.json"), "{\"acc\": 0.9");
-    write(&r("eval/corrupt/eval_1.log"), "x\n");
+    write_file(&r("eval/corrupt/evaluation_scores.json"), "{\"acc\": 0.9");
+    write_file(&r("eval/corrupt/eval_1.log"), "x\n");
     age(&r("eval/corrupt/eval_1.log"), Duration::from_secs(2 * H));
-    trainer(&r("eval/beats_epoch0"), 10, 1, 600, 60, None);
-    write(
+    TRAINER_WITHOUT_LOG
+        .total(10)
+        .done(1)
+        .dated(600, 60)
+        .write(&r("eval/beats_epoch0"));
+    write_file(
         &r("eval/beats_epoch0/evaluation_scores.json"),
         "{\"acc\": 0.5}",
     );
     // Generic self-reporting run, and an unknown one.
-    write(
+    write_file(
         &r("misc/generic/progress.json"),
         "{\"mission_current\": 250, \"mission_total\": 1000, \"progress_percent\": 25.0, \"status\": \"running\", \"eta_seconds\": 120}",
     );
-    write(&r("misc/unknown/config.json"), "{\"lr\": 0.1}");
-    write(&r("misc/unknown/notes.txt"), "hmm");
+    write_file(&r("misc/unknown/config.json"), "{\"lr\": 0.1}");
+    write_file(&r("misc/unknown/notes.txt"), "hmm");
 
     // The stuck run's live process: its command line holds the run's absolute work dir.
     let stuck_dir: PathBuf = r("train/stuck");
@@ -292,7 +247,7 @@ fn every_status_rule_on_real_files() {
 fn new_epoch_visible(watch: &str, within: Duration) {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("logs");
-    trainer(&root.join("exp/live"), 10, 2, 60, 30, Some(5));
+    LIVE.write(&root.join("exp/live"));
     let d = Daemon::start(&DaemonOptions {
         extra_config: root_config(
             &root,
@@ -325,19 +280,19 @@ fn new_epoch_visible(watch: &str, within: Duration) {
         scanned["message"].as_str().unwrap().contains(how),
         "{scanned}"
     );
-    epoch(&root.join("exp/live"), 2, Duration::ZERO);
+    write_epoch_dated(&root.join("exp/live"), 2, Duration::ZERO);
     wait_for(&format!("epoch 3 through {watch}"), within, || {
         (run(&d, "exp/live")["progress"]["completed_epochs"] == 3).then_some(())
     });
     // An epoch written in two steps: the half-written one is the frontier; its last file
     // completes it.
     let e3 = root.join("exp/live/epoch_3");
-    write(&e3.join("training_losses.pt"), "\u{1}");
-    write(&e3.join("optimizer_buffer.json"), "{}");
-    write(&e3.join("validation_scores.json"), "");
+    write_file(&e3.join("training_losses.pt"), "\u{1}");
+    write_file(&e3.join("optimizer_buffer.json"), "{}");
+    write_file(&e3.join("validation_scores.json"), "");
     std::thread::sleep(within);
     assert_eq!(run(&d, "exp/live")["progress"]["completed_epochs"], 3);
-    write(
+    write_file(
         &e3.join("validation_scores.json"),
         "{\"val\": {\"acc\": 0.9}}",
     );
@@ -347,8 +302,18 @@ fn new_epoch_visible(watch: &str, within: Duration) {
         || (run(&d, "exp/live")["progress"]["completed_epochs"] == 4).then_some(()),
     );
     // A run that appears after the start is found too, also in new nested directories.
-    trainer(&root.join("exp/new"), 4, 1, 60, 5, Some(1));
-    trainer(&root.join("later/sweep/a/run"), 4, 2, 60, 5, Some(1));
+    TRAINER
+        .total(4)
+        .done(1)
+        .dated(60, 5)
+        .log_ago(1)
+        .write(&root.join("exp/new"));
+    TRAINER
+        .total(4)
+        .done(2)
+        .dated(60, 5)
+        .log_ago(1)
+        .write(&root.join("later/sweep/a/run"));
     wait_for(
         &format!("new runs through {watch}"),
         within + Duration::from_secs(1),
@@ -362,7 +327,7 @@ fn new_epoch_visible(watch: &str, within: Duration) {
         },
     );
     // And their next epochs.
-    epoch(&root.join("later/sweep/a/run"), 2, Duration::ZERO);
+    write_epoch_dated(&root.join("later/sweep/a/run"), 2, Duration::ZERO);
     wait_for(
         &format!("the new run's epoch through {watch}"),
         within,
@@ -385,9 +350,14 @@ fn new_epoch_appears_within_a_poll_interval_when_polling() {
 fn restart_reconciles_the_stored_list_with_the_disk() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("logs");
-    trainer(&root.join("exp/grows"), 10, 2, 600, 2 * H, Some(2 * H));
-    trainer(&root.join("exp/goes"), 10, 2, 600, 2 * H, Some(2 * H));
-    trainer(&root.join("exp/ends"), 3, 2, 600, 2 * H, Some(2 * H));
+    QUIET.done(2).write(&root.join("exp/grows"));
+    QUIET.done(2).write(&root.join("exp/goes"));
+    TRAINER
+        .total(3)
+        .done(2)
+        .dated(600, 2 * H)
+        .log_ago(2 * H)
+        .write(&root.join("exp/ends"));
     let opts = DaemonOptions {
         extra_config: root_config(&root, ""),
         ..Default::default()
@@ -400,10 +370,10 @@ fn restart_reconciles_the_stored_list_with_the_disk() {
     d.wait_exit(Duration::from_secs(5));
 
     // While the daemon is down: one run gains epochs, one disappears, one finishes.
-    epoch(&root.join("exp/grows"), 2, Duration::from_secs(60));
-    epoch(&root.join("exp/grows"), 3, Duration::from_secs(30));
+    write_epoch_dated(&root.join("exp/grows"), 2, Duration::from_secs(60));
+    write_epoch_dated(&root.join("exp/grows"), 3, Duration::from_secs(30));
     std::fs::remove_dir_all(root.join("exp/goes")).unwrap();
-    epoch(&root.join("exp/ends"), 2, Duration::from_secs(60));
+    write_epoch_dated(&root.join("exp/ends"), 2, Duration::from_secs(60));
 
     d.spawn(&opts);
     d.wait_ready();
@@ -453,8 +423,8 @@ fn restart_reconciles_the_stored_list_with_the_disk() {
 fn progress_json_is_written_only_when_asked_and_only_for_trainers_and_evaluators() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("logs");
-    trainer(&root.join("t"), 10, 3, 600, 60, Some(30));
-    write(
+    FRESH.write(&root.join("t"));
+    write_file(
         &root.join("g/progress.json"),
         "{\"mission_current\": 1, \"mission_total\": 4, \"status\": \"running\"}",
     );
@@ -487,7 +457,7 @@ fn progress_json_is_written_only_when_asked_and_only_for_trainers_and_evaluators
         .collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
     // A new epoch updates it; our own write does not loop (the file settles).
-    epoch(&root.join("t"), 3, Duration::ZERO);
+    write_epoch_dated(&root.join("t"), 3, Duration::ZERO);
     wait_for("the updated progress.json", Duration::from_secs(5), || {
         let v: Value =
             serde_json::from_str(&std::fs::read_to_string(root.join("t/progress.json")).ok()?)
@@ -511,7 +481,7 @@ fn progress_json_is_written_only_when_asked_and_only_for_trainers_and_evaluators
 fn the_daemon_writes_nothing_into_runs_unasked() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("logs");
-    trainer(&root.join("t"), 10, 3, 600, 60, Some(30));
+    FRESH.write(&root.join("t"));
     let d = Daemon::start(&DaemonOptions {
         extra_config: root_config(&root, ""),
         ..Default::default()
@@ -617,30 +587,6 @@ fn remote_node(name: &str, sshd: &Sshd, gpus: u32) -> String {
     sshd.node_toml(name, &format!("gpus = {gpus}\n"))
 }
 
-fn wait_run(
-    d: &Daemon,
-    id: &str,
-    what: &str,
-    within: Duration,
-    ok: impl Fn(&Value) -> bool,
-) -> Value {
-    let mut last = Value::Null;
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        wait_for(what, within, || {
-            let r = find_run(d, id)?;
-            last = r.clone();
-            ok(&r).then_some(r)
-        })
-    }));
-    r.unwrap_or_else(|_| {
-        panic!(
-            "{what}: not within {within:?}; last:\n{}\ndaemon log:\n{}",
-            serde_json::to_string_pretty(&last).unwrap(),
-            d.log()
-        )
-    })
-}
-
 /// Whether this machine lets us make namespaces (root, util-linux `unshare`).
 fn can_unshare(args: &[&str]) -> bool {
     Command::new("unshare")
@@ -663,7 +609,7 @@ fn a_process_seen_only_over_ssh_makes_the_run_stuck_on_that_node_with_its_gpu() 
     let root = tmp.path().join("logs");
     let run_dir = root.join("exp/remote");
     // Not active (quiet log), not complete: stuck exactly when a live process belongs to it.
-    trainer(&run_dir, 10, 3, 600, 2 * H, Some(2 * H));
+    QUIET.done(3).write(&run_dir);
     let proc = KillOnDrop(process_of(&run_dir));
     let pid = proc.0.id();
     // The node "gpu1" is this machine reached over SSH; its nvidia-smi lists the process on
@@ -758,7 +704,7 @@ fn local_gpu_compute_processes_come_from_nvidia_smi_when_nvml_is_absent() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("logs");
     let run_dir = root.join("exp/gpu");
-    trainer(&run_dir, 10, 3, 600, 2 * H, Some(2 * H));
+    QUIET.done(3).write(&run_dir);
     let proc = KillOnDrop(process_of(&run_dir));
     let pid = proc.0.id();
     let gpu_bin = tempfile::tempdir().unwrap();
@@ -845,7 +791,7 @@ fn out_of_inotify_watches_at_start_the_root_is_polled_with_a_warning() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("logs");
     for k in 0..4 {
-        trainer(&root.join(format!("exp/run{k}")), 10, 2, 60, 30, Some(5));
+        LIVE.write(&root.join(format!("exp/run{k}")));
     }
     // The root, exp and the 4 run dirs need 6 watches: 3 are too few.
     let s = spawn_with_watch_limit(&root, 3);
@@ -868,7 +814,7 @@ fn out_of_inotify_watches_at_start_the_root_is_polled_with_a_warning() {
         |r| r["progress"]["completed_epochs"] == 2,
     );
     // Polled: a new epoch shows within a poll interval (plus the read).
-    epoch(&root.join("exp/run0"), 2, Duration::ZERO);
+    write_epoch_dated(&root.join("exp/run0"), 2, Duration::ZERO);
     wait_run(
         d,
         "exp/run0",
@@ -884,7 +830,7 @@ fn out_of_inotify_watches_later_the_root_falls_back_to_polling() {
     let global = max_user_watches();
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("logs");
-    trainer(&root.join("exp/run"), 10, 2, 60, 30, Some(5));
+    LIVE.write(&root.join("exp/run"));
     // Watched: logs, exp and the run dir (complete epochs are not watched); 5 allowed.
     let s = spawn_with_watch_limit(&root, 5);
     let d = &s.d;
@@ -906,7 +852,7 @@ fn out_of_inotify_watches_later_the_root_falls_back_to_polling() {
         "{scanned}"
     );
     // Watched: a new epoch shows at once.
-    epoch(&root.join("exp/run"), 2, Duration::ZERO);
+    write_epoch_dated(&root.join("exp/run"), 2, Duration::ZERO);
     wait_run(
         d,
         "exp/run",
@@ -917,7 +863,12 @@ fn out_of_inotify_watches_later_the_root_falls_back_to_polling() {
     assert!(fallback_events(d).is_empty());
     // Three new runs: the third cannot be watched any more.
     for k in 0..3 {
-        trainer(&root.join(format!("exp/new{k}")), 10, 1, 60, 5, Some(1));
+        TRAINER
+            .total(10)
+            .done(1)
+            .dated(60, 5)
+            .log_ago(1)
+            .write(&root.join(format!("exp/new{k}")));
     }
     let ev = wait_for("the fallback warning", Duration::from_secs(10), || {
         let ev = fallback_events(d);
@@ -940,8 +891,8 @@ fn out_of_inotify_watches_later_the_root_falls_back_to_polling() {
         );
     }
     // From now on polling sees what inotify no longer would.
-    epoch(&root.join("exp/run"), 3, Duration::ZERO);
-    epoch(&root.join("exp/new2"), 1, Duration::ZERO);
+    write_epoch_dated(&root.join("exp/run"), 3, Duration::ZERO);
+    write_epoch_dated(&root.join("exp/new2"), 1, Duration::ZERO);
     wait_run(
         d,
         "exp/run",
@@ -973,7 +924,12 @@ fn a_run_whose_process_started_after_the_last_listing_is_stuck_never_failed_firs
     let root = tmp.path().join("logs");
     let run_dir = root.join("exp/late");
     // Epochs a second apart (the stall window stays the configured 2 s); the log written now.
-    trainer(&run_dir, 10, 3, 1, 1, Some(0));
+    TRAINER
+        .total(10)
+        .done(3)
+        .dated(1, 1)
+        .log_ago(0)
+        .write(&run_dir);
     let log = run_dir.join("train_val_2026-11-20.log");
     let sshd = Sshd::start();
     let s = Spawned::start(
@@ -1052,9 +1008,17 @@ fn logs_in_the_logs_folder_are_seen_at_once_with_inotify() {
     let root = tmp.path().join("runs");
     let a = root.join("exp/a");
     let b = root.join("exp/b");
-    trainer(&a, 10, 2, 60, 3600, None);
-    trainer(&b, 10, 2, 60, 3600, None);
-    write(&a.join("logs/training_1.log"), "epoch 1: loss 1.9\n");
+    TRAINER_WITHOUT_LOG
+        .total(10)
+        .done(2)
+        .dated(60, 3600)
+        .write(&a);
+    TRAINER_WITHOUT_LOG
+        .total(10)
+        .done(2)
+        .dated(60, 3600)
+        .write(&b);
+    write_file(&a.join("logs/training_1.log"), "epoch 1: loss 1.9\n");
     age(&a.join("logs/training_1.log"), Duration::from_secs(3600));
     let d = Daemon::start(&DaemonOptions {
         extra_config: root_config(&root, "watch = \"inotify\"\npoll_interval = \"1h\""),
@@ -1080,14 +1044,14 @@ fn logs_in_the_logs_folder_are_seen_at_once_with_inotify() {
     });
 
     std::thread::sleep(Duration::from_millis(1100));
-    write(&a.join("logs/training_2.log"), "resumed\n");
+    write_file(&a.join("logs/training_2.log"), "resumed\n");
     wait_for("a new log file in logs/", within, || {
         log_update("exp/a").filter(|t| *t != second)
     });
 
     assert_eq!(log_update("exp/b"), None, "exp/b has no log yet");
     std::fs::create_dir(b.join("logs")).unwrap();
-    write(&b.join("logs/training_1.log"), "epoch 1: loss 2.0\n");
+    write_file(&b.join("logs/training_1.log"), "epoch 1: loss 2.0\n");
     wait_for("a logs/ folder made after the start", within, || {
         log_update("exp/b")
     });

@@ -10,10 +10,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use serde_json::Value;
 use ugro_testkit::gpu::{FakeGpu, install_fake_nvidia_smi};
+use ugro_testkit::runs::{wait_run_detail, write_file};
 use ugro_testkit::slurm::Slurm;
-use ugro_testkit::{Daemon, DaemonOptions, wait_for, write_file};
+use ugro_testkit::{Daemon, DaemonOptions, wait_for};
 
 /// Health sweeps every second, so a state change is confirmed within a few seconds; the disk
 /// check asks for little, so this machine's own free space does not decide the node's state.
@@ -49,13 +49,6 @@ fn wait_node_state(d: &Daemon, want: &str) {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-fn events(d: &Daemon, kind: &str) -> Vec<Value> {
-    d.ctl_json(&["events", "--since", "1h", "--kind", kind])["events"]
-        .as_array()
-        .unwrap()
-        .clone()
 }
 
 /// The testkit's cluster works the way the daemon will use it: a job runs, a held job stays
@@ -126,11 +119,13 @@ fn a_submitted_job_is_mapped_to_its_run() {
     ]);
     slurm.wait_job_state(job, "RUNNING", Duration::from_secs(30));
 
-    let info = wait_for("the run's Slurm job", Duration::from_secs(30), || {
-        let out = d.ctl(&["--json", "run", "exp/run_1"]);
-        let v: Value = serde_json::from_slice(&out.stdout).ok()?;
-        v["slurm"]["job_id"].is_string().then_some(v)
-    });
+    let info = wait_run_detail(
+        &d,
+        "exp/run_1",
+        "the run's Slurm job",
+        Duration::from_secs(30),
+        |v| v["slurm"]["job_id"].is_string(),
+    );
     assert_eq!(info["slurm"]["job_id"], job.to_string(), "{info}");
     assert_eq!(info["slurm"]["name"], "train-run-1");
     assert_eq!(info["slurm"]["state"], "RUNNING");
@@ -169,7 +164,7 @@ fn an_unhealthy_node_is_drained_and_resumed_when_healthy() {
     });
     assert_eq!(reason, "ugro: gpu", "{s}");
     assert_eq!(state(&d), "unhealthy");
-    let drained = events(&d, "slurm.drained");
+    let drained = d.events_of_kind("slurm.drained");
     assert_eq!(drained.len(), 1, "{drained:?}");
     assert_eq!(drained[0]["subject"], "local");
 
@@ -178,7 +173,7 @@ fn an_unhealthy_node_is_drained_and_resumed_when_healthy() {
         (!slurm.node_state().0.contains("DRAIN")).then_some(())
     });
     assert_eq!(state(&d), "healthy");
-    assert_eq!(events(&d, "slurm.resumed").len(), 1);
+    assert_eq!(d.events_of_kind("slurm.resumed").len(), 1);
 }
 
 /// An operator's drain is never undone: the node drained with another reason turns unhealthy
@@ -201,7 +196,7 @@ fn an_operator_drain_is_never_resumed() {
 
     install_fake_nvidia_smi(bin.path(), FakeGpu::DriverError);
     let skipped = wait_for("the drain left alone", Duration::from_secs(30), || {
-        let e = events(&d, "slurm.drain_skipped");
+        let e = d.events_of_kind("slurm.drain_skipped");
         (!e.is_empty()).then_some(e)
     });
     assert_eq!(
@@ -218,8 +213,8 @@ fn an_operator_drain_is_never_resumed() {
     let (s, reason) = slurm.node_state();
     assert!(s.contains("DRAIN"), "{s}");
     assert_eq!(reason, "operator: replacing a fan");
-    assert!(events(&d, "slurm.resumed").is_empty());
-    assert!(events(&d, "slurm.drained").is_empty());
+    assert!(d.events_of_kind("slurm.resumed").is_empty());
+    assert!(d.events_of_kind("slurm.drained").is_empty());
 }
 
 /// A held job pending for longer than `queued_after` is an experiment queued in the summary's

@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use ugro_core::event::EventKind;
-use ugro_testkit::{Daemon, DaemonOptions, wait_for, write_epoch, write_file};
+use ugro_testkit::runs::{Trainer, runs};
+use ugro_testkit::{Daemon, DaemonOptions, wait_for};
 
 /// The daemon's documented stop deadline (daemon.rs `STOP_DEADLINE`).
 const STOP_DEADLINE: Duration = Duration::from_secs(4);
@@ -58,27 +59,17 @@ impl Drop for Tmpfs {
     }
 }
 
-/// A finished trainer run with `epochs` epochs.
-fn trainer(run: &Path, epochs: u32) {
-    write_file(
-        &run.join("config.json"),
-        &format!("{{\"epochs\": {epochs}, \"lr\": 0.001}}"),
-    );
-    for i in 0..epochs {
-        write_epoch(run, i);
-    }
-    write_file(&run.join("train_val_2026-11-20.log"), "epoch 1: loss 1.9\n");
-}
+/// The trainers of these tests, finished when `done` is `total`: a config with a learning
+/// rate and a log.
+const TRAINER: Trainer = Trainer::new(0)
+    .lr()
+    .log("train_val_2026-11-20.log", "epoch 1: loss 1.9\n");
 
 fn root_config(root: &Path) -> String {
     format!(
         "[[roots]]\npath = \"{}\"\nstall_after = \"30m\"\noutdated_after = \"3000d\"\n",
         root.display()
     )
-}
-
-fn listed_runs(d: &Daemon) -> usize {
-    d.ctl_report(&["runs"])["runs"].as_array().unwrap().len()
 }
 
 fn store_status(d: &Daemon) -> Value {
@@ -156,10 +147,13 @@ fn a_full_state_disk_degrades_the_store_and_everything_lands_once_space_returns(
     let filler = fs.fill();
     const N: usize = 120;
     for i in 0..N {
-        trainer(&root.join(format!("g{}/run{i:03}", i % 4)), 12);
+        TRAINER
+            .total(12)
+            .done(12)
+            .write(&root.join(format!("g{}/run{i:03}", i % 4)));
     }
     wait_for("every run listed", Duration::from_secs(30), || {
-        (listed_runs(&d) == N).then_some(())
+        (runs(&d).len() == N).then_some(())
     });
     // ... but cannot be stored: the status says so.
     let degraded = wait_for("the store degraded", Duration::from_secs(30), || {
@@ -224,7 +218,10 @@ fn a_full_state_disk_degrades_the_store_and_everything_lands_once_space_returns(
     truncate_wal(&db);
     let filler = fs.fill();
     for i in N..N + 30 {
-        trainer(&root.join(format!("late/run{i:03}")), 12);
+        TRAINER
+            .total(12)
+            .done(12)
+            .write(&root.join(format!("late/run{i:03}")));
     }
     wait_for("the store degraded again", Duration::from_secs(30), || {
         (store_status(&d)["state"] == "degraded").then_some(())
@@ -255,7 +252,7 @@ fn a_full_state_disk_degrades_the_store_and_everything_lands_once_space_returns(
 fn database_files_are_private_whatever_the_umask() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("logs");
-    trainer(&root.join("a/1"), 3);
+    TRAINER.total(3).done(3).write(&root.join("a/1"));
     let opts = DaemonOptions {
         extra_config: root_config(&root),
         ..Default::default()
@@ -265,7 +262,7 @@ fn database_files_are_private_whatever_the_umask() {
     let mut d = Daemon::start(&opts);
     nix::sys::stat::umask(old);
     wait_for("the run listed", Duration::from_secs(20), || {
-        (listed_runs(&d) == 1).then_some(())
+        (runs(&d).len() == 1).then_some(())
     });
     for name in ["ugro.db", "ugro.db-wal", "ugro.db-shm"] {
         let p = d.state_dir.join(name);
@@ -290,7 +287,10 @@ fn damage_in_the_middle_of_the_database_starts_with_a_critical_event() {
     // Enough runs and epochs for a database of many pages.
     const N: usize = 300;
     for i in 0..N {
-        trainer(&root.join(format!("g{}/run{i:03}", i % 5)), 8);
+        TRAINER
+            .total(8)
+            .done(8)
+            .write(&root.join(format!("g{}/run{i:03}", i % 5)));
     }
     let opts = DaemonOptions {
         extra_config: root_config(&root),
@@ -331,7 +331,7 @@ fn damage_in_the_middle_of_the_database_starts_with_a_critical_event() {
     assert_eq!(store["state"], "degraded", "{store}");
     assert!(store["integrity"].is_string(), "{store}");
     // It serves what it has.
-    assert_eq!(listed_runs(&d), N);
+    assert_eq!(runs(&d).len(), N);
 }
 
 /// (page number, page size, page count) of a leaf page of `run_epochs` near the middle.

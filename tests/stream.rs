@@ -11,7 +11,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use ugro_api::stream::{Change, ChangeStream, Message};
-use ugro_testkit::{Daemon, DaemonOptions, bin, wait_for, write_epoch, write_file};
+use ugro_testkit::runs::{Trainer, find_run, write_epoch, write_file};
+use ugro_testkit::{Daemon, DaemonOptions, bin, wait_for};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -25,18 +26,11 @@ fn options(root: &Path, extra: &str) -> DaemonOptions {
     }
 }
 
-/// A trainer run of `total` epochs with a fresh log (running).
-fn trainer(run: &Path, total: u32) {
-    write_file(
-        &run.join("config.json"),
-        &format!("{{\"epochs\": {total}}}"),
-    );
-    write_file(&run.join("train_val_0.log"), "epoch 0\n");
-}
+/// The trainers of these tests: 10 epochs (none done yet) and a fresh log (running).
+const TRAINER: Trainer = Trainer::new(10).log("train_val_0.log", "epoch 0\n");
 
 fn completed(d: &Daemon, id: &str) -> Option<u64> {
-    let v = d.ctl_report(&["runs"]);
-    v["runs"].as_array()?.iter().find(|r| r["id"] == id)?["progress"]["completed_epochs"].as_u64()
+    find_run(d, id)?["progress"]["completed_epochs"].as_u64()
 }
 
 /// The next message within the deadline (panics on an error or the end of the stream).
@@ -66,7 +60,7 @@ async fn until_id(s: &mut ChangeStream, last: u64) -> Vec<Message> {
 async fn a_client_that_comes_back_gets_exactly_what_it_missed() {
     let root = tempfile::tempdir().unwrap();
     let run = root.path().join("exp/run_1");
-    trainer(&run, 10);
+    TRAINER.write(&run);
     let d = Daemon::start(&options(root.path(), ""));
     wait_for("the run listed", DEADLINE, || completed(&d, "exp/run_1"));
     let client = d.client();
@@ -138,7 +132,7 @@ async fn a_client_that_comes_back_gets_exactly_what_it_missed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_id_older_than_the_ring_or_from_another_daemon_is_a_reset() {
     let root = tempfile::tempdir().unwrap();
-    trainer(&root.path().join("exp/run_1"), 10);
+    TRAINER.write(&root.path().join("exp/run_1"));
     let opts = options(root.path(), "");
     let mut d = Daemon::start(&opts);
     let client = d.client();
@@ -182,7 +176,7 @@ fn vm_rss_kib(pid: i32) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_is_dropped_and_the_others_keep_receiving() {
     let root = tempfile::tempdir().unwrap();
-    trainer(&root.path().join("seed/run_0"), 10);
+    TRAINER.write(&root.path().join("seed/run_0"));
     let d = Daemon::start(&options(root.path(), ""));
     wait_for("the seed run listed", DEADLINE, || {
         completed(&d, "seed/run_0")
@@ -233,7 +227,7 @@ async fn a_client_that_never_reads_is_dropped_and_the_others_keep_receiving() {
             (v["runs"].as_array()?.len() >= want).then_some(())
         });
     }
-    trainer(&root.path().join("batch/done"), 10);
+    TRAINER.write(&root.path().join("batch/done"));
     let n = tokio::time::timeout(DEADLINE, reading)
         .await
         .unwrap()
@@ -283,7 +277,7 @@ async fn a_client_that_never_reads_is_dropped_and_the_others_keep_receiving() {
 async fn kinds_filter_what_a_client_gets() {
     let root = tempfile::tempdir().unwrap();
     let run = root.path().join("exp/run_1");
-    trainer(&run, 10);
+    TRAINER.write(&run);
     let d = Daemon::start(&options(root.path(), ""));
     wait_for("the run listed", DEADLINE, || completed(&d, "exp/run_1"));
     let client = d.client();
@@ -384,7 +378,7 @@ fn ctl_follow(d: &Daemon, args: &[&str]) -> (Killed, mpsc::Receiver<String>) {
 fn ugroctl_runs_watch_prints_a_status_change() {
     let root = tempfile::tempdir().unwrap();
     let run = root.path().join("exp/run_1");
-    trainer(&run, 3);
+    TRAINER.total(3).write(&run);
     write_epoch(&run, 0);
     // A short stall window: the run fails (no process) once its log is quiet for 2 s.
     let d = Daemon::start(&DaemonOptions {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use mail_parser::{MessageParser, MimeHeaders};
 use serde_json::Value;
 use ugro_core::event::EventKind;
+use ugro_testkit::runs::{age, write_file};
 use ugro_testkit::smtp::{SmtpOptions, SmtpServer, TestCa};
 use ugro_testkit::{Daemon, DaemonOptions, wait_for};
 
@@ -21,11 +22,6 @@ const SECTIONS: [&str; 4] = [
     "## Resource Utilization",
 ];
 
-fn write(p: &Path, text: &str) {
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, text).unwrap();
-}
-
 /// A root with a finished trainer, a running one and a failed one (CUDA OOM in its log), so the
 /// summary has something to say in every section.
 fn runs(root: &Path) {
@@ -35,29 +31,27 @@ fn runs(root: &Path) {
         ("exp/oom", 10, 1),
     ] {
         let run = root.join(name);
-        write(
+        write_file(
             &run.join("config.json"),
             &format!("{{\"epochs\": {total}}}"),
         );
         for i in 0..done {
             let d = run.join(format!("epoch_{i}"));
-            write(&d.join("training_losses.pt"), "\u{1}");
-            write(&d.join("optimizer_buffer.json"), "{}");
-            write(&d.join("validation_scores.json"), "{\"acc\": 0.5}");
+            write_file(&d.join("training_losses.pt"), "\u{1}");
+            write_file(&d.join("optimizer_buffer.json"), "{}");
+            write_file(&d.join("validation_scores.json"), "{\"acc\": 0.5}");
         }
     }
-    write(
+    write_file(
         &root.join("exp/running/train_val_1.log"),
         "epoch 3: loss 0.4\n",
     );
     let oom = root.join("exp/oom/train_val_1.log");
-    write(
+    write_file(
         &oom,
         "epoch 1: loss 1.2\nTraceback (most recent call last):\n  File \"train.py\", line 9, in <module>\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB\n",
     );
-    let f = std::fs::File::options().write(true).open(&oom).unwrap();
-    f.set_modified(std::time::SystemTime::now() - Duration::from_secs(7200))
-        .unwrap();
+    age(&oom, Duration::from_secs(7200));
 }
 
 fn config(d: &Daemon, email: &str, schedule: &str) -> String {

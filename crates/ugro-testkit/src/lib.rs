@@ -1,7 +1,8 @@
 //! Test harness for ugro-monitor: the real daemon binary in a temp dir (optionally as another
 //! user), a systemd-style notify socket the test owns, `ugroctl` runs, commands as another user
 //! (`setpriv`), and — in the modules — a private sshd, an SMTP server, the nvidia-smi stand-in,
-//! a latency proxy, a private single-node Slurm and the benches' helpers. Every wait here has a deadline.
+//! a latency proxy, a private single-node Slurm, run trees on disk with waits for the daemon's
+//! view of them, and the benches' helpers. Every wait here has a deadline.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -10,11 +11,13 @@ pub mod chromium;
 pub mod docker;
 pub mod gpu;
 pub mod proxy;
+pub mod runs;
 pub mod slurm;
 pub mod smtp;
 pub mod sshd;
 
-use std::io::Write;
+pub use runs::{write_epoch, write_file};
+
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -356,6 +359,15 @@ impl Daemon {
         serde_json::from_slice(&out.stdout).expect("ugroctl --json printed JSON")
     }
 
+    /// The events of `kind` (or of a family, `run.`) stored in the last hour, oldest first
+    /// (`ugroctl --json events --since 1h --kind KIND`).
+    pub fn events_of_kind(&self, kind: &str) -> Vec<serde_json::Value> {
+        self.ctl_json(&["events", "--since", "1h", "--kind", kind])["events"]
+            .as_array()
+            .expect("ugroctl events --json lists events")
+            .clone()
+    }
+
     /// The daemon's log so far (for failure messages).
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
@@ -462,26 +474,4 @@ pub fn wait_output(child: Child, timeout: Duration) -> Output {
             );
         }
     }
-}
-
-/// Writes `text` to `path`, creating parent directories.
-pub fn write_file(path: &Path, text: &str) {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).unwrap();
-    }
-    let mut f = std::fs::File::create(path).unwrap();
-    f.write_all(text.as_bytes()).unwrap();
-}
-
-/// Writes epoch `i` of the trainer run in `run`, complete: `epoch_i/` with its three files
-/// (`training_losses.pt`, `optimizer_buffer.json`, and `validation_scores.json` with an
-/// accuracy of `0.i`).
-pub fn write_epoch(run: &Path, i: u32) {
-    let d = run.join(format!("epoch_{i}"));
-    write_file(&d.join("training_losses.pt"), "\u{1}\u{2}");
-    write_file(&d.join("optimizer_buffer.json"), "{\"step\": 1}");
-    write_file(
-        &d.join("validation_scores.json"),
-        &format!("{{\"val\": {{\"acc\": 0.{i}, \"loss\": 1.0}}}}"),
-    );
 }
