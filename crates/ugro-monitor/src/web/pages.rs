@@ -20,8 +20,12 @@ const RECENT_EVENTS: u32 = 20;
 const SUMMARIES_LISTED: u32 = 400;
 /// Epochs listed in a run's timeline (the newest).
 const TIMELINE_MAX: usize = 500;
-/// Runs listed per quiet group (finished, outdated, unknown) on the overview, most recently
-/// written first; running, stuck and failed runs are always all listed.
+/// Runs listed per group on the overview, the most recently written of the group: running and
+/// stuck runs (bounded in practice by the GPUs; the cap keeps a page of a broken tree bounded),
+/// failed runs (they stay failed for months), the quiet groups (finished, outdated, unknown).
+/// Each row is about 200 bytes.
+const ACTIVE_LISTED: usize = 500;
+const FAILED_LISTED: usize = 200;
 const QUIET_LISTED: usize = 100;
 /// Lines of the run's log shown on its page, the most bytes read for them, and how long the
 /// page waits for them (a remote node may be slow).
@@ -190,17 +194,33 @@ fn nodes_table(nodes: &[NodeHealth]) -> Markup {
     }
 }
 
-/// The runs of a group as listed: all of an active group, else the `QUIET_LISTED` most
-/// recently written.
-fn quiet_group<'a>(all: &[&'a RunInfo], active: bool) -> Vec<&'a RunInfo> {
-    if active || all.len() <= QUIET_LISTED {
+/// How many runs of a group the overview lists.
+fn listed_of(status: RunStatus) -> usize {
+    match status {
+        RunStatus::Running | RunStatus::Stuck => ACTIVE_LISTED,
+        RunStatus::Failed => FAILED_LISTED,
+        _ => QUIET_LISTED,
+    }
+}
+
+/// The `limit` most recently written of `all` (a run never written counts as oldest), in the
+/// order of their ids; all of them when there are no more.
+fn most_recent<'a, T>(
+    all: &[&'a T],
+    limit: usize,
+    written: impl Fn(&T) -> Option<DateTime<Utc>>,
+    id: impl Fn(&T) -> &str,
+) -> Vec<&'a T> {
+    if all.len() <= limit {
         return all.to_vec();
     }
     let mut v = all.to_vec();
-    // Newest first (a run never written sorts last), then back to the order of ids.
-    v.select_nth_unstable_by_key(QUIET_LISTED - 1, |r| std::cmp::Reverse(r.last_log_update));
-    v.truncate(QUIET_LISTED);
-    v.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+    if limit == 0 {
+        return Vec::new();
+    }
+    v.select_nth_unstable_by_key(limit - 1, |r| std::cmp::Reverse(written(r)));
+    v.truncate(limit);
+    v.sort_unstable_by(|a, b| id(a).cmp(id(b)));
     v
 }
 
@@ -238,7 +258,7 @@ pub async fn overview(State(shared): State<Arc<Shared>>) -> PageResult {
             @for status in GROUPS {
                 @let active = matches!(status, RunStatus::Running | RunStatus::Stuck | RunStatus::Failed);
                 @let all: Vec<&RunInfo> = runs.iter().filter(|r| r.status == status).collect();
-                @let group = quiet_group(&all, active);
+                @let group = most_recent(&all, listed_of(status), |r| r.last_log_update, |r| r.id.as_str());
                 details.group open[active] data-group=(status.as_str()) {
                     summary { span class={ "badge " (status_class(status)) } { (status.as_str()) } " " span.count { (all.len()) } }
                     @if group.len() < all.len() {
@@ -708,6 +728,34 @@ mod tests {
             summary_body(html, d),
             "<p>hi</p><img src=\"/summaries/2026-12-01/chart.png\" alt=\"c\">"
         );
+    }
+
+    #[test]
+    fn a_long_group_lists_its_most_recently_written_runs_in_id_order() {
+        let t = |h: i64| Some(Utc::now() - chrono::TimeDelta::hours(h));
+        let runs = [
+            ("a", t(5)),
+            ("b", None),
+            ("c", t(1)),
+            ("d", t(3)),
+            ("e", t(2)),
+        ];
+        let all: Vec<&(&str, Option<DateTime<Utc>>)> = runs.iter().collect();
+        let ids = |v: Vec<&(&'static str, Option<DateTime<Utc>>)>| -> Vec<&'static str> {
+            v.iter().map(|r| r.0).collect()
+        };
+        assert_eq!(ids(most_recent(&all, 3, |r| r.1, |r| r.0)), ["c", "d", "e"]);
+        assert_eq!(
+            ids(most_recent(&all, 5, |r| r.1, |r| r.0)),
+            ["a", "b", "c", "d", "e"]
+        );
+        assert_eq!(
+            ids(most_recent(&all, 0, |r| r.1, |r| r.0)),
+            Vec::<&str>::new()
+        );
+        // Failed runs are capped too: they pile up for months.
+        assert!(listed_of(RunStatus::Failed) < 300);
+        assert!(listed_of(RunStatus::Running) >= listed_of(RunStatus::Failed));
     }
 
     #[test]
