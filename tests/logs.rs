@@ -316,6 +316,21 @@ fn failure_reasons_come_from_the_logs_subfolder() {
         let (code, out, err) = ctl(&d, &["logs", id, "-n", "1"]);
         assert_eq!(code, Some(0), "{err}");
         assert_eq!(out, "ValueError: mission file is corrupt\n");
+        // `ugroctl run` lists the run's log files: name, size, modified.
+        let (code, out, err) = ctl(&d, &["run", id]);
+        assert_eq!(code, Some(0), "{err}");
+        let row: Vec<&str> = out
+            .lines()
+            .find(|l| l.trim_start().starts_with("logs/training_20251110.log"))
+            .unwrap_or_else(|| panic!("{id}: no row for the log in\n{out}"))
+            .split_whitespace()
+            .collect();
+        let size = traceback.len().to_string();
+        assert_eq!(
+            row,
+            ["logs/training_20251110.log", &size, "B", "2", "h", "ago"],
+            "{id}:\n{out}"
+        );
     }
 }
 

@@ -2,10 +2,11 @@
 //! (anstream strips it otherwise).
 
 use anstyle::{AnsiColor, Style};
+use bytesize::ByteSize;
 use chrono::{DateTime, Utc};
 use comfy_table::{Table, presets};
 use ugro_api::{
-    Events, NodeHealth, NodeState, Nodes, Outcome, ReloadResult, RunInfo, RunStatus, Runs,
+    Events, LogFile, NodeHealth, NodeState, Nodes, Outcome, ReloadResult, RunInfo, RunStatus, Runs,
     Severity, Status,
 };
 
@@ -605,6 +606,9 @@ pub fn run(r: &RunInfo, now: DateTime<Utc>) -> String {
         }
         out.push_str(&lines(&e, &[]));
     }
+    if !r.logs.is_empty() {
+        out.push_str(&log_files(&r.logs, now));
+    }
     if r.restored {
         out.push_str(&paint(
             DIM,
@@ -628,6 +632,39 @@ pub fn run(r: &RunInfo, now: DateTime<Utc>) -> String {
     if let Some(d) = &r.diagnostic {
         out.push_str(&paint(YELLOW, &format!("diagnostic: {}\n", clean(d))));
     }
+    out
+}
+
+/// How many of a run's log files `run ID` lists at most.
+const LOGS_SHOWN: usize = 20;
+
+/// The run's log files as a table (LOG, SIZE, MODIFIED) in name order; of more than
+/// [`LOGS_SHOWN`], the most recently modified ones, with a note saying so. A name is a path on
+/// the run's disk, so it is [`clean`]ed.
+fn log_files(logs: &[LogFile], now: DateTime<Utc>) -> String {
+    let mut shown: Vec<&LogFile> = logs.iter().collect();
+    let mut out = String::new();
+    if shown.len() > LOGS_SHOWN {
+        shown.sort_by_key(|l| std::cmp::Reverse(l.modified));
+        shown.truncate(LOGS_SHOWN);
+        shown.sort_by(|a, b| a.name.cmp(&b.name));
+        out.push_str(&paint(
+            DIM,
+            &format!(
+                "(the {LOGS_SHOWN} newest of {} logs; `ugroctl --json run` lists them all)\n",
+                logs.len()
+            ),
+        ));
+    }
+    let mut t = table(&["LOG", "SIZE", "MODIFIED"]);
+    for l in shown {
+        t.add_row(vec![
+            clean(&l.name),
+            ByteSize(l.size).display().iec().to_string(),
+            l.modified.map_or_else(|| "-".into(), |m| ago(m, now)),
+        ]);
+    }
+    out.push_str(&lines(&t, &[]));
     out
 }
 
@@ -800,6 +837,59 @@ mod tests {
         assert!(raw.is_empty(), "{raw:?} in {text:?}");
         assert!(text.contains("^[[2J^Gboom"), "{text}");
         assert!(text.contains("^[[31mred^M"), "{text}");
+    }
+
+    #[test]
+    fn a_run_with_many_logs_lists_the_newest_in_name_order_with_a_note() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap();
+        // 25 logs, log_00 the oldest; one without a time; one named with an escape.
+        let mut logs: Vec<serde_json::Value> = (0..24)
+            .map(|i| {
+                serde_json::json!({"name": format!("logs/log_{i:02}.txt"), "size": 1024 * i,
+                    "modified": now - chrono::Duration::minutes(60 - i)})
+            })
+            .collect();
+        logs.push(serde_json::json!({"name": "a\u{1b}[2Jb.log", "size": 3, "modified": null}));
+        let r: RunInfo = serde_json::from_value(serde_json::json!({
+            "id": "exp/run_1", "root": "/logs", "work_dir": "/logs/exp/run_1",
+            "runner": "generic", "status": "running",
+            "progress": {"completed_epochs": 0, "total_epochs": null, "percentage": 0.0,
+                "early_stopped": false, "early_stopped_at_epoch": null, "best_score": null,
+                "latest_score": null, "rate_per_hour": null, "eta_seconds": null},
+            "last_log_update": now, "last_artifact_update": null, "process": null,
+            "error": null, "diagnostic": null, "logs": logs,
+        }))
+        .unwrap();
+        let text = anstream::adapter::strip_str(&run(&r, now)).to_string();
+        assert!(
+            text.contains("(the 20 newest of 25 logs; `ugroctl --json run` lists them all)"),
+            "{text}"
+        );
+        let listed: Vec<&str> = text
+            .lines()
+            .skip_while(|l| !l.trim_start().starts_with("LOG "))
+            .skip(1)
+            .map(|l| l.split_whitespace().next().unwrap())
+            .collect();
+        let want: Vec<String> = (4..24).map(|i| format!("logs/log_{i:02}.txt")).collect();
+        assert_eq!(listed, want, "{text}");
+        assert!(
+            text.contains(" logs/log_23.txt  23.0 KiB  37 min ago"),
+            "{text}"
+        );
+
+        // Under the cap every log is listed, the one without a time as "-", escapes as text.
+        let mut few = r.clone();
+        few.logs = r.logs[20..].to_vec();
+        let text = anstream::adapter::strip_str(&run(&few, now)).to_string();
+        assert!(!text.contains("newest of"), "{text}");
+        let escaped = text.lines().find(|l| l.contains("b.log")).unwrap();
+        assert_eq!(
+            escaped.split_whitespace().collect::<Vec<_>>(),
+            ["a^[[2Jb.log", "3", "B", "-"],
+            "{text}"
+        );
+        assert_eq!(text.matches(".txt").count(), 4, "{text}");
     }
 
     #[test]
