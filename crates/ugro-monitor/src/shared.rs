@@ -285,4 +285,8 @@ impl crate::stream::StreamHost for Shared {
     fn uid(&self) -> u32 {
         self.uid
     }
+
+    fn late_events(&self) -> Option<tokio::sync::mpsc::Receiver<crate::store::RecordedLate>> {
+        self.store.take_late_events()
+    }
 }

@@ -143,7 +143,15 @@ struct WriteHealth {
     unrecorded_dropped: AtomicU64,
     /// Set while a task records the kept events.
     flushing: std::sync::atomic::AtomicBool,
+    /// Where the kept events go once recorded (see [`Store::take_late_events`]).
+    late: std::sync::OnceLock<tokio::sync::mpsc::Sender<RecordedLate>>,
 }
+
+/// An event the database refused at first and recorded later: its id, time and content.
+pub type RecordedLate = (i64, DateTime<Utc>, NewEvent);
+
+/// Late-recorded events waiting for their receiver; past this they are only in the database.
+pub const LATE_QUEUE: usize = 1024;
 
 #[derive(Debug, Clone)]
 struct Failing {
@@ -459,6 +467,21 @@ impl Store {
         Ok(done.last_insert_rowid())
     }
 
+    /// The events kept while writes failed, each once it is recorded with its id (for the
+    /// change stream, which publishes an event only when it is stored). The first call gets the
+    /// receiver, later ones `None`. Bounded by [`LATE_QUEUE`]: a receiver that does not keep up
+    /// misses some (they are in the database all the same).
+    pub fn take_late_events(&self) -> Option<tokio::sync::mpsc::Receiver<RecordedLate>> {
+        let (tx, rx) = tokio::sync::mpsc::channel(LATE_QUEUE);
+        self.health.late.set(tx).ok().map(|()| rx)
+    }
+
+    fn recorded_late(&self, id: i64, at: DateTime<Utc>, e: NewEvent) {
+        if let Some(tx) = self.health.late.get() {
+            let _ = tx.try_send((id, at, e));
+        }
+    }
+
     /// Records the events kept while writes failed, oldest first, on a task of its own (one
     /// at a time); stops at the first failure, keeping the rest.
     fn record_unrecorded(&self) {
@@ -471,10 +494,13 @@ impl Store {
                 // Only this task takes from the front; new ones go to the back.
                 let next = lock(&store.health.unrecorded).front().cloned();
                 let Some((at, e)) = next else { break };
-                if let Err(err) = store.insert_event(at, &e).await {
-                    store.health.flushing.store(false, Ordering::Release);
-                    store.write_failed(&err);
-                    return;
+                match store.insert_event(at, &e).await {
+                    Ok(id) => store.recorded_late(id, at, e),
+                    Err(err) => {
+                        store.health.flushing.store(false, Ordering::Release);
+                        store.write_failed(&err);
+                        return;
+                    }
                 }
                 lock(&store.health.unrecorded).pop_front();
             }
@@ -489,11 +515,15 @@ impl Store {
                          (past the first {UNRECORDED_MAX} kept); the journal has them"
                     ),
                 );
-                if store.insert_event(Utc::now(), &e).await.is_err() {
-                    store
-                        .health
-                        .unrecorded_dropped
-                        .fetch_add(dropped, Ordering::Relaxed);
+                let at = Utc::now();
+                match store.insert_event(at, &e).await {
+                    Ok(id) => store.recorded_late(id, at, e),
+                    Err(_) => {
+                        store
+                            .health
+                            .unrecorded_dropped
+                            .fetch_add(dropped, Ordering::Relaxed);
+                    }
                 }
             }
             store.health.flushing.store(false, Ordering::Release);
@@ -1296,6 +1326,64 @@ mod tests {
             stored, said_stored,
             "every message reported stored is in the outbox"
         );
+    }
+
+    #[tokio::test]
+    async fn events_the_full_disk_refused_are_recorded_later_and_handed_on_with_their_ids() {
+        let Some(fs) = Tmpfs::mount("4m") else {
+            eprintln!("skipped: cannot mount a tmpfs here");
+            return;
+        };
+        let s = Store::open(&fs.path().join("ugro.db")).await.unwrap();
+        let mut late = s.take_late_events().unwrap();
+        assert!(s.take_late_events().is_none(), "one receiver");
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&s.pool)
+            .await
+            .unwrap();
+        let filler = fs.fill();
+        let big = "x".repeat(64 * 1024);
+        let mut refused = Vec::new();
+        for i in 0..20 {
+            let e = NewEvent::new(
+                EventKind::RunDiscovered,
+                format!("run{i}"),
+                Severity::Info,
+                big.clone(),
+            );
+            if s.record_event(Utc::now(), &e).await.is_err() {
+                refused.push(format!("run{i}"));
+            }
+        }
+        assert!(!refused.is_empty(), "the full disk refused some events");
+        std::fs::remove_file(filler).unwrap();
+        // The next write that lands records the kept ones, oldest first, and hands them on.
+        s.record_event(
+            Utc::now(),
+            &NewEvent::new(EventKind::DaemonStarted, "daemon", Severity::Info, "after"),
+        )
+        .await
+        .unwrap();
+        s.write_landed();
+        let mut got = Vec::new();
+        while got.len() < refused.len() {
+            let (id, _, e) = tokio::time::timeout(Duration::from_secs(10), late.recv())
+                .await
+                .expect("a late event within 10 s")
+                .unwrap();
+            assert!(id > 0);
+            got.push(e.subject);
+        }
+        assert_eq!(got, refused);
+        let (stored, _) = s
+            .events(&EventFilter {
+                kind: Some(EventKind::RunDiscovered.as_str().into()),
+                limit: 100,
+                ..EventFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(stored.len(), 20, "every event is stored once");
     }
 
     #[tokio::test]

@@ -458,6 +458,8 @@ pub trait StreamHost: Send + Sync + 'static {
     fn health(&self) -> &Health;
     /// The daemon's effective uid.
     fn uid(&self) -> u32;
+    /// Events the store kept while writes failed, as they are recorded (taken once).
+    fn late_events(&self) -> Option<mpsc::Receiver<crate::store::RecordedLate>>;
 }
 
 /// `GET /v1/stream[?kinds=run,node,event,summary]`, resumable with `Last-Event-ID`.
@@ -760,11 +762,19 @@ pub async fn supervise<H: StreamHost>(
     let mut runs = diff_runs_blocking(&host, Seen::new(), false).await;
     let mut nodes = Seen::new();
     diff_nodes(&*host, &mut nodes, false);
+    let mut late = host.late_events();
     let mut beat = tokio::time::interval(BEAT_EVERY);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
+            // An event the store could not take at first is published once it is recorded.
+            got = async { match late.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
+                match got {
+                    Some((id, at, e)) => host.changes().event(id, at, &e),
+                    None => late = None,
+                }
+            }
             _ = beat.tick() => {
                 hb.beat();
                 // Nodes a reload added or removed do not sweep at once.
