@@ -1,6 +1,7 @@
 //! The change stream end to end: the real daemon on its Unix socket, real run directories under
 //! a temp root (inotify), `ugro_api::Client::stream` and raw sockets as clients, and the real
-//! `ugroctl runs --watch` / `ugroctl events -f` with their stdout piped (not a terminal).
+//! `ugroctl runs --watch` / `ugroctl health --watch` / `ugroctl events -f` with their stdout
+//! piped (not a terminal).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -11,6 +12,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use ugro_api::stream::{Change, ChangeStream, Message};
+use ugro_testkit::gpu::{FakeGpu, install_fake_nvidia_smi};
 use ugro_testkit::runs::{Trainer, find_run, write_epoch, write_file};
 use ugro_testkit::{Daemon, DaemonOptions, bin, wait_for};
 
@@ -418,6 +420,54 @@ fn ugroctl_runs_watch_prints_a_status_change() {
     let headers = seen
         .iter()
         .filter(|l| l.trim_start().starts_with("RUN "))
+        .count();
+    assert_eq!(headers, 1, "{}", seen.join("\n"));
+}
+
+/// `ugroctl health --watch` with stdout piped: the table once, then a line for each change of
+/// a node's health, as the daemon's sweeps see it. The node is this machine, its GPU the
+/// testkit's nvidia-smi stand-in (first on the daemon's PATH): a driver error makes it
+/// unhealthy (gpu is critical), a working GPU again takes it out of unhealthy.
+#[test]
+fn ugroctl_health_watch_prints_a_node_turning_unhealthy_and_back() {
+    let bin = tempfile::tempdir().unwrap();
+    install_fake_nvidia_smi(bin.path(), FakeGpu::Healthy { count: 1 });
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    // Sweeps every second; a free-disk minimum this machine always meets.
+    let d = Daemon::start(&DaemonOptions {
+        extra_config: "[health]\ninterval = \"1s\"\nmin_interval = \"1s\"\nmax_interval = \"1s\"\nprobe_timeout = \"5s\"\ndisk_free_min = \"1MB\"\n\n[[nodes]]\nname = \"local\"\nhost = \"local\"\ngpus = 1\n".into(),
+        env: vec![("PATH".into(), path)],
+        ..DaemonOptions::default()
+    });
+    wait_for("the node healthy", DEADLINE, || {
+        (d.ctl_report(&["health", "local"])["state"] == "healthy").then_some(())
+    });
+    let (_child, rx) = ctl_follow(&d, &["health", "--watch"]);
+    let mut seen = Vec::new();
+    // The table comes first.
+    let row = wait_line(&rx, "local", &mut seen);
+    assert!(row.trim_start().starts_with("local "), "{row}");
+
+    install_fake_nvidia_smi(bin.path(), FakeGpu::DriverError);
+    let line = wait_line(&rx, "→unhealthy", &mut seen);
+    assert!(line.contains(" node local "), "{line}");
+    assert!(
+        line.contains("(failing: ") && line.contains("gpu"),
+        "{line}"
+    );
+
+    install_fake_nvidia_smi(bin.path(), FakeGpu::Healthy { count: 1 });
+    let line = wait_line(&rx, "unhealthy→", &mut seen);
+    assert!(line.contains(" node local "), "{line}");
+    assert!(!line.contains("gpu"), "the GPU works again: {line}");
+    // The table was printed once, then only lines of change.
+    let headers = seen
+        .iter()
+        .filter(|l| l.trim_start().starts_with("NODE "))
         .count();
     assert_eq!(headers, 1, "{}", seen.join("\n"));
 }
