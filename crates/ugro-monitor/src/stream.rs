@@ -40,6 +40,9 @@ pub const MAX_STREAMS: usize = 200;
 /// Most stream clients of one peer uid other than root and the daemon's own (half of its
 /// connection cap, so its streams never keep it from asking for a list).
 pub const MAX_STREAMS_PER_UID: usize = crate::http::MAX_CONNECTIONS_PER_UID / 2;
+/// Most stream clients on the TCP listener (dashboards), so they never take the places of the
+/// socket's clients (`ugroctl --watch`, `events -f`).
+pub const MAX_STREAMS_TCP: usize = MAX_STREAMS / 2;
 /// Most messages waiting for one client; one more and the client is disconnected.
 pub const CLIENT_QUEUE_MESSAGES: usize = 2048;
 /// Most bytes of messages waiting for one client; past it the client is disconnected.
@@ -136,6 +139,8 @@ pub struct Limits {
     pub client_bytes: usize,
     pub streams: usize,
     pub streams_per_uid: usize,
+    /// Of `streams`, the most on TCP (a subscriber without a peer uid).
+    pub streams_tcp: usize,
 }
 
 impl Default for Limits {
@@ -147,6 +152,7 @@ impl Default for Limits {
             client_bytes: CLIENT_QUEUE_BYTES,
             streams: MAX_STREAMS,
             streams_per_uid: MAX_STREAMS_PER_UID,
+            streams_tcp: MAX_STREAMS_TCP,
         }
     }
 }
@@ -173,6 +179,8 @@ struct Inner {
     clients: Vec<ClientQueue>,
     streams: usize,
     per_uid: HashMap<u32, usize>,
+    /// Streams on TCP.
+    tcp: usize,
 }
 
 #[derive(Debug)]
@@ -191,6 +199,8 @@ pub enum SubscribeError {
     TooMany(usize),
     #[error("uid {uid} holds {max} change streams already")]
     TooManyForUid { uid: u32, max: usize },
+    #[error("the HTTP listener serves {0} change streams already")]
+    TooManyOnTcp(usize),
     #[error("the daemon is stopping")]
     Closed,
 }
@@ -220,6 +230,7 @@ impl Changes {
                 clients: Vec::new(),
                 streams: 0,
                 per_uid: HashMap::new(),
+                tcp: 0,
             })),
             limits,
             closed: CancellationToken::new(),
@@ -340,6 +351,11 @@ impl Changes {
         if g.streams >= self.limits.streams {
             return Err(SubscribeError::TooMany(self.limits.streams));
         }
+        // No peer credentials: a client of the TCP listener.
+        let tcp = peer.is_none();
+        if tcp && g.tcp >= self.limits.streams_tcp {
+            return Err(SubscribeError::TooManyOnTcp(self.limits.streams_tcp));
+        }
         let uid = peer.filter(|(_, privileged)| !privileged).map(|(u, _)| u);
         if let Some(uid) = uid
             && g.per_uid.get(&uid).copied().unwrap_or(0) >= self.limits.streams_per_uid
@@ -370,6 +386,7 @@ impl Changes {
             drop: drop.clone(),
         });
         g.streams += 1;
+        g.tcp += usize::from(tcp);
         if let Some(uid) = uid {
             *g.per_uid.entry(uid).or_insert(0) += 1;
         }
@@ -381,6 +398,7 @@ impl Changes {
             drop,
             hub: self.inner.clone(),
             uid,
+            tcp,
         })
     }
 
@@ -401,6 +419,7 @@ pub struct Subscription {
     pub drop: CancellationToken,
     hub: Arc<Mutex<Inner>>,
     uid: Option<u32>,
+    tcp: bool,
 }
 
 impl Stream for Subscription {
@@ -424,6 +443,9 @@ impl Drop for Subscription {
     fn drop(&mut self) {
         let mut g = self.hub.lock().unwrap_or_else(|e| e.into_inner());
         g.streams = g.streams.saturating_sub(1);
+        if self.tcp {
+            g.tcp = g.tcp.saturating_sub(1);
+        }
         if let Some(uid) = self.uid
             && let Some(n) = g.per_uid.get_mut(&uid)
         {
@@ -811,6 +833,7 @@ mod tests {
                 client_bytes: usize::MAX,
                 streams: 3,
                 streams_per_uid: 2,
+                streams_tcp: 2,
             },
             DateTime::from_timestamp(1_000, 0).unwrap_or_default(),
         )
@@ -917,6 +940,22 @@ mod tests {
             h.subscribe(Kinds::ALL, None, Some((1000, false)), t())
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn tcp_streams_leave_places_for_the_socket() {
+        let h = hub(8, 8);
+        let t = CancellationToken::new;
+        let a = h.subscribe(Kinds::ALL, None, None, t()).unwrap();
+        let _b = h.subscribe(Kinds::ALL, None, None, t()).unwrap();
+        assert!(matches!(
+            h.subscribe(Kinds::ALL, None, None, t()),
+            Err(SubscribeError::TooManyOnTcp(2))
+        ));
+        // The socket's clients still get the last place.
+        let _c = h.subscribe(Kinds::ALL, None, Some((0, true)), t()).unwrap();
+        drop(a);
+        assert!(h.subscribe(Kinds::ALL, None, None, t()).is_ok());
     }
 
     #[test]

@@ -72,23 +72,82 @@ pub fn router(shared: Arc<Shared>, token: Option<Token>) -> Router {
         .layer(axum::middleware::from_fn(auth::security_headers))
 }
 
-/// Serves [`router`] on a TCP listener (`[http] listen`) until `cancel`.
+/// Most TCP connections served at once; past it a new connection is closed at once.
+pub const MAX_TCP_CONNECTIONS: usize = 128;
+/// A TCP client must send its request headers within this time, from connect and between
+/// requests on a kept-alive connection.
+const TCP_HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long open connections get to finish when the daemon stops.
+const TCP_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Serves [`router`] on a TCP listener (`[http] listen`) until `cancel`: at most
+/// [`MAX_TCP_CONNECTIONS`] at once (the change streams among them capped by the hub), request
+/// headers within [`TCP_HEADER_TIMEOUT`], an answer's head within 30 s, and a change stream that
+/// falls behind is disconnected.
 pub async fn serve_tcp(
     listener: tokio::net::TcpListener,
     shared: Arc<Shared>,
     token: Option<Token>,
     cancel: CancellationToken,
 ) {
-    let app = router(shared, token)
-        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(64))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            std::time::Duration::from_secs(30),
-        ));
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { cancel.cancelled().await })
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+    use tower::ServiceExt;
+
+    let app = router(shared, token).layer(tower_http::timeout::TimeoutLayer::with_status_code(
+        StatusCode::REQUEST_TIMEOUT,
+        std::time::Duration::from_secs(30),
+    ));
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_TCP_CONNECTIONS));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let stream = tokio::select! {
+            _ = cancel.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept on the http listener failed");
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+                    }
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::debug!("http connections exhausted; closing a new one");
+            continue;
+        };
+        let disconnect = CancellationToken::new();
+        let on_disconnect = crate::stream::Disconnect(disconnect.clone());
+        let svc = app
+            .clone()
+            .map_request(move |mut req: axum::extract::Request<_>| {
+                req.extensions_mut().insert(on_disconnect.clone());
+                req
+            });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(TCP_HEADER_TIMEOUT)
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            tokio::select! {
+                r = conn => if let Err(e) = r {
+                    tracing::debug!(error = %e, "http connection ended with an error");
+                },
+                _ = disconnect.cancelled() => tracing::debug!("closed a change stream that fell behind"),
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(TCP_DRAIN_TIMEOUT, graceful.shutdown())
         .await
+        .is_err()
     {
-        tracing::error!(error = %e, "http listener failed");
+        tracing::debug!("http connections still open at stop; dropped");
     }
 }
