@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use ugro_testkit::docker::{FakeContainer, FakeDocker, fake_container_id};
 use ugro_testkit::runs::{H, age, wait_run, write_file};
-use ugro_testkit::{Daemon, DaemonOptions, wait_for};
+use ugro_testkit::{Daemon, DaemonOptions, in_pid_namespace, wait_for};
 
 /// A trainer run of 10 epochs with 3 done, every file 2 h old: not active, not complete —
 /// stuck exactly when a live process belongs to it, else failed.
@@ -331,53 +331,6 @@ fn a_process_in_a_container_is_matched_to_its_run_through_the_containers_mounts(
     drop(scopes);
 }
 
-/// The daemon in a PID namespace of its own (its /proc shows none of the test's processes),
-/// so the containerised process is seen only over the node's SSH session.
-struct IsolatedDaemon {
-    d: Daemon,
-    child: Child,
-}
-
-impl IsolatedDaemon {
-    fn start(opts: &DaemonOptions) -> Self {
-        let d = Daemon::prepare(opts);
-        let log = std::fs::File::create(d.dir.path().join("daemon.log")).unwrap();
-        let mut child = Command::new("unshare")
-            .args(["--pid", "--fork", "--mount-proc", "--kill-child"])
-            .arg(ugro_testkit::bin("ugro-monitor"))
-            .arg("--config")
-            .arg(&d.config_path)
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("UGRO_CONFIG")
-            .env("UGRO_LOG", "info,sqlx=warn")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let start = std::time::Instant::now();
-        while !d.ctl(&["status"]).status.success() {
-            if let Some(st) = child.try_wait().unwrap() {
-                panic!("daemon exited during start-up with {st}:\n{}", d.log());
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "daemon not answering after 10 s:\n{}",
-                d.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        IsolatedDaemon { d, child }
-    }
-}
-
-impl Drop for IsolatedDaemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn a_process_in_a_container_on_a_node_is_matched_over_its_ssh_session() {
     assert_eq!(
@@ -406,15 +359,18 @@ fn a_process_in_a_container_on_a_node_is_matched_over_its_ssh_session() {
         path_prepend: Some(bin.path().to_path_buf()),
         ..Default::default()
     });
-    let s = IsolatedDaemon::start(&DaemonOptions {
+    // The daemon in a PID namespace of its own (its /proc shows none of the test's processes),
+    // so the containerised process is seen only over the node's SSH session.
+    let d = Daemon::start(&DaemonOptions {
         extra_config: format!(
             "[health]\ninterval = \"2s\"\nmin_interval = \"1s\"\nmax_interval = \"2s\"\nprobe_timeout = \"5s\"\n\n{}\n[[roots]]\npath = \"{}\"\nstall_after = \"30m\"\n",
             sshd.node_toml("gpu1", "gpus = 0\n"),
             root.display()
         ),
+        wrapper: in_pid_namespace(),
         ..Default::default()
     });
-    let r = wait_run(&s.d, "exp/remote", "the run stuck on gpu1", SEEN, |r| {
+    let r = wait_run(&d, "exp/remote", "the run stuck on gpu1", SEEN, |r| {
         r["status"] == "stuck"
     });
     let p = &r["process"];
@@ -431,7 +387,7 @@ fn a_process_in_a_container_on_a_node_is_matched_over_its_ssh_session() {
     );
     // The process ends: the node's next listing (every 30 s) makes the run failed.
     drop(proc);
-    let r = wait_run(&s.d, "exp/remote", "the run failed", SEEN, |r| {
+    let r = wait_run(&d, "exp/remote", "the run failed", SEEN, |r| {
         r["status"] == "failed"
     });
     assert!(r["process"].is_null(), "{r}");

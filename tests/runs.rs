@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use ugro_core::event::EventKind;
@@ -17,7 +17,7 @@ use ugro_testkit::runs::{
     H, Trainer, age, find_run, run, runs, wait_run, write_epoch_dated, write_file,
 };
 use ugro_testkit::sshd::{Sshd, SshdOptions};
-use ugro_testkit::{Daemon, DaemonOptions, bin, wait_for};
+use ugro_testkit::{Daemon, DaemonOptions, in_pid_namespace, wait_for};
 
 /// The trainers of these tests: a config with a learning rate, and a log written after the
 /// epochs (dated with `log_ago`).
@@ -496,66 +496,6 @@ fn the_daemon_writes_nothing_into_runs_unasked() {
 // ---------------------------------------------------------------------------------------------
 // Daemons started by the test itself: under `unshare`, or with a PATH prefix.
 
-/// A daemon this test spawns itself (the testkit's [`Daemon`] gives the config, socket and
-/// `ugroctl`): wrapped in a command such as `unshare --pid --fork --mount-proc`, with a
-/// directory put first on its PATH.
-struct Spawned {
-    d: Daemon,
-    child: Child,
-}
-
-impl Spawned {
-    fn start(opts: &DaemonOptions, wrapper: &[&str], path_prepend: Option<&Path>) -> Spawned {
-        let d = Daemon::prepare(opts);
-        let log = std::fs::File::create(d.dir.path().join("daemon.log")).unwrap();
-        let daemon = bin("ugro-monitor");
-        let mut cmd = match wrapper.split_first() {
-            Some((first, rest)) => {
-                let mut c = Command::new(first);
-                c.args(rest).arg(&daemon);
-                c
-            }
-            None => Command::new(&daemon),
-        };
-        cmd.arg("--config")
-            .arg(&d.config_path)
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("WATCHDOG_USEC")
-            .env_remove("WATCHDOG_PID")
-            .env_remove("UGRO_CONFIG")
-            .env("UGRO_LOG", "info,sqlx=warn")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log);
-        if let Some(dir) = path_prepend {
-            let path = std::env::var("PATH").unwrap_or_default();
-            cmd.env("PATH", format!("{}:{path}", dir.display()));
-        }
-        let mut child = cmd.spawn().unwrap();
-        let start = Instant::now();
-        while !d.ctl(&["status"]).status.success() {
-            if let Some(st) = child.try_wait().unwrap() {
-                panic!("daemon exited during start-up with {st}:\n{}", d.log());
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "daemon not answering after 10 s:\n{}",
-                d.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Spawned { d, child }
-    }
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        // `unshare --kill-child` passes the end on to the daemon.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A process whose command line holds `run`'s absolute path (one process: no shell child left
 /// behind when it is killed).
 fn process_of(run: &Path) -> Child {
@@ -630,19 +570,16 @@ fn a_process_seen_only_over_ssh_makes_the_run_stuck_on_that_node_with_its_gpu() 
         ..Default::default()
     });
     // The daemon in its own PID namespace: its /proc does not show the process.
-    let s = Spawned::start(
-        &DaemonOptions {
-            extra_config: format!(
-                "[health]\ninterval = \"2s\"\nmin_interval = \"1s\"\nmax_interval = \"2s\"\nprobe_timeout = \"5s\"\n\n{}\n{}",
-                remote_node("gpu1", &sshd, 2),
-                root_config(&root, "")
-            ),
-            ..Default::default()
-        },
-        &[&["unshare"][..], &ns[..]].concat(),
-        None,
-    );
-    let d = &s.d;
+    let s = Daemon::start(&DaemonOptions {
+        extra_config: format!(
+            "[health]\ninterval = \"2s\"\nmin_interval = \"1s\"\nmax_interval = \"2s\"\nprobe_timeout = \"5s\"\n\n{}\n{}",
+            remote_node("gpu1", &sshd, 2),
+            root_config(&root, "")
+        ),
+        wrapper: in_pid_namespace(),
+        ..Default::default()
+    });
+    let d = &s;
     let r = wait_run(
         d,
         "exp/remote",
@@ -676,7 +613,7 @@ fn a_process_seen_only_over_ssh_makes_the_run_stuck_on_that_node_with_its_gpu() 
         |r| r["process"]["gpus"][0]["index"] == 1,
     );
     // The daemon really cannot see the process itself: it is PID 1 of its own namespace.
-    let unshare_pid = s.child.id();
+    let unshare_pid = s.pid();
     let children =
         std::fs::read_to_string(format!("/proc/{unshare_pid}/task/{unshare_pid}/children"))
             .unwrap();
@@ -727,16 +664,18 @@ fn local_gpu_compute_processes_come_from_nvidia_smi_when_nvml_is_absent() {
             },
         ],
     );
-    let s = Spawned::start(
-        &DaemonOptions {
-            extra_config: root_config(&root, ""),
-            ..Default::default()
-        },
-        &[],
-        Some(gpu_bin.path()),
+    let path = format!(
+        "{}:{}",
+        gpu_bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
     );
+    let d = Daemon::start(&DaemonOptions {
+        extra_config: root_config(&root, ""),
+        env: vec![("PATH".into(), path)],
+        ..Default::default()
+    });
     let r = wait_run(
-        &s.d,
+        &d,
         "exp/gpu",
         "the run with its GPU",
         Duration::from_secs(30),
@@ -762,20 +701,19 @@ fn max_user_watches() -> String {
 /// Honest ENOSPC: the daemon runs in a new user namespace whose own inotify watch limit
 /// (`/proc/sys/user/max_inotify_watches`, per user namespace; the global
 /// `fs.inotify.max_user_watches` is not touched) is set below what the root needs.
-fn spawn_with_watch_limit(root: &Path, limit: u32) -> Spawned {
+fn spawn_with_watch_limit(root: &Path, limit: u32) -> Daemon {
     assert!(
         can_unshare(&["--user", "--map-root-user"]),
         "this test needs util-linux unshare and user namespaces"
     );
     let script = format!("echo {limit} > /proc/sys/user/max_inotify_watches && exec \"$0\" \"$@\"");
-    Spawned::start(
-        &DaemonOptions {
-            extra_config: root_config(root, "watch = \"inotify\"\npoll_interval = \"1s\""),
-            ..Default::default()
-        },
-        &["unshare", "--user", "--map-root-user", "sh", "-c", &script],
-        None,
-    )
+    Daemon::start(&DaemonOptions {
+        extra_config: root_config(root, "watch = \"inotify\"\npoll_interval = \"1s\""),
+        wrapper: ["unshare", "--user", "--map-root-user", "sh", "-c", &script]
+            .map(str::to_owned)
+            .to_vec(),
+        ..Default::default()
+    })
 }
 
 fn fallback_events(d: &Daemon) -> Vec<Value> {
@@ -794,8 +732,7 @@ fn out_of_inotify_watches_at_start_the_root_is_polled_with_a_warning() {
         LIVE.write(&root.join(format!("exp/run{k}")));
     }
     // The root, exp and the 4 run dirs need 6 watches: 3 are too few.
-    let s = spawn_with_watch_limit(&root, 3);
-    let d = &s.d;
+    let d = &spawn_with_watch_limit(&root, 3);
     let ev = wait_for("the fallback warning", Duration::from_secs(10), || {
         let ev = fallback_events(d);
         (!ev.is_empty()).then_some(ev)
@@ -832,8 +769,7 @@ fn out_of_inotify_watches_later_the_root_falls_back_to_polling() {
     let root = tmp.path().join("logs");
     LIVE.write(&root.join("exp/run"));
     // Watched: logs, exp and the run dir (complete epochs are not watched); 5 allowed.
-    let s = spawn_with_watch_limit(&root, 5);
-    let d = &s.d;
+    let d = &spawn_with_watch_limit(&root, 5);
     wait_run(
         d,
         "exp/run",
@@ -932,19 +868,16 @@ fn a_run_whose_process_started_after_the_last_listing_is_stuck_never_failed_firs
         .write(&run_dir);
     let log = run_dir.join("train_val_2026-11-20.log");
     let sshd = Sshd::start();
-    let s = Spawned::start(
-        &DaemonOptions {
-            extra_config: format!(
-                "[health]\ninterval = \"2s\"\nmin_interval = \"1s\"\nmax_interval = \"2s\"\nprobe_timeout = \"5s\"\n\n{}\n[[roots]]\npath = \"{}\"\nstall_after = \"2s\"\n",
-                sshd.node_toml("gpu1", ""),
-                root.display()
-            ),
-            ..Default::default()
-        },
-        &[&["unshare"][..], &ns[..]].concat(),
-        None,
-    );
-    let d = &s.d;
+    let s = Daemon::start(&DaemonOptions {
+        extra_config: format!(
+            "[health]\ninterval = \"2s\"\nmin_interval = \"1s\"\nmax_interval = \"2s\"\nprobe_timeout = \"5s\"\n\n{}\n[[roots]]\npath = \"{}\"\nstall_after = \"2s\"\n",
+            sshd.node_toml("gpu1", ""),
+            root.display()
+        ),
+        wrapper: in_pid_namespace(),
+        ..Default::default()
+    });
+    let d = &s;
     // The log stays fresh (running) until the process is there.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let toucher = {

@@ -190,6 +190,10 @@ pub struct DaemonOptions {
     /// Run the daemon as this uid/gid (through `setpriv`, no supplementary groups; needs root).
     /// The test gives that user its state dir.
     pub run_as: Option<(u32, u32)>,
+    /// A command the daemon runs under, its binary and arguments appended (e.g. `unshare
+    /// --pid --fork --mount-proc --kill-child`: the daemon in a PID namespace of its own). The
+    /// daemon's pid is then the wrapper's. Not together with `run_as`.
+    pub wrapper: Vec<String>,
 }
 
 impl Daemon {
@@ -247,9 +251,18 @@ impl Daemon {
             .append(true)
             .open(&self.log_path)
             .unwrap();
-        let mut cmd = match opts.run_as {
-            Some((uid, gid)) => setpriv(uid, gid, &[], bin("ugro-monitor")),
-            None => Command::new(bin("ugro-monitor")),
+        assert!(
+            opts.wrapper.is_empty() || opts.run_as.is_none(),
+            "a wrapper and run_as together are not supported"
+        );
+        let mut cmd = match (opts.run_as, opts.wrapper.split_first()) {
+            (Some((uid, gid)), _) => setpriv(uid, gid, &[], bin("ugro-monitor")),
+            (None, Some((first, rest))) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin("ugro-monitor"));
+                c
+            }
+            (None, None) => Command::new(bin("ugro-monitor")),
         };
         cmd.arg("--config")
             .arg(&self.config_path)
@@ -386,6 +399,15 @@ impl Drop for Daemon {
             let _ = c.wait();
         }
     }
+}
+
+/// A [`DaemonOptions::wrapper`] that starts the daemon as PID 1 of a PID namespace of its own
+/// (its /proc shows none of the test's processes; util-linux `unshare`, root only). Killing
+/// the wrapper kills the daemon (`--kill-child`).
+pub fn in_pid_namespace() -> Vec<String> {
+    ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"]
+        .map(str::to_owned)
+        .to_vec()
 }
 
 /// Runs `ugroctl --socket SOCKET ARGS`, optionally as another uid/gid (root only).
