@@ -18,7 +18,6 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 use sqlx::Row;
-use tokio_util::sync::CancellationToken;
 use ugro_core::health::{NodeState, Outcome};
 use ugro_core::runs::FailureKind;
 use ugro_core::runs::RunStatus;
@@ -620,28 +619,6 @@ pub async fn handler(
         }
         Ok(text) => ([(header::CONTENT_TYPE, TEXT_FORMAT)], to_text_format(&text)).into_response(),
         Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics").into_response(),
-    }
-}
-
-/// Serves only `/metrics` on a TCP listener (`[http] listen`), until `cancel`.
-pub async fn serve_tcp(
-    listener: tokio::net::TcpListener,
-    shared: Arc<Shared>,
-    cancel: CancellationToken,
-) {
-    let app = axum::Router::new()
-        .route("/metrics", axum::routing::get(handler))
-        .with_state(shared)
-        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(16))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            std::time::Duration::from_secs(30),
-        ));
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { cancel.cancelled().await })
-        .await
-    {
-        tracing::error!(error = %e, "metrics listener failed");
     }
 }
 
