@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use ugro_testkit::docker::{FakeContainer, FakeDocker, fake_container_id};
 use ugro_testkit::runs::{H, age, wait_run, write_file};
-use ugro_testkit::{Daemon, DaemonOptions, in_pid_namespace, wait_for};
+use ugro_testkit::{Daemon, DaemonOptions, in_pid_namespace, path_first, wait_for};
 
 /// A trainer run of 10 epochs with 3 done, every file 2 h old: not active, not complete —
 /// stuck exactly when a live process belongs to it, else failed.
@@ -240,13 +240,12 @@ fn a_process_in_a_container_is_matched_to_its_run_through_the_containers_mounts(
     let docker = FakeDocker::install(bin.path());
     docker.add(&container(&ids[0], "trainer-config", &root, config_pid));
     docker.add(&container(&ids[1], "trainer-cwd", &root, by_cwd.pid()));
-    let path = std::env::var("PATH").unwrap_or_default();
     let d = Daemon::start(&DaemonOptions {
         extra_config: format!(
             "[[roots]]\npath = \"{}\"\nstall_after = \"30m\"\n",
             root.display()
         ),
-        env: vec![("PATH".into(), format!("{}:{path}", docker.dir().display()))],
+        env: vec![path_first(docker.dir())],
         ..Default::default()
     });
 

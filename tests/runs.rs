@@ -17,7 +17,7 @@ use ugro_testkit::runs::{
     H, Trainer, age, find_run, run, runs, wait_run, write_epoch_dated, write_file,
 };
 use ugro_testkit::sshd::{Sshd, SshdOptions};
-use ugro_testkit::{Daemon, DaemonOptions, in_pid_namespace, wait_for};
+use ugro_testkit::{Daemon, DaemonOptions, in_pid_namespace, path_first, wait_for};
 
 /// The trainers of these tests: a config with a learning rate, and a log written after the
 /// epochs (dated with `log_ago`).
@@ -664,14 +664,9 @@ fn local_gpu_compute_processes_come_from_nvidia_smi_when_nvml_is_absent() {
             },
         ],
     );
-    let path = format!(
-        "{}:{}",
-        gpu_bin.path().display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
     let d = Daemon::start(&DaemonOptions {
         extra_config: root_config(&root, ""),
-        env: vec![("PATH".into(), path)],
+        env: vec![path_first(gpu_bin.path())],
         ..Default::default()
     });
     let r = wait_run(

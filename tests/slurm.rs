@@ -13,7 +13,7 @@ use std::time::Duration;
 use ugro_testkit::gpu::{FakeGpu, install_fake_nvidia_smi};
 use ugro_testkit::runs::{wait_run_detail, write_file};
 use ugro_testkit::slurm::Slurm;
-use ugro_testkit::{Daemon, DaemonOptions, wait_for};
+use ugro_testkit::{Daemon, DaemonOptions, path_first, wait_for};
 
 /// Health sweeps every second, so a state change is confirmed within a few seconds; the disk
 /// check asks for little, so this machine's own free space does not decide the node's state.
@@ -22,14 +22,9 @@ const FAST_HEALTH: &str = "[health]\ninterval = \"1s\"\nmin_interval = \"1s\"\nm
 /// A daemon whose Slurm commands reach `slurm`, with `bin` (the nvidia-smi stand-in) first on
 /// PATH, and `extra` config.
 fn daemon(slurm: &Slurm, bin: &Path, extra: &str) -> Daemon {
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
     Daemon::start(&DaemonOptions {
         extra_config: extra.to_string(),
-        env: vec![slurm.env(), ("PATH".into(), path)],
+        env: vec![slurm.env(), path_first(bin)],
         ..Default::default()
     })
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use ugro_api::stream::{Change, ChangeStream, Message};
 use ugro_testkit::gpu::{FakeGpu, install_fake_nvidia_smi};
 use ugro_testkit::runs::{Trainer, find_run, write_epoch, write_file};
-use ugro_testkit::{Daemon, DaemonOptions, bin, wait_for};
+use ugro_testkit::{Daemon, DaemonOptions, bin, path_first, wait_for};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -352,6 +352,16 @@ fn wait_line(rx: &mpsc::Receiver<String>, needle: &str, seen: &mut Vec<String>) 
     }
 }
 
+/// The watch printed its table once (one line starting with the table's `header`), then only
+/// lines of change.
+fn table_printed_once(seen: &[String], header: &str) {
+    let headers = seen
+        .iter()
+        .filter(|l| l.trim_start().starts_with(header))
+        .count();
+    assert_eq!(headers, 1, "{}", seen.join("\n"));
+}
+
 struct Killed(Child);
 
 impl Drop for Killed {
@@ -416,12 +426,7 @@ fn ugroctl_runs_watch_prints_a_status_change() {
     }
     let line = wait_line(&rx, "running→failed", &mut seen);
     assert!(line.contains(" run exp/run_1 running→failed 1/3"), "{line}");
-    // The table was printed once, then only lines of change.
-    let headers = seen
-        .iter()
-        .filter(|l| l.trim_start().starts_with("RUN "))
-        .count();
-    assert_eq!(headers, 1, "{}", seen.join("\n"));
+    table_printed_once(&seen, "RUN ");
 }
 
 /// `ugroctl health --watch` with stdout piped: the table once, then a line for each change of
@@ -432,15 +437,10 @@ fn ugroctl_runs_watch_prints_a_status_change() {
 fn ugroctl_health_watch_prints_a_node_turning_unhealthy_and_back() {
     let bin = tempfile::tempdir().unwrap();
     install_fake_nvidia_smi(bin.path(), FakeGpu::Healthy { count: 1 });
-    let path = format!(
-        "{}:{}",
-        bin.path().display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
     // Sweeps every second; a free-disk minimum this machine always meets.
     let d = Daemon::start(&DaemonOptions {
         extra_config: "[health]\ninterval = \"1s\"\nmin_interval = \"1s\"\nmax_interval = \"1s\"\nprobe_timeout = \"5s\"\ndisk_free_min = \"1MB\"\n\n[[nodes]]\nname = \"local\"\nhost = \"local\"\ngpus = 1\n".into(),
-        env: vec![("PATH".into(), path)],
+        env: vec![path_first(bin.path())],
         ..DaemonOptions::default()
     });
     wait_for("the node healthy", DEADLINE, || {
@@ -464,12 +464,7 @@ fn ugroctl_health_watch_prints_a_node_turning_unhealthy_and_back() {
     let line = wait_line(&rx, "unhealthy→", &mut seen);
     assert!(line.contains(" node local "), "{line}");
     assert!(!line.contains("gpu"), "the GPU works again: {line}");
-    // The table was printed once, then only lines of change.
-    let headers = seen
-        .iter()
-        .filter(|l| l.trim_start().starts_with("NODE "))
-        .count();
-    assert_eq!(headers, 1, "{}", seen.join("\n"));
+    table_printed_once(&seen, "NODE ");
 }
 
 #[test]

@@ -401,6 +401,13 @@ impl Drop for Daemon {
     }
 }
 
+/// A [`DaemonOptions::env`] entry: `PATH` with `dir` first (where a test puts a stand-in such as
+/// the nvidia-smi or docker one), then the test's own `PATH`.
+pub fn path_first(dir: &Path) -> (String, String) {
+    let path = std::env::var("PATH").unwrap_or_default();
+    ("PATH".into(), format!("{}:{path}", dir.display()))
+}
+
 /// A [`DaemonOptions::wrapper`] that starts the daemon as PID 1 of a PID namespace of its own
 /// (its /proc shows none of the test's processes; util-linux `unshare`, root only). Killing
 /// the wrapper kills the daemon (`--kill-child`).
