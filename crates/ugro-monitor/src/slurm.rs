@@ -40,6 +40,9 @@ pub enum SlurmError {
     },
     #[error("slurm.node \"{0}\" is not a configured node")]
     UnknownNode(String),
+    /// The node is configured but its health loop has not started yet (start-up, reload).
+    #[error("node \"{0}\" has no SSH session yet")]
+    NoSessionYet(String),
 }
 
 /// What the last successful read of Slurm found.
@@ -155,6 +158,11 @@ async fn cycle<H: SlurmHost>(host: &Arc<H>, cfg: &SlurmConfig, memory: &mut Memo
     };
     let (jobs_text, nodes_text) = match read.await {
         Ok(t) => t,
+        // Not an outage: the node's loop starts its session in a moment; read next cycle.
+        Err(e @ SlurmError::NoSessionYet(_)) => {
+            tracing::debug!(error = %e, "Slurm not read this cycle");
+            return;
+        }
         Err(e) => {
             if !memory.unavailable {
                 memory.unavailable = true;
@@ -211,12 +219,13 @@ async fn run<H: SlurmHost>(
     };
     let session = match &cfg.node {
         None => None,
-        Some(name) => host
-            .health()
-            .node(name)
-            .ok_or_else(|| SlurmError::UnknownNode(name.clone()))?
-            .session()
-            .cloned(),
+        Some(name) => match host.health().node(name) {
+            Some(rt) => rt.session().cloned(),
+            None if host.config().nodes.iter().any(|n| &n.name == name) => {
+                return Err(SlurmError::NoSessionYet(name.clone()));
+            }
+            None => return Err(SlurmError::UnknownNode(name.clone())),
+        },
     };
     let (k, v) = core::TIME_FORMAT_ENV;
     let out = match session {

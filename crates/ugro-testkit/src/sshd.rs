@@ -45,6 +45,8 @@ pub struct SshdOptions {
     /// Reuse this private host key (it is copied into the server's temp dir with mode 0600)
     /// instead of generating one.
     pub host_key: Option<PathBuf>,
+    /// More `NAME=VALUE` pairs every session gets (values without spaces), e.g. `SLURM_CONF`.
+    pub env: Vec<(String, String)>,
 }
 
 /// A running private sshd. Dropping it kills sshd and everything started through it.
@@ -53,6 +55,7 @@ pub struct Sshd {
     dir: tempfile::TempDir,
     port: u16,
     path_prepend: Option<PathBuf>,
+    env: Vec<(String, String)>,
     host_key: PathBuf,
     host_key_generation: u32,
     client_key: PathBuf,
@@ -101,6 +104,7 @@ impl Sshd {
         let mut s = Self {
             port: 0,
             path_prepend: opts.path_prepend.clone(),
+            env: opts.env.clone(),
             host_key,
             host_key_generation: 0,
             client_key,
@@ -371,12 +375,17 @@ impl Sshd {
              LoginGraceTime 30\n\
              ClientAliveInterval 0\n\
              Subsystem sftp internal-sftp\n\
-             SetEnv PATH={path} SHLVL=1 {marker}\n",
+             SetEnv PATH={path} SHLVL=1 {marker}{extra}\n",
             port = self.port,
             host_key = self.host_key.display(),
             pid = self.dir.path().join("sshd.pid").display(),
             ak = self.dir.path().join("authorized_keys").display(),
             marker = self.marker(),
+            extra = self
+                .env
+                .iter()
+                .map(|(k, v)| format!(" {k}={v}"))
+                .collect::<String>(),
         );
         fs::write(&self.config, text).unwrap();
     }
