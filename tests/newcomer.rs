@@ -1,5 +1,6 @@
-//! End-to-end: a newcomer's first minutes, as the README's quick start has them — the example
-//! tree from `scripts/example-runs.sh` under `./logs`, the daemon on `config/quickstart.toml`,
+//! End-to-end: a newcomer's first minutes, as the README's quick start has them —
+//! `scripts/quickstart.sh` (the example tree from `scripts/example-runs.sh` under `./logs`, the
+//! daemon on `config/quickstart.toml`; the test's binaries instead of a release build),
 //! `ugroctl --socket .ugro/ugro.sock runs | health` — in a copy of the checkout's config and
 //! scripts, with the daemon's default log filter.
 
@@ -17,7 +18,11 @@ fn checkout() -> tempfile::TempDir {
         .prefix("ugro-qs")
         .tempdir()
         .unwrap();
-    for f in ["config/quickstart.toml", "scripts/example-runs.sh"] {
+    for f in [
+        "config/quickstart.toml",
+        "scripts/example-runs.sh",
+        "scripts/quickstart.sh",
+    ] {
         let to = dir.path().join(f);
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();
         std::fs::copy(repo_root().join(f), &to).unwrap();
@@ -48,11 +53,24 @@ struct QuickStart {
 }
 
 impl QuickStart {
+    /// The daemon binary itself on the quick start's config.
     fn start(dir: &Path) -> Self {
+        let mut cmd = Command::new(bin("ugro-monitor"));
+        cmd.args(["--config", "config/quickstart.toml"]);
+        Self::spawn(dir, cmd)
+    }
+
+    /// `scripts/quickstart.sh`, the README's one command, with the test's binaries.
+    fn start_script(dir: &Path) -> Self {
+        let mut cmd = Command::new("scripts/quickstart.sh");
+        cmd.env("UGRO_BIN_DIR", bin("ugro-monitor").parent().unwrap());
+        Self::spawn(dir, cmd)
+    }
+
+    fn spawn(dir: &Path, mut cmd: Command) -> Self {
         let log = dir.join("daemon.log");
         let f = std::fs::File::create(&log).unwrap();
-        let child = Command::new(bin("ugro-monitor"))
-            .args(["--config", "config/quickstart.toml"])
+        let child = cmd
             .current_dir(dir)
             .env_remove("UGRO_LOG")
             .env_remove("RUST_LOG")
@@ -144,8 +162,8 @@ fn overloaded() -> bool {
 fn quick_start_shows_the_example_runs_and_a_healthy_node() {
     let dir = checkout();
     let dir = dir.path();
-    example_runs(dir);
-    let d = QuickStart::start(dir);
+    // The one command writes the example runs and starts the daemon.
+    let d = QuickStart::start_script(dir);
 
     let runs = wait_for_examples(dir, &d);
     for (name, status) in [
