@@ -12,12 +12,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use chrono::{DateTime, Utc};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use serde::Deserialize;
 use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
 use ugro_api::{
     Counts, ErrorBody, ErrorDetail, Events, MAX_REQUEST_BODY, PROTOCOL_HEADER, PROTOCOL_VERSION,
     ReloadResult, Status,
@@ -980,33 +977,18 @@ pub async fn serve(
             );
             continue;
         };
-        // A change stream whose client stopped reading cancels this to close the connection.
-        let disconnect = CancellationToken::new();
-        let on_disconnect = crate::stream::Disconnect(disconnect.clone());
-        let svc = router
-            .clone()
-            .map_request(move |mut req: axum::extract::Request<_>| {
-                req.extensions_mut().insert(peer);
-                req.extensions_mut().insert(on_disconnect.clone());
-                req
-            });
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
-            .max_buf_size(MAX_HEAD_BUFFER)
-            .max_headers(MAX_HEADER_COUNT * 4)
-            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            tokio::select! {
-                r = conn => if let Err(e) = r {
-                    tracing::debug!(error = %e, "control connection ended with an error");
-                },
-                _ = disconnect.cancelled() => tracing::debug!("closed a change stream that fell behind"),
-            }
-            drop(slot);
-            drop(permit);
-        });
+        crate::http::serve_connection(
+            stream,
+            &router,
+            Some(peer),
+            crate::http::ConnLimits {
+                header_timeout: HEADER_READ_TIMEOUT,
+                max_buf: MAX_HEAD_BUFFER,
+                max_headers: MAX_HEADER_COUNT * 4,
+            },
+            &graceful,
+            (slot, permit),
+        );
     }
     drop(socket);
     if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::defaults;
 use crate::health::Health;
-use crate::http::{ApiError, Peer};
+use crate::http::{ApiError, Disconnect, Peer};
 use crate::runs::Runs;
 use crate::store::NewEvent;
 use crate::supervise::BEAT_EVERY;
@@ -456,12 +456,6 @@ impl Drop for Subscription {
         }
     }
 }
-
-/// Put into a request's extensions by a listener that can close the connection on demand: the
-/// stream cancels it when the client falls behind, and the listener then drops the connection
-/// (a client that never reads would otherwise hold it with a full socket buffer).
-#[derive(Debug, Clone)]
-pub struct Disconnect(pub CancellationToken);
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -77,6 +77,9 @@ pub const MAX_TCP_CONNECTIONS: usize = 128;
 /// A TCP client must send its request headers within this time, from connect and between
 /// requests on a kept-alive connection.
 const TCP_HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// hyper's read buffer and header count on TCP (its defaults: ~400 KiB, 100 fields).
+const TCP_HEAD_BUFFER: usize = 64 * 1024;
+const TCP_MAX_HEADERS: usize = 100;
 /// How long open connections get to finish when the daemon stops.
 const TCP_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -90,10 +93,6 @@ pub async fn serve_tcp(
     token: Option<Token>,
     cancel: CancellationToken,
 ) {
-    use hyper_util::rt::{TokioIo, TokioTimer};
-    use hyper_util::service::TowerToHyperService;
-    use tower::ServiceExt;
-
     let app = router(shared, token).layer(tower_http::timeout::TimeoutLayer::with_status_code(
         StatusCode::REQUEST_TIMEOUT,
         std::time::Duration::from_secs(30),
@@ -120,28 +119,18 @@ pub async fn serve_tcp(
             tracing::debug!("http connections exhausted; closing a new one");
             continue;
         };
-        let disconnect = CancellationToken::new();
-        let on_disconnect = crate::stream::Disconnect(disconnect.clone());
-        let svc = app
-            .clone()
-            .map_request(move |mut req: axum::extract::Request<_>| {
-                req.extensions_mut().insert(on_disconnect.clone());
-                req
-            });
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(TCP_HEADER_TIMEOUT)
-            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            tokio::select! {
-                r = conn => if let Err(e) = r {
-                    tracing::debug!(error = %e, "http connection ended with an error");
-                },
-                _ = disconnect.cancelled() => tracing::debug!("closed a change stream that fell behind"),
-            }
-            drop(permit);
-        });
+        crate::http::serve_connection(
+            stream,
+            &app,
+            None,
+            crate::http::ConnLimits {
+                header_timeout: TCP_HEADER_TIMEOUT,
+                max_buf: TCP_HEAD_BUFFER,
+                max_headers: TCP_MAX_HEADERS,
+            },
+            &graceful,
+            permit,
+        );
     }
     drop(listener);
     if tokio::time::timeout(TCP_DRAIN_TIMEOUT, graceful.shutdown())
