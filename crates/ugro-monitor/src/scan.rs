@@ -31,6 +31,8 @@ const RUN_JSON: [&str; 3] = [
     core::PROGRESS_JSON,
     core::EVALUATOR_SCORES,
 ];
+/// JSON files read in an epoch directory (the `.json` ones of [`core::TRAINER_EXPECTED`]).
+pub const EPOCH_JSON_FILES: [&str; 2] = ["optimizer_buffer.json", core::VALIDATION_SCORES];
 /// A directory whose mtime is this close to the moment it was stamped may change again within
 /// the same timestamp tick (coarse network-filesystem clocks): its stamp is not trusted.
 const RACY: Duration = Duration::from_secs(2);
@@ -40,7 +42,7 @@ const RACY: Duration = Duration::from_secs(2);
 
 /// A directory's change stamp: creating, removing or renaming an entry changes its mtime and
 /// ctime; replacing the directory changes its inode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Stamp {
     ino: u64,
     mtime: (i64, i64),
@@ -79,7 +81,7 @@ impl Stamp {
 /// What the frontier check of a run compares: the run dir's stamp, when the next epoch dir
 /// exists its index and stamp, and the stamps of the log sub-directories read (`logs/`, the
 /// directories of the root's `log_globs`), whose new files are new logs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Stamps {
     pub dir: Stamp,
     pub epoch: Option<(u32, Stamp)>,
@@ -88,7 +90,7 @@ pub struct Stamps {
 
 /// One fingerprint of a run's log sub-directories' stamps (each present or not), so a new log
 /// in `logs/` is seen by the frontier check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub struct LogDirsStamp {
     hash: u64,
     racy: bool,
@@ -246,6 +248,69 @@ fn read_json(path: &Path, info: &FileInfo, keep: bool, buf: &mut Vec<u8>) -> Jso
     }
 }
 
+/// A directory's last files and the reads of its JSON files.
+pub type Reads<'a> = (
+    &'a BTreeMap<String, FileInfo>,
+    &'a BTreeMap<String, JsonRead>,
+);
+
+/// The JSON files `names` among a directory's `files`, each one's read re-used from `prev`
+/// (that directory's last files and reads) while its size and mtime are unchanged, else made by
+/// `read(name, info)`. The one reuse rule of run dirs and epoch dirs, local or remote.
+pub fn reuse_or_read<'a>(
+    names: impl IntoIterator<Item = &'a str>,
+    files: &BTreeMap<String, FileInfo>,
+    prev: Option<Reads<'_>>,
+    mut read: impl FnMut(&str, &FileInfo) -> JsonRead,
+) -> BTreeMap<String, JsonRead> {
+    let mut json = BTreeMap::new();
+    for name in names {
+        let Some(info) = files.get(name) else {
+            continue;
+        };
+        let reused = prev
+            .filter(|(f, _)| f.get(name) == Some(info))
+            .and_then(|(_, j)| j.get(name));
+        let read = match reused {
+            Some(r) => r.clone(),
+            None => read(name, info),
+        };
+        json.insert(name.to_owned(), read);
+    }
+    json
+}
+
+/// The JSON files of a run dir ([`RUN_JSON_FILES`], compacted), re-using `prev`'s reads of
+/// unchanged files; `read(name, info)` gives a changed file's read before compaction.
+pub fn run_json_with(
+    files: &BTreeMap<String, FileInfo>,
+    prev: Option<&RunView>,
+    mut read: impl FnMut(&str, &FileInfo) -> JsonRead,
+) -> BTreeMap<String, JsonRead> {
+    reuse_or_read(
+        RUN_JSON,
+        files,
+        prev.map(|p| (&p.files, &p.json)),
+        |name, info| compact(name, read(name, info)),
+    )
+}
+
+/// The expected JSON files of an epoch dir ([`EPOCH_JSON_FILES`]), re-using `prev`'s reads of
+/// unchanged files; `read(name, info, keep)` reads a changed one (`keep`: the value is kept,
+/// the validation scores; else only validated, the optimizer buffer).
+pub fn epoch_json_with(
+    files: &BTreeMap<String, FileInfo>,
+    prev: Option<&EpochView>,
+    mut read: impl FnMut(&str, &FileInfo, bool) -> JsonRead,
+) -> BTreeMap<String, JsonRead> {
+    reuse_or_read(
+        EPOCH_JSON_FILES,
+        files,
+        prev.map(|p| (&p.files, &p.json)),
+        |name, info| read(name, info, name == core::VALIDATION_SCORES),
+    )
+}
+
 /// The JSON files of a run dir, re-using `prev`'s parse of files whose size and mtime are
 /// unchanged.
 fn run_json(
@@ -254,21 +319,9 @@ fn run_json(
     prev: Option<&RunView>,
     buf: &mut Vec<u8>,
 ) -> BTreeMap<String, JsonRead> {
-    let mut json = BTreeMap::new();
-    for name in RUN_JSON {
-        let Some(info) = files.get(name) else {
-            continue;
-        };
-        let reused = prev
-            .filter(|p| p.files.get(name) == Some(info))
-            .and_then(|p| p.json.get(name));
-        let read = match reused {
-            Some(r) => r.clone(),
-            None => compact(name, read_json(&dir.join(name), info, true, buf)),
-        };
-        json.insert(name.to_owned(), read);
-    }
-    json
+    run_json_with(files, prev, |name, info| {
+        read_json(&dir.join(name), info, true, buf)
+    })
 }
 
 /// Keeps of a run's JSON file only what the rules read, so thousands of runs stay small:
@@ -305,23 +358,9 @@ fn read_epoch(
     buf: &mut Vec<u8>,
 ) -> std::io::Result<EpochView> {
     let files = list(dir)?.stat_files();
-    let mut json = BTreeMap::new();
-    for name in core::TRAINER_EXPECTED
-        .iter()
-        .filter(|n| n.ends_with(".json"))
-    {
-        let Some(info) = files.get(*name) else {
-            continue;
-        };
-        let reused = prev
-            .filter(|p| p.files.get(*name) == Some(info))
-            .and_then(|p| p.json.get(*name));
-        let read = match reused {
-            Some(r) => r.clone(),
-            None => read_json(&dir.join(name), info, *name == core::VALIDATION_SCORES, buf),
-        };
-        json.insert((*name).to_owned(), read);
-    }
+    let json = epoch_json_with(&files, prev, |name, info, keep| {
+        read_json(&dir.join(name), info, keep, buf)
+    });
     Ok(EpochView { files, json })
 }
 
@@ -841,14 +880,8 @@ impl Tree {
 
 /// A JSON file's read from bytes fetched elsewhere, as [`read_run`] makes it: `info` is the
 /// listed size and mtime, `bytes` what was fetched (`None`: could not be), cut to the listed
-/// size; `keep` false only validates; run-level files (`config.json`, …) are compacted.
-pub fn json_from_bytes(
-    name: &str,
-    info: &FileInfo,
-    bytes: Option<&[u8]>,
-    keep: bool,
-    run_level: bool,
-) -> JsonRead {
+/// size; `keep` false only validates. (Run-level files are compacted by [`run_json_with`].)
+pub fn json_from_bytes(info: &FileInfo, bytes: Option<&[u8]>, keep: bool) -> JsonRead {
     if info.size == 0 {
         return Err("empty".into());
     }
@@ -865,12 +898,11 @@ pub fn json_from_bytes(
     let bytes = &bytes[..bytes
         .len()
         .min(usize::try_from(info.size).unwrap_or(usize::MAX))];
-    let read = if keep {
+    if keep {
         core::read_json(bytes)
     } else {
         core::validate_json(bytes)
-    };
-    if run_level { compact(name, read) } else { read }
+    }
 }
 
 /// The JSON files read at the top of a run directory.
@@ -1088,6 +1120,61 @@ mod tests {
         touch(&run.join("config.json"), "{\"epochs\": 50}");
         let v3 = read_run(&run, Some(&fake)).unwrap().view;
         assert_eq!(v3.json["config.json"].as_ref().unwrap()["epochs"], 50);
+    }
+
+    #[test]
+    fn epoch_json_reads_only_changed_files_and_keeps_only_the_scores() {
+        let expected: Vec<&str> = core::TRAINER_EXPECTED
+            .iter()
+            .copied()
+            .filter(|n| n.ends_with(".json"))
+            .collect();
+        let mut names = EPOCH_JSON_FILES.to_vec();
+        names.sort_unstable();
+        assert_eq!(names, expected, "EPOCH_JSON_FILES follows TRAINER_EXPECTED");
+        let t = Utc::now();
+        let fi = |size| FileInfo { size, mtime: t };
+        let files: BTreeMap<String, FileInfo> = [
+            ("training_losses.pt".to_owned(), fi(9)),
+            ("optimizer_buffer.json".to_owned(), fi(2)),
+            ("validation_scores.json".to_owned(), fi(8)),
+        ]
+        .into();
+        let mut asked = Vec::new();
+        let first = epoch_json_with(&files, None, |name, _, keep| {
+            asked.push((name.to_owned(), keep));
+            Ok(serde_json::json!(name))
+        });
+        asked.sort();
+        assert_eq!(
+            asked,
+            [
+                ("optimizer_buffer.json".to_owned(), false),
+                ("validation_scores.json".to_owned(), true)
+            ]
+        );
+        assert_eq!(first.len(), 2, "only the JSON files: {first:?}");
+        // Unchanged files are re-used; a changed size is read again.
+        let prev = EpochView {
+            files: files.clone(),
+            json: first,
+        };
+        let mut grown = files.clone();
+        grown.insert("validation_scores.json".into(), fi(9));
+        let mut again = Vec::new();
+        let second = epoch_json_with(&grown, Some(&prev), |name, _, _| {
+            again.push(name.to_owned());
+            Ok(serde_json::json!("new"))
+        });
+        assert_eq!(again, ["validation_scores.json"]);
+        assert_eq!(
+            second["optimizer_buffer.json"],
+            Ok(serde_json::json!("optimizer_buffer.json"))
+        );
+        assert_eq!(
+            second["validation_scores.json"],
+            Ok(serde_json::json!("new"))
+        );
     }
 
     #[test]

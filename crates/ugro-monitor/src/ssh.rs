@@ -443,6 +443,17 @@ impl NodeSession {
     /// `timeout -k 1 <deadline>`, so an overrunning probe is killed there too; locally the
     /// deadline closes the channel and the result is [`Exec::Hung`].
     pub async fn exec(&self, command: &str, deadline: Duration) -> Result<Exec, SshError> {
+        self.exec_bounded(command, deadline, MAX_OUTPUT).await
+    }
+
+    /// [`exec`](Self::exec) keeping up to `max_output` bytes of each output stream instead of
+    /// [`MAX_OUTPUT`] (a remote root's listings and file contents).
+    pub async fn exec_bounded(
+        &self,
+        command: &str,
+        deadline: Duration,
+        max_output: usize,
+    ) -> Result<Exec, SshError> {
         let h = self.handle(false).await?;
         let secs = deadline.as_secs_f64().ceil().max(1.0) as u64;
         // A plain command line needs no extra shell under `timeout` (one fork less per probe).
@@ -462,9 +473,11 @@ impl NodeSession {
             let mut stderr = Vec::new();
             while let Some(msg) = ch.wait().await {
                 match msg {
-                    ChannelMsg::Data { data } => append(&mut stdout, &data, &mut out.truncated),
+                    ChannelMsg::Data { data } => {
+                        append(&mut stdout, &data, &mut out.truncated, max_output)
+                    }
                     ChannelMsg::ExtendedData { data, .. } => {
-                        append(&mut stderr, &data, &mut out.truncated)
+                        append(&mut stderr, &data, &mut out.truncated, max_output)
                     }
                     ChannelMsg::ExitStatus { exit_status } => out.exit_status = Some(exit_status),
                     ChannelMsg::Close => break,
@@ -518,8 +531,8 @@ impl NodeSession {
     }
 }
 
-fn append(buf: &mut Vec<u8>, data: &[u8], truncated: &mut bool) {
-    let room = MAX_OUTPUT.saturating_sub(buf.len());
+fn append(buf: &mut Vec<u8>, data: &[u8], truncated: &mut bool, max: usize) {
+    let room = max.saturating_sub(buf.len());
     if data.len() > room {
         *truncated = true;
     }
@@ -544,9 +557,9 @@ mod tests {
     fn output_is_bounded() {
         let mut buf = Vec::new();
         let mut t = false;
-        append(&mut buf, &vec![b'x'; MAX_OUTPUT - 1], &mut t);
+        append(&mut buf, &vec![b'x'; MAX_OUTPUT - 1], &mut t, MAX_OUTPUT);
         assert!(!t);
-        append(&mut buf, b"yz", &mut t);
+        append(&mut buf, b"yz", &mut t, MAX_OUTPUT);
         assert!(t);
         assert_eq!(buf.len(), MAX_OUTPUT);
     }

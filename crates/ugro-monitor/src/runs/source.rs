@@ -241,6 +241,38 @@ fn poll_cycle(
     found
 }
 
+/// The runs to read again for a batch of touched paths, by dir: the innermost known run (id,
+/// dir, last view) containing each path, with its id and view; and whether some path lies
+/// outside every known run (then the searched directories are looked at for new runs). Each
+/// path's ancestors are looked up, so a batch costs its paths times their depth, not times the
+/// number of runs.
+pub(super) fn runs_touched(
+    known: &[(String, PathBuf, Arc<RunView>)],
+    touched: impl IntoIterator<Item = PathBuf>,
+) -> (Touched, bool) {
+    let by_dir: HashMap<&Path, (&String, &Arc<RunView>)> = known
+        .iter()
+        .map(|(id, d, v)| (d.as_path(), (id, v)))
+        .collect();
+    let mut hit = Touched::new();
+    let mut outside = false;
+    for path in touched {
+        match path.ancestors().find_map(|a| by_dir.get_key_value(a)) {
+            Some((dir, (id, view))) => {
+                hit.insert(
+                    dir.to_path_buf(),
+                    (Some((*id).clone()), Some(Arc::clone(view))),
+                );
+            }
+            None => outside = true,
+        }
+    }
+    (hit, outside)
+}
+
+/// Runs to read, by dir: the id (none yet for a new run) and the last view (none for a new run).
+pub(super) type Touched = BTreeMap<PathBuf, (Option<String>, Option<Arc<RunView>>)>;
+
 /// Re-reads the runs that contain a touched path; a touched path outside every known run makes
 /// the searched directories be looked at again for new runs ([`scan::poll_tree`]).
 fn rescan_touched(
@@ -250,22 +282,7 @@ fn rescan_touched(
     tree: &mut scan::Tree,
     globs: &[String],
 ) -> Found {
-    // By dir: the id (none yet for a new run) and the last view.
-    let mut hit: BTreeMap<PathBuf, (Option<String>, Option<Arc<RunView>>)> = BTreeMap::new();
-    let mut outside = false;
-    for path in touched {
-        // The innermost known run containing the path.
-        match known
-            .iter()
-            .filter(|(_, d, _)| path.starts_with(d))
-            .max_by_key(|(_, d, _)| d.as_os_str().len())
-        {
-            Some((id, dir, view)) => {
-                hit.insert(dir.clone(), (Some(id.clone()), Some(Arc::clone(view))));
-            }
-            None => outside = true,
-        }
-    }
+    let (mut hit, outside) = runs_touched(known, touched);
     if outside {
         let dirs: HashSet<&Path> = known.iter().map(|(_, d, _)| d.as_path()).collect();
         let (new_runs, _) = scan::poll_tree(root, tree, &|d| dirs.contains(d));
@@ -282,4 +299,62 @@ fn rescan_touched(
         }
     }
     found
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn run(id: &str, dir: &str) -> (String, PathBuf, Arc<RunView>) {
+        (
+            id.to_owned(),
+            PathBuf::from(dir),
+            Arc::new(RunView::default()),
+        )
+    }
+
+    #[test]
+    fn touched_paths_go_to_the_innermost_run_holding_them() {
+        let known = vec![
+            run("a", "/r/g/a"),
+            run("b", "/r/g/b"),
+            run("inner", "/r/g/a/sub/inner"),
+            run("ab", "/r/g/ab"),
+        ];
+        let touched = [
+            "/r/g/a/epoch_3/validation_scores.json",
+            "/r/g/a/train_val.log",
+            "/r/g/a/sub/inner/config.json",
+            "/r/g/b",
+            "/r/g/ab/x",
+        ]
+        .map(PathBuf::from);
+        let (hit, outside) = runs_touched(&known, touched);
+        assert!(!outside);
+        let got: Vec<(String, Option<String>)> = hit
+            .iter()
+            .map(|(d, (id, v))| {
+                assert!(v.is_some(), "a known run keeps its view");
+                (d.display().to_string(), id.clone())
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("/r/g/a".to_owned(), Some("a".to_owned())),
+                ("/r/g/a/sub/inner".to_owned(), Some("inner".to_owned())),
+                ("/r/g/ab".to_owned(), Some("ab".to_owned())),
+                ("/r/g/b".to_owned(), Some("b".to_owned())),
+            ],
+            "one entry per run; /r/g/ab/x is not in /r/g/a"
+        );
+        // A path in no run (a new group, the root itself) asks for a look for new runs.
+        let (hit, outside) = runs_touched(&known, [PathBuf::from("/r/g/new/run/x")]);
+        assert!(hit.is_empty() && outside);
+        let (hit, outside) = runs_touched(&known, [PathBuf::from("/r/g")]);
+        assert!(hit.is_empty() && outside);
+        let (hit, outside) = runs_touched(&[], Vec::new());
+        assert!(hit.is_empty() && !outside);
+    }
 }
