@@ -8,10 +8,17 @@
   2. a paramiko SFTP walk of the same tree doing the same stats (listdir_attr of every
      directory below the root, lstat of every entry; no file contents), median of --rounds.
   3. the remote root's poll cycle with nothing changed: daemon CPU (utime+stime from
-     /proc/PID/stat) over --seconds at poll_interval 5 s, per cycle; and the execs per cycle
-     from the daemon's own `poll cycle` debug lines (every exec is one channel = one round trip).
+     /proc/PID/stat) over --seconds at poll_interval 5 s, per cycle, with the node's health
+     sweeps set to once a day (health.interval/min_interval/max_interval = 1d) so no health
+     probe falls in the window (the root's own work only: its 2 s root checks, poll cycles,
+     re-judging, process listings); and the execs per cycle from the daemon's own
+     `poll cycle` debug lines (every exec is one channel = one round trip), with how many
+     cycles the node answered "same listing" to.
 
-    python3 benches/remote_roots.py [ROOT] [--rounds 3] [--seconds 60]
+    python3 benches/remote_roots.py [ROOT] [--rounds 3] [--sftp-rounds N] [--seconds 60]
+
+--sftp-rounds (default: --rounds) walks the tree over SFTP only in the first N rounds (a
+walk takes minutes).
 
 ROOT defaults to /tmp/runs-bench (python3 benches/gen_runs.py /tmp/runs-bench --runs 2000
 --max-epochs 50 --seed 1). Needs target/release/{ugro-monitor,ugroctl}, /usr/sbin/sshd and
@@ -95,12 +102,13 @@ class Sshd:
 class RemoteDaemon(runs_bench.Daemon):
     """The daemon with the tree as a root on node "box" (this machine over `sshd`)."""
 
-    def __init__(self, root, work, sshd, poll_interval="5s", log_filter="warn"):
+    def __init__(self, root, work, sshd, poll_interval="5s", log_filter="warn",
+                 health="interval = \"30s\""):
         super().__init__(root, work, "poll", poll_interval)
         self.log_filter = log_filter
         with open(self.cfg, "w") as f:
             f.write(f'[daemon]\nstate_dir = "{self.dir}/state"\nsocket = "{self.sock}"\n'
-                    f'control_group = ""\n\n[health]\ninterval = "30s"\n\n'
+                    f'control_group = ""\n\n[health]\n{health}\n\n'
                     f'{sshd.node_toml("box")}\n[[roots]]\npath = "{root}"\nnode = "box"\n'
                     f'poll_interval = "{poll_interval}"\n')
 
@@ -150,7 +158,9 @@ def main():
     ap.add_argument("root", nargs="?", default="/tmp/runs-bench")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=60)
+    ap.add_argument("--sftp-rounds", type=int, default=None)
     a = ap.parse_args()
+    sftp_rounds = a.rounds if a.sftp_rounds is None else a.sftp_rounds
     root = os.path.realpath(a.root)
     work = tempfile.mkdtemp(prefix="ugro-remote-bench-")
     open(os.path.join(work, "pids"), "w").close()
@@ -176,13 +186,17 @@ def main():
             t2, got2 = d.wait_listing(expect=n)
             d.stop()
             res["remote_s"].append(t2)
-            t3, entries = sftp_walk(sshd, root)
-            res["sftp_s"].append(t3)
-            res["sftp_entries"] = entries
-            log(f"   round {r + 1}: local {t} s, remote {t2} s, paramiko SFTP walk {t3:.3f} s "
-                f"({entries} entries)")
+            if r < sftp_rounds:
+                t3, entries = sftp_walk(sshd, root)
+                res["sftp_s"].append(t3)
+                res["sftp_entries"] = entries
+                log(f"   round {r + 1}: local {t} s, remote {t2} s, paramiko SFTP walk "
+                    f"{t3:.3f} s ({entries} entries)")
+            else:
+                log(f"   round {r + 1}: local {t} s, remote {t2} s")
         # Poll cycles with nothing changed.
-        d = RemoteDaemon(root, work, sshd, "5s", "warn,ugro_monitor::runs::remote=debug")
+        d = RemoteDaemon(root, work, sshd, "5s", "warn,ugro_monitor::runs::remote=debug",
+                         'interval = "1d"\nmin_interval = "1d"\nmax_interval = "1d"')
         d.start()
         d.wait_listing(expect=n)
         time.sleep(12)  # first scan stored, a couple of cycles behind us
@@ -196,6 +210,8 @@ def main():
         cycles = [int(m.group(1)) for line in text.splitlines() if "poll cycle" in line
                   for m in [re.search(r"execs=(\d+)", line)] if m]
         res["poll_cycles"] = len(cycles)
+        res["poll_same"] = sum(1 for line in text.splitlines()
+                               if "poll cycle" in line and "same=true" in line)
         res["poll_execs_per_cycle"] = cycles
         res["poll_cpu_s"] = (c1 - c0) / ticks()
         res["poll_cpu_ms_per_cycle"] = 1000 * res["poll_cpu_s"] / max(1, len(cycles))
