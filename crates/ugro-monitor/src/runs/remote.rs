@@ -892,11 +892,13 @@ impl<H: RunsHost> Inner<H> {
         let mut runs = Vec::new();
         let mut queue: Vec<(PathBuf, usize)> = start;
         // Batches split after overrunning the output bound, asked again first.
-        let mut split: Vec<Vec<(PathBuf, usize)>> = Vec::new();
+        // (A dir alone over the bound is asked again for less: the root without its
+        // sub-directories' entries, a run without its contents, fetched apart.)
+        let mut split: Vec<(Vec<(PathBuf, usize)>, Mode)> = Vec::new();
         let mut inflight = futures_util::stream::FuturesUnordered::new();
         loop {
             while inflight.len() < PARALLEL && (!split.is_empty() || !queue.is_empty()) {
-                let batch = match split.pop() {
+                let (batch, mode) = match split.pop() {
                     Some(b) => b,
                     None => {
                         let est = |d: &Path| Self::estimate(listed, d, mode);
@@ -912,18 +914,19 @@ impl<H: RunsHost> Inner<H> {
                             size += est(&queue[n].0);
                             n += 1;
                         }
-                        queue.drain(..n).collect()
+                        let batch: Vec<(PathBuf, usize)> = queue.drain(..n).collect();
+                        // The root alone: its sub-directories' entries come with it.
+                        let mode = if batch.len() == 1 && batch[0].0 == self.root {
+                            Mode {
+                                contents: false,
+                                all: true,
+                                ..mode
+                            }
+                        } else {
+                            mode
+                        };
+                        (batch, mode)
                     }
-                };
-                // The root alone: its sub-directories' entries come with it.
-                let mode = if batch.len() == 1 && batch[0].0 == self.root {
-                    Mode {
-                        contents: false,
-                        all: true,
-                        ..mode
-                    }
-                } else {
-                    mode
                 };
                 inflight.push(self.discover_batch(
                     batch,
@@ -933,15 +936,24 @@ impl<H: RunsHost> Inner<H> {
                     Arc::clone(&globs),
                 ));
             }
-            let Some((answer, batch)) = inflight.next().await else {
+            let Some((answer, batch, asked)) = inflight.next().await else {
                 break;
             };
             let (l, c, b) = match answer? {
                 Some(found) => found,
                 None if batch.len() > 1 => {
                     let (a, b) = batch.split_at(batch.len() / 2);
-                    split.push(a.to_vec());
-                    split.push(b.to_vec());
+                    split.push((a.to_vec(), asked));
+                    split.push((b.to_vec(), asked));
+                    continue;
+                }
+                None if asked.all || asked.contents => {
+                    let less = Mode {
+                        all: false,
+                        contents: asked.contents && asked.all,
+                        ..asked
+                    };
+                    split.push((batch, less));
                     continue;
                 }
                 None => {
@@ -1027,7 +1039,7 @@ impl<H: RunsHost> Inner<H> {
         build_now: bool,
         log_dirs: Arc<Vec<String>>,
         globs: Arc<Vec<String>>,
-    ) -> (Result<Option<Batch>, String>, Vec<(PathBuf, usize)>) {
+    ) -> (Result<Option<Batch>, String>, Vec<(PathBuf, usize)>, Mode) {
         let dirs: Vec<PathBuf> = batch.iter().map(|(d, _)| d.clone()).collect();
         let subs: Vec<&str> = log_dirs.iter().map(String::as_str).collect();
         let script = list_script(&dirs, &[], mode, &subs);
@@ -1046,7 +1058,7 @@ impl<H: RunsHost> Inner<H> {
                 let subs: Vec<&str> = log_dirs.iter().map(String::as_str).collect();
                 let (mut listed, mut contents) = decode_listing(&text, mode, &subs)?;
                 let mut built = Vec::new();
-                if build_now {
+                if build_now && mode.contents {
                     for d in dirs {
                         if d != root && listed.is_run_dir(&d) {
                             let read = build_run(&d, &listed, &contents, None, &globs);
@@ -1069,6 +1081,7 @@ impl<H: RunsHost> Inner<H> {
         (
             answer.map_err(|e| format!("listing on node {}: {e}", self.node)),
             batch,
+            mode,
         )
     }
 
