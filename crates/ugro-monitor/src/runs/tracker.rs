@@ -278,6 +278,9 @@ impl<H: RunsHost> RootTracker<H> {
     pub(super) async fn first_scan(&mut self) {
         let started = std::time::Instant::now();
         let scanned = self.source.scan(Views::new());
+        // Where the root is (its identity), asked beside the scan: over SSH it is a round trip
+        // of its own that need not wait for the listing.
+        let identified = tokio::spawn(self.source.identify(false));
         self.ask_processes(false).await;
         let scanned = scanned.await;
         let earlier: Vec<PathBuf> = self
@@ -316,9 +319,11 @@ impl<H: RunsHost> RootTracker<H> {
             Err(e) => tracing::error!(error = %e, "scan failed"),
         }
         self.host.runs().first_claimed(&self.root);
-        // Where the root is (its identity), checked every few seconds and before each batch
-        // of work.
-        let (id, _) = self.source.identify(false).await;
+        // The identity is checked again every few seconds and before each batch of work.
+        let (id, _) = match identified.await {
+            Ok(found) => found,
+            Err(_) => self.source.identify(false).await,
+        };
         self.presence = match id {
             Some(id) => Presence::Here(id),
             None => Presence::Missing { was_mount: false },
