@@ -9,23 +9,12 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use serde_json::Value;
+use ugro_testkit::runs::{H, age, find_run, runs, wait_run, write_file as write};
 use ugro_testkit::sshd::Sshd;
 use ugro_testkit::{Daemon, DaemonOptions, wait_for};
-
-const H: u64 = 3600;
-
-fn write(p: &Path, text: &str) {
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, text).unwrap();
-}
-
-fn age(p: &Path, ago: Duration) {
-    let f = std::fs::File::options().write(true).open(p).unwrap();
-    f.set_modified(SystemTime::now() - ago).unwrap();
-}
 
 /// Epoch `i` of a trainer run, its files dated `ago`.
 fn epoch(run: &Path, i: u32, ago: Duration) {
@@ -64,40 +53,6 @@ fn trainer(run: &Path, total: u32, done: u32, last_ago: u64, log_ago: u64) {
         write(&log, "epoch 1: loss 1.9\n");
     }
     age(&log, Duration::from_secs(log_ago));
-}
-
-fn runs(d: &Daemon) -> Vec<Value> {
-    d.ctl_report(&["runs"])["runs"].as_array().unwrap().clone()
-}
-
-fn find_run(d: &Daemon, id: &str) -> Option<Value> {
-    runs(d).into_iter().find(|r| r["id"] == id)
-}
-
-/// Waits until run `id` satisfies `ok`; on timeout shows its last state and the daemon log.
-fn wait_run(
-    d: &Daemon,
-    id: &str,
-    what: &str,
-    within: Duration,
-    ok: impl Fn(&Value) -> bool,
-) -> Value {
-    let mut last = Value::Null;
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        wait_for(what, within, || {
-            let r = find_run(d, id)?;
-            last = r.clone();
-            ok(&r).then_some(r)
-        })
-    }));
-    r.unwrap_or_else(|_| {
-        panic!(
-            "{what}: not within {within:?}; last:\n{}\nids: {:?}\ndaemon log:\n{}",
-            serde_json::to_string_pretty(&last).unwrap(),
-            runs(d).iter().map(|r| r["id"].clone()).collect::<Vec<_>>(),
-            d.log()
-        )
-    })
 }
 
 /// The daemon's config: node "box" over `sshd`, and a root on it.
