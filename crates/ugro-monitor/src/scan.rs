@@ -98,22 +98,11 @@ pub struct LogDirsStamp {
 
 impl LogDirsStamp {
     fn take(dir: &Path, globs: &[String]) -> LogDirsStamp {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        let mut racy = false;
-        for sub in core::log_dirs(globs) {
-            let s = Stamp::take(&dir.join(sub));
-            if let Some(s) = s {
-                racy |= s.racy;
-                (s.ino, s.mtime, s.ctime).hash(&mut h);
-            } else {
-                0u8.hash(&mut h);
-            }
-        }
-        LogDirsStamp {
-            hash: h.finish(),
-            racy,
-        }
+        LogDirsStamp::from_stamps(
+            core::log_dirs(globs)
+                .into_iter()
+                .map(|sub| Stamp::take(&dir.join(sub))),
+        )
     }
 
     fn unchanged(&self, now: &LogDirsStamp) -> bool {
@@ -365,7 +354,7 @@ fn read_epoch(
 }
 
 /// Whether `prev`'s summary of complete epochs still applies: their dirs all still exist.
-fn summary_holds(prev: &RunView, epoch_dirs: &[u32]) -> bool {
+pub fn summary_holds(prev: &RunView, epoch_dirs: &[u32]) -> bool {
     let n = prev.completed.count() as usize;
     n == 0 || (epoch_dirs.len() >= n && epoch_dirs[n - 1] as usize == n - 1)
 }
@@ -391,30 +380,12 @@ fn read_listed(
         view.add_subdir(name);
     }
     view.json = run_json(dir, &view.files, prev, buf);
-    if let Some(p) = prev
-        && summary_holds(p, &view.epoch_dirs)
-    {
-        view.completed = p.completed.clone();
-    }
-    view.epoch_dirs.shrink_to_fit();
-    let mut epoch_stamp = None;
-    let mut i = view.completed.count();
-    while view.epoch_dirs.binary_search(&i).is_ok() {
-        let path = dir.join(format!("epoch_{i}"));
-        let prev_e = prev.and_then(|p| p.epochs.get(&i));
-        let Ok(e) = read_epoch(&path, prev_e, buf) else {
-            break; // vanished or unreadable: the count stops here
-        };
-        if view.completed.push(&e) {
-            i += 1;
-            continue;
-        }
-        // The frontier; stamped after listing: a change in between leaves a racy stamp.
-        epoch_stamp = Stamp::take(&path).map(|s| (i, s));
-        view.epochs.insert(i, e);
-        break;
-    }
-    view.completed.times.shrink_to_fit();
+    let epoch_stamp = read_epochs(
+        &mut view,
+        prev,
+        |i, prev_e| read_epoch(&dir.join(format!("epoch_{i}")), prev_e, buf).ok(),
+        |i| Stamp::take(&dir.join(format!("epoch_{i}"))),
+    );
     ReadRun {
         view,
         stamps: Stamps {
@@ -909,8 +880,40 @@ pub fn json_from_bytes(info: &FileInfo, bytes: Option<&[u8]>, keep: bool) -> Jso
 pub const RUN_JSON_FILES: [&str; 3] = RUN_JSON;
 
 /// Whether a run's summary of complete epochs still applies to its epoch dirs now.
-pub fn summary_still_holds(prev: &RunView, epoch_dirs: &[u32]) -> bool {
-    summary_holds(prev, epoch_dirs)
+/// Reads a run's epochs from the first one its summary does not hold (the summary of `prev`
+/// is re-used while its epoch dirs are all there): each complete epoch goes into the summary,
+/// the first incomplete one (the frontier) into `view.epochs`, with its stamp. `read` gives
+/// epoch `i` (`None`: vanished or unreadable, the count stops there), with its previous read;
+/// `stamp` stats epoch `i`'s dir, after the read, so a change in between leaves a racy stamp.
+/// Local and remote reads differ only in those two.
+pub fn read_epochs(
+    view: &mut RunView,
+    prev: Option<&RunView>,
+    mut read: impl FnMut(u32, Option<&EpochView>) -> Option<EpochView>,
+    stamp: impl Fn(u32) -> Option<Stamp>,
+) -> Option<(u32, Stamp)> {
+    if let Some(p) = prev
+        && summary_holds(p, &view.epoch_dirs)
+    {
+        view.completed = p.completed.clone();
+    }
+    view.epoch_dirs.shrink_to_fit();
+    let mut epoch_stamp = None;
+    let mut i = view.completed.count();
+    while view.epoch_dirs.binary_search(&i).is_ok() {
+        let Some(e) = read(i, prev.and_then(|p| p.epochs.get(&i))) else {
+            break;
+        };
+        if view.completed.push(&e) {
+            i += 1;
+            continue;
+        }
+        epoch_stamp = stamp(i).map(|s| (i, s));
+        view.epochs.insert(i, e);
+        break;
+    }
+    view.completed.times.shrink_to_fit();
+    epoch_stamp
 }
 
 /// The bounded tail of a log from its size and its last bytes, as [`log_tail`] cuts it (from a

@@ -1029,6 +1029,35 @@ impl<H: RunsHost> Inner<H> {
         Ok(runs)
     }
 
+    /// [`Inner::discover`] of the runs that appeared below `start` since the last look (their
+    /// JSON fetched with their listing; `is_known` runs left out), its problems logged.
+    async fn discover_new(
+        &self,
+        start: Vec<(PathBuf, usize)>,
+        tree: &mut Tree,
+        is_known: &(dyn Fn(&Path) -> bool + Sync),
+        listed: &mut Listed,
+        contents: &mut Contents,
+    ) -> Result<Vec<PathBuf>, String> {
+        let mut problems = Vec::new();
+        let new = self
+            .discover(
+                start,
+                tree,
+                is_known,
+                listed,
+                contents,
+                true,
+                None,
+                &mut problems,
+            )
+            .await?;
+        for p in problems.iter().take(5) {
+            tracing::debug!("{p}");
+        }
+        Ok(new)
+    }
+
     /// One batch of [`discover`](Self::discover): its listing (and contents), and with
     /// `build_now` the views of the runs among its dirs (whose listings and contents are
     /// then dropped).
@@ -1129,7 +1158,7 @@ impl<H: RunsHost> Inner<H> {
             epoch_dirs.sort_unstable();
             let from = prev
                 .as_deref()
-                .filter(|p| scan::summary_still_holds(p, &epoch_dirs))
+                .filter(|p| scan::summary_holds(p, &epoch_dirs))
                 .map_or(0, |p| p.completed.count());
             for i in epoch_dirs.iter().filter(|i| **i >= from) {
                 more.push(dir.join(format!("epoch_{i}")));
@@ -1256,34 +1285,22 @@ fn build_run(
     view.json = scan::run_json_with(&view.files, prev, |name, info| {
         fetched(&dir.join(name), info, true)
     });
-    if let Some(p) = prev
-        && scan::summary_still_holds(p, &view.epoch_dirs)
-    {
-        view.completed = p.completed.clone();
-    }
-    view.epoch_dirs.shrink_to_fit();
-    let mut epoch_stamp = None;
-    let mut i = view.completed.count();
-    while view.epoch_dirs.binary_search(&i).is_ok() {
-        let path = dir.join(format!("epoch_{i}"));
-        if !listed.is_listed(&path) {
-            break; // vanished or unreadable: the count stops here
-        }
-        let files = files_of(listed, &path);
-        let prev_e = prev.and_then(|p| p.epochs.get(&i));
-        let json = scan::epoch_json_with(&files, prev_e, |name, info, keep| {
-            fetched(&path.join(name), info, keep)
-        });
-        let e = core::EpochView { files, json };
-        if view.completed.push(&e) {
-            i += 1;
-            continue;
-        }
-        epoch_stamp = listed.stamp(&path).map(|s| (i, s));
-        view.epochs.insert(i, e);
-        break;
-    }
-    view.completed.times.shrink_to_fit();
+    let epoch_stamp = scan::read_epochs(
+        &mut view,
+        prev,
+        |i, prev_e| {
+            let path = dir.join(format!("epoch_{i}"));
+            if !listed.is_listed(&path) {
+                return None;
+            }
+            let files = files_of(listed, &path);
+            let json = scan::epoch_json_with(&files, prev_e, |name, info, keep| {
+                fetched(&path.join(name), info, keep)
+            });
+            Some(core::EpochView { files, json })
+        },
+        |i| listed.stamp(&dir.join(format!("epoch_{i}"))),
+    );
     ReadRun {
         view,
         stamps: Stamps {
@@ -1476,22 +1493,15 @@ impl<H: RunsHost> Inner<H> {
         let mut listed = listed;
         let mut contents = Contents::new();
         if !start.is_empty() {
-            let mut problems = Vec::new();
             let new = self
-                .discover(
+                .discover_new(
                     start,
                     tree,
                     &|p| known.contains(p),
                     &mut listed,
                     &mut contents,
-                    true,
-                    None,
-                    &mut problems,
                 )
                 .await?;
-            for p in problems.iter().take(5) {
-                tracing::debug!("{p}");
-            }
             changed.extend(new.into_iter().map(|d| (None, d, None)));
         }
         if !changed.is_empty() {
@@ -1527,17 +1537,13 @@ impl<H: RunsHost> Inner<H> {
             if start.is_empty() {
                 start.push((self.root.clone(), 0));
             }
-            let mut problems = Vec::new();
             let new = self
-                .discover(
+                .discover_new(
                     start,
                     tree,
                     &|p| dirs.contains(p),
                     &mut listed,
                     &mut contents,
-                    true,
-                    None,
-                    &mut problems,
                 )
                 .await?;
             for d in new {
