@@ -53,21 +53,8 @@ pub(crate) struct Args {
     pub json: bool,
 }
 
-fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 fn run_path(id: &str) -> String {
-    let parts: Vec<String> = id.split('/').map(encode).collect();
-    format!("/v1/logs/{}", parts.join("/"))
+    format!("/v1/logs/{}", super::encode_id(id))
 }
 
 struct Out {
@@ -97,7 +84,7 @@ pub(crate) async fn logs(client: &Client, args: Args) -> ExitCode {
     let out = Out { raw: args.raw };
     let mut uri = format!("{}?lines={}", run_path(&args.run), args.lines);
     if let Some(f) = &args.file {
-        uri.push_str(&format!("&file={}", encode(f)));
+        uri.push_str(&format!("&file={}", super::encode(f)));
     }
     let window = match client.get::<LogWindow>(&uri).await {
         Ok(w) => w,
@@ -144,7 +131,7 @@ async fn follow(client: &Client, args: &Args, window: &LogWindow, out: &Out) -> 
     let uri = format!(
         "{}?follow=true&file={}",
         run_path(&args.run),
-        encode(&window.file)
+        super::encode(&window.file)
     );
     let mut offset = window.next_offset;
     let mut backoff = BACKOFF_MIN;

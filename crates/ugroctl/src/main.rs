@@ -239,15 +239,12 @@ async fn run(cli: Cli) -> ExitCode {
                 output(cli.json, &r, || render::runs(&r, chrono::Utc::now()));
             })
         }
-        Command::Run { id } => {
-            let path: Vec<String> = id.split('/').map(encode).collect();
-            client
-                .get::<RunInfo>(&format!("/v1/runs/{}", path.join("/")))
-                .await
-                .map(|r| {
-                    output(cli.json, &r, || render::run(&r, chrono::Utc::now()));
-                })
-        }
+        Command::Run { id } => client
+            .get::<RunInfo>(&format!("/v1/runs/{}", encode_id(id)))
+            .await
+            .map(|r| {
+                output(cli.json, &r, || render::run(&r, chrono::Utc::now()));
+            }),
         Command::Check { node } => client
             .post::<NodeHealth>(&format!("/v1/nodes/{}/check", encode(node)), None)
             .await
@@ -404,6 +401,11 @@ fn encode(s: &str) -> String {
         }
     }
     out
+}
+
+/// Percent-encodes a run id for a path, segment by segment (its slashes kept).
+fn encode_id(id: &str) -> String {
+    id.split('/').map(encode).collect::<Vec<_>>().join("/")
 }
 
 #[cfg(test)]
