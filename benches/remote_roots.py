@@ -149,6 +149,13 @@ def sftp_walk(sshd, root):
     return dt, n
 
 
+def machine_busy():
+    """Seconds of CPU the whole machine has spent busy (all but idle and iowait)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (sum(v) - v[3] - v[4]) / ticks()
+
+
 def ticks():
     return os.sysconf(os.sysconf_names["SC_CLK_TCK"])
 
@@ -159,8 +166,12 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=60)
     ap.add_argument("--sftp-rounds", type=int, default=None)
+    ap.add_argument("--cold-only", action="store_true",
+                    help="only the cold listings, local vs remote (no SFTP walk, no poll cycles)")
     a = ap.parse_args()
     sftp_rounds = a.rounds if a.sftp_rounds is None else a.sftp_rounds
+    if a.cold_only:
+        sftp_rounds = 0
     root = os.path.realpath(a.root)
     work = tempfile.mkdtemp(prefix="ugro-remote-bench-")
     open(os.path.join(work, "pids"), "w").close()
@@ -175,17 +186,23 @@ def main():
         n = len(runs)
         res["runs"] = n
         log(f"== {n} runs under {root}")
+        for k in ("local_cpu_s", "remote_cpu_s", "local_machine_cpu_s", "remote_machine_cpu_s"):
+            res[k] = []
         for r in range(a.rounds):
-            d = runs_bench.Daemon(root, work, "poll")
-            d.start()
-            t, got = d.wait_listing(expect=n)
-            d.stop()
-            res["local_s"].append(t)
-            d = RemoteDaemon(root, work, sshd)
-            d.start()
-            t2, got2 = d.wait_listing(expect=n)
-            d.stop()
-            res["remote_s"].append(t2)
+            for kind in ("local", "remote"):
+                if kind == "local":
+                    d = runs_bench.Daemon(root, work, "poll")
+                else:
+                    d = RemoteDaemon(root, work, sshd,
+                                     log_filter=os.environ.get("UGRO_LOG", "warn"))
+                m0 = machine_busy()
+                d.start()
+                t, _ = d.wait_listing(expect=n)
+                res[f"{kind}_machine_cpu_s"].append(round(machine_busy() - m0, 3))
+                res[f"{kind}_cpu_s"].append(sum(runs_bench.proc_cpu(d.p.pid)[:2]) / ticks())
+                d.stop()
+                res[f"{kind}_s"].append(t)
+            t, t2 = res["local_s"][-1], res["remote_s"][-1]
             if r < sftp_rounds:
                 t3, entries = sftp_walk(sshd, root)
                 res["sftp_s"].append(t3)
@@ -194,6 +211,8 @@ def main():
                     f"{t3:.3f} s ({entries} entries)")
             else:
                 log(f"   round {r + 1}: local {t} s, remote {t2} s")
+        if a.cold_only:
+            raise StopIteration
         # Poll cycles with nothing changed.
         d = RemoteDaemon(root, work, sshd, "5s", "warn,ugro_monitor::runs::remote=debug",
                          'interval = "1d"\nmin_interval = "1d"\nmax_interval = "1d"')
@@ -215,12 +234,17 @@ def main():
         res["poll_execs_per_cycle"] = cycles
         res["poll_cpu_s"] = (c1 - c0) / ticks()
         res["poll_cpu_ms_per_cycle"] = 1000 * res["poll_cpu_s"] / max(1, len(cycles))
+    except StopIteration:
+        pass
     finally:
         sshd.stop()
-    med = {k: statistics.median(res[k]) for k in ("local_s", "remote_s", "sftp_s")}
+    med = {k: statistics.median(res[k]) for k in ("local_s", "remote_s", "sftp_s", "local_cpu_s",
+                                                   "remote_cpu_s", "local_machine_cpu_s",
+                                                   "remote_machine_cpu_s") if res.get(k)}
     res["median"] = med
     res["remote_vs_local"] = med["remote_s"] / med["local_s"]
-    res["remote_vs_sftp"] = med["remote_s"] / med["sftp_s"]
+    if "sftp_s" in med:
+        res["remote_vs_sftp"] = med["remote_s"] / med["sftp_s"]
     print(json.dumps(res, indent=1))
 
 

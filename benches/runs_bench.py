@@ -136,6 +136,12 @@ class Daemon:
             except subprocess.TimeoutExpired:
                 self.p.kill()
                 self.p.wait()
+        keep = os.environ.get("UGRO_BENCH_LOGS")  # a folder to keep each daemon's log in
+        if keep:
+            os.makedirs(keep, exist_ok=True)
+            log = os.path.join(self.dir, "daemon.log")
+            if os.path.exists(log):
+                shutil.copy(log, os.path.join(keep, f"{os.path.basename(self.dir)}.log"))
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
