@@ -1,10 +1,13 @@
 //! One persistent SSH connection per remote node (russh): strict host-key checking against an
 //! OpenSSH known_hosts file, key authentication, keepalive, reconnection with backoff, commands
-//! with deadlines (one channel each; remote `timeout` kills what overruns), and latency measured
-//! with SSH-level round trips instead of execs. Never more than one TCP connection per node.
+//! with deadlines (remote `timeout` kills what overruns), and latency measured with SSH-level
+//! round trips instead of execs. Never more than one TCP connection per node. Commands run on a
+//! few long-lived runners ([`runner`]) so each costs the node a fork, not a login shell.
+
+mod runner;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
@@ -14,6 +17,8 @@ use russh::{ChannelMsg, Disconnect};
 use tokio::sync::Mutex;
 
 use crate::config::RemoteHost;
+
+use runner::{Runner, Slot, Started};
 
 /// Most bytes kept from one command's stdout (and, separately, stderr).
 pub const MAX_OUTPUT: usize = 1024 * 1024;
@@ -208,6 +213,21 @@ pub struct NodeSession {
     connects: AtomicU64,
     /// When the live connection logged in (a full handshake and authentication).
     logged_in_at: StdMutex<Option<Instant>>,
+    /// Idle command runners, and the connection found unable to run one.
+    runners: StdMutex<Runners>,
+    /// Runners alive (busy or idle), at most [`runner::MAX_RUNNERS`].
+    runner_slots: Arc<AtomicUsize>,
+    /// The runner's interpreter (`perl`; tests name a missing one).
+    runner_program: String,
+    /// Session channels opened (runners started and commands run on a channel of their own).
+    channels: AtomicU64,
+}
+
+#[derive(Default)]
+struct Runners {
+    idle: Vec<Runner>,
+    /// The connection (its handle's address) whose node cannot run a runner.
+    unsupported_on: Option<usize>,
 }
 
 impl std::fmt::Debug for NodeSession {
@@ -240,6 +260,111 @@ impl NodeSession {
             reconnects: AtomicU64::new(0),
             connects: AtomicU64::new(0),
             logged_in_at: StdMutex::new(None),
+            runners: StdMutex::new(Runners::default()),
+            runner_slots: Arc::new(AtomicUsize::new(0)),
+            runner_program: "perl".into(),
+            channels: AtomicU64::new(0),
+        }
+    }
+
+    /// This session with `program` as the runner's interpreter (a missing one: plain execs).
+    #[cfg(test)]
+    fn with_runner_program(mut self, program: &str) -> Self {
+        self.runner_program = program.into();
+        self
+    }
+
+    /// Session channels opened so far: each costs the node a login shell.
+    pub fn channels_opened(&self) -> u64 {
+        self.channels.load(Ordering::Relaxed)
+    }
+
+    /// Closes the idle runners (the connection is going away or gone).
+    fn drop_runners(&self) {
+        let idle = {
+            let mut pool = self.runners.lock().unwrap_or_else(|p| p.into_inner());
+            pool.unsupported_on = None;
+            std::mem::take(&mut pool.idle)
+        };
+        for r in idle {
+            tokio::spawn(r.close());
+        }
+    }
+
+    /// Runs `command` on an idle runner of connection `h`, or on a new one while fewer than
+    /// [`runner::MAX_RUNNERS`] are alive. `None`: run it on a channel of its own (all runners
+    /// busy, the node has no perl, or the runner failed before the command ended).
+    async fn on_runner(
+        &self,
+        h: &Arc<Handle<Verifier>>,
+        command: &str,
+        deadline: Duration,
+        max_output: usize,
+    ) -> Option<Exec> {
+        let started = Instant::now();
+        let conn = Arc::as_ptr(h) as usize;
+        let (idle, stale) = {
+            let mut pool = self.runners.lock().unwrap_or_else(|p| p.into_inner());
+            if pool.unsupported_on == Some(conn) {
+                return None;
+            }
+            let (keep, stale): (Vec<Runner>, Vec<Runner>) = pool
+                .idle
+                .drain(..)
+                .partition(|r| r.conn == conn && r.idle_since.elapsed() < runner::IDLE_LIMIT);
+            pool.idle = keep;
+            (pool.idle.pop(), stale)
+        };
+        for r in stale {
+            tokio::spawn(r.close());
+        }
+        let mut r = match idle {
+            Some(r) => r,
+            None => {
+                let slot = Slot::take(&self.runner_slots)?;
+                self.channels.fetch_add(1, Ordering::Relaxed);
+                let start = Runner::start(h, &self.runner_program, slot);
+                match tokio::time::timeout(deadline, start).await {
+                    Ok(Ok(Started::Ready(r))) => r,
+                    Ok(Ok(Started::Unsupported)) => {
+                        tracing::info!(
+                            node = %self.addr,
+                            "the node cannot start a command runner (no {}); every command runs on a channel of its own, a login shell each",
+                            self.runner_program
+                        );
+                        self.runners
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .unsupported_on = Some(conn);
+                        return None;
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!(node = %self.addr, "command runner did not start: {e}");
+                        return None;
+                    }
+                    Err(_) => return Some(Exec::Hung),
+                }
+            }
+        };
+        let left = deadline.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, r.run(command, max_output)).await {
+            Ok(Ok(out)) => {
+                self.runners
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .idle
+                    .push(r);
+                Some(Exec::Done(out))
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(node = %self.addr, "command runner failed: {e}");
+                tokio::spawn(r.close());
+                None
+            }
+            Err(_) => {
+                tokio::spawn(r.close());
+                Some(Exec::Hung)
+            }
         }
     }
 
@@ -418,6 +543,8 @@ impl NodeSession {
             backoff: BACKOFF_MIN,
             last: None,
         };
+        drop(conn);
+        self.drop_runners();
     }
 
     /// Marks the connection broken so the next call reconnects (after a transport error).
@@ -436,12 +563,14 @@ impl NodeSession {
                 backoff: BACKOFF_MIN,
                 last: None,
             };
+            drop(conn);
+            self.drop_runners();
         }
     }
 
-    /// Runs `command` on its own channel. The remote side runs it under
+    /// Runs `command` on a runner, or on a channel of its own. The remote side runs it under
     /// `timeout -k 1 <deadline>`, so an overrunning probe is killed there too; locally the
-    /// deadline closes the channel and the result is [`Exec::Hung`].
+    /// deadline closes the runner's or the command's channel and the result is [`Exec::Hung`].
     pub async fn exec(&self, command: &str, deadline: Duration) -> Result<Exec, SshError> {
         self.exec_bounded(command, deadline, MAX_OUTPUT).await
     }
@@ -465,7 +594,11 @@ impl NodeSession {
         } else {
             format!("timeout -k 1 {secs} sh -c {}", shell_quote(command))
         };
+        if let Some(done) = self.on_runner(&h, &wrapped, deadline, max_output).await {
+            return Ok(done);
+        }
         let run = async {
+            self.channels.fetch_add(1, Ordering::Relaxed);
             let mut ch = h.channel_open_session().await?;
             ch.exec(true, wrapped.as_bytes()).await?;
             let mut out = ExecOutput::default();
@@ -562,5 +695,107 @@ mod tests {
         append(&mut buf, b"yz", &mut t, MAX_OUTPUT);
         assert!(t);
         assert_eq!(buf.len(), MAX_OUTPUT);
+    }
+
+    fn session(sshd: &ugro_testkit::sshd::Sshd) -> NodeSession {
+        NodeSession::new(RemoteHost {
+            host: "127.0.0.1".into(),
+            port: sshd.port(),
+            user: sshd.user().into(),
+            identity_file: sshd.client_key().to_path_buf(),
+            known_hosts: sshd.known_hosts().to_path_buf(),
+            accept_new_host_keys: false,
+        })
+    }
+
+    fn done(r: Result<Exec, SshError>) -> ExecOutput {
+        match r {
+            Ok(Exec::Done(out)) => out,
+            Ok(Exec::Hung) => panic!("hung"),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    const T: Duration = Duration::from_secs(20);
+
+    #[allow(clippy::unwrap_used)]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn commands_share_a_few_runners_instead_of_a_login_shell_each() {
+        let sshd = ugro_testkit::sshd::Sshd::start();
+        let s = session(&sshd);
+        for i in 0..20 {
+            let out = done(
+                s.exec(&format!("echo {i}; echo err{i} >&2; exit {}", i % 3), T)
+                    .await,
+            );
+            assert_eq!(out.stdout, format!("{i}\n"));
+            assert_eq!(out.stderr, format!("err{i}\n"));
+            assert_eq!(out.exit_status, Some(i % 3));
+        }
+        assert_eq!(s.channels_opened(), 1, "one runner, one login shell");
+        // Output past the bound is cut and the rest drained: the runner answers the next one.
+        let big = done(
+            s.exec_bounded("head -c 300000 /dev/zero | tr '\\0' x", T, 100_000)
+                .await,
+        );
+        assert!(big.truncated);
+        assert_eq!(big.stdout.len(), 100_000);
+        let out = done(s.exec("printf 'a\\nb'; printf '\\001\\n' >&2", T).await);
+        assert_eq!(
+            (out.stdout.as_str(), out.stderr.as_str()),
+            ("a\nb", "\u{1}\n")
+        );
+        assert_eq!(s.channels_opened(), 1);
+
+        // Eight at once: at most MAX_RUNNERS runners, the rest on channels of their own.
+        let cmds: Vec<String> = (0..8).map(|i| format!("sleep 0.5; echo {i}")).collect();
+        let outs = futures_util::future::join_all(cmds.iter().map(|c| s.exec(c, T))).await;
+        for (i, r) in outs.into_iter().enumerate() {
+            assert_eq!(done(r).stdout, format!("{i}\n"));
+        }
+        assert!(s.runner_slots.load(Ordering::Relaxed) <= runner::MAX_RUNNERS);
+        assert!(s.channels_opened() <= 9, "{}", s.channels_opened());
+        let idle = s.runners.lock().unwrap().idle.len();
+        assert!(
+            (2..=runner::MAX_RUNNERS).contains(&idle),
+            "{idle} idle runners"
+        );
+
+        // A command past its deadline is Hung, its runner closed; the next one answers.
+        let t0 = Instant::now();
+        let hung = s.exec("sleep 30", Duration::from_secs(1)).await.unwrap();
+        assert!(matches!(hung, Exec::Hung));
+        assert!(t0.elapsed() < Duration::from_secs(5));
+        assert_eq!(done(s.exec("echo after", T).await).stdout, "after\n");
+
+        // After the connection is dropped, runners start afresh on the new one.
+        s.disconnect().await;
+        let t0 = Instant::now();
+        while s.runner_slots.load(Ordering::Relaxed) > 0 && t0.elapsed() < T {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(s.runner_slots.load(Ordering::Relaxed), 0);
+        let before = s.channels_opened();
+        assert_eq!(done(s.exec("echo again", T).await).stdout, "again\n");
+        assert_eq!(
+            done(s.exec("echo and again", T).await).stdout,
+            "and again\n"
+        );
+        assert_eq!(s.channels_opened(), before + 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_node_that_cannot_start_a_runner_gets_a_channel_per_command() {
+        let sshd = ugro_testkit::sshd::Sshd::start();
+        let s = session(&sshd).with_runner_program("no-such-interpreter");
+        for i in 0..3 {
+            let out = done(s.exec(&format!("echo {i}; exit 2"), T).await);
+            assert_eq!((out.stdout, out.exit_status), (format!("{i}\n"), Some(2)));
+        }
+        assert_eq!(
+            s.channels_opened(),
+            1 + 3,
+            "one try at a runner, then a channel each"
+        );
     }
 }

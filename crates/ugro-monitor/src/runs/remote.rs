@@ -53,9 +53,9 @@ const OUTPUT_BOUND: usize = 16 * 1024 * 1024;
 /// The most estimated output a batch aims at (a queue of directories estimated over
 /// [`ONE_EXEC`] is split over the free exec places, each batch at least `ONE_EXEC`).
 const BATCH_TARGET: u64 = 8 * 1024 * 1024;
-/// A queue of directories estimated below this is listed in one exec (every exec costs the
-/// remote login shell's start-up, which may be a good part of a second with a heavy
-/// `~/.bashrc`).
+/// A queue of directories estimated below this is listed in one exec (every exec is a round
+/// trip, and one on a channel of its own costs the node a login shell's start-up: a good part
+/// of a second with a heavy `~/.bashrc`).
 const ONE_EXEC: u64 = 3 * 1024 * 1024;
 /// The longest poll-cycle command sent as one exec (it is one argument of the remote shell,
 /// which Linux bounds at 128 KiB); a longer one is listed in batches.
