@@ -242,6 +242,13 @@ fn an_unreachable_node_keeps_its_runs_stale_never_failed_and_fresh_when_back() {
         (done["status"].as_str(), &done["stale"]),
         (Some("finished"), &Value::Bool(true))
     );
+    // The event says the node could not be asked, not that the directory is gone.
+    let missing = d.events_of_kind("root.missing");
+    let text = missing.last().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        text.contains("cannot be checked") && !text.contains("does not exist"),
+        "{missing:?}"
+    );
     // Staying away: never flipped to failed (several poll cycles and re-judgings).
     std::thread::sleep(Duration::from_secs(5));
     for r in runs(&d) {

@@ -92,6 +92,18 @@ impl Presence {
         }
     }
 
+    /// The identity check could not be made (`why`: the root's node is unreachable): a root
+    /// that was here is taken as missing until a check answers again.
+    pub(super) fn unasked(&mut self, why: &str) -> RootChange {
+        match *self {
+            Presence::Here(_) => {
+                *self = Presence::Missing { was_mount: false };
+                RootChange::Gone(format!("cannot be checked: {why}"))
+            }
+            Presence::Missing { .. } => RootChange::Same,
+        }
+    }
+
     /// The change from this presence to `now`; `is_empty` lists the root (only asked when a
     /// mount point turned into a plain directory). Updates the presence.
     pub(super) fn update(

@@ -1609,26 +1609,27 @@ impl<H: RunsHost> Inner<H> {
         Ok(found)
     }
 
-    async fn identify(&self, was_mount: bool) -> Option<(Option<RootId>, bool)> {
+    /// `Err` when the node could not be asked.
+    async fn identify(&self, was_mount: bool) -> Result<(Option<RootId>, bool), String> {
         let root = shell_quote(&self.root.to_string_lossy());
         // Nothing printed when the root is not a directory now.
         let script = format!(
             "[ -d {root} ] || exit 0; stat -L -c '%d %i' -- {root} && stat -L -c '%d %i' -- \
              {root}/.. && {{ ls -A -- {root} | head -n 1 | wc -l; }}"
         );
-        let (out, _) = self.exec_text(&script, MAX_OUTPUT).await.ok()?;
+        let (out, _) = self.exec_text(&script, MAX_OUTPUT).await?;
         let mut lines = out.lines();
         let parse = |l: Option<&str>| -> Option<(u64, u64)> {
             let (d, i) = l?.trim().split_once(' ')?;
             Some((d.parse().ok()?, i.parse().ok()?))
         };
         let Some((dev, ino)) = parse(lines.next()) else {
-            return Some((None, false));
+            return Ok((None, false));
         };
         let parent = parse(lines.next());
         let mount = parent.is_none_or(|(pd, _)| pd != dev);
         let empty = was_mount && !mount && lines.next().is_some_and(|l| l.trim() == "0");
-        Some((Some(RootId { dev, ino, mount }), empty))
+        Ok((Some(RootId { dev, ino, mount }), empty))
     }
 
     /// The tails of `logs`, [`TAIL_BATCH`] logs per exec (paths fed on stdin, output gzip'ed),
@@ -1727,9 +1728,9 @@ impl<H: RunsHost> RootSource for RemoteRoot<H> {
         Some("another node's disk (over SSH)")
     }
 
-    fn identify(&self, was_mount: bool) -> BoxFuture<(Option<RootId>, bool)> {
+    fn identify(&self, was_mount: bool) -> BoxFuture<Result<(Option<RootId>, bool), String>> {
         let inner = Arc::clone(&self.inner);
-        Box::pin(async move { inner.identify(was_mount).await.unwrap_or((None, false)) })
+        Box::pin(async move { inner.identify(was_mount).await })
     }
 
     fn scan(&self, prev: Views) -> BoxFuture<Result<RootScan, String>> {

@@ -47,8 +47,8 @@ pub(super) trait RootSource: Send + Sync {
 
     /// Which directory the root is now (`None`: not a directory now) and, when it `was_mount`
     /// and is now a plain directory, whether that directory is empty (an unmounted mount
-    /// point).
-    fn identify(&self, was_mount: bool) -> BoxFuture<(Option<RootId>, bool)>;
+    /// point). `Err`: the root could not be asked (its node is unreachable), with why.
+    fn identify(&self, was_mount: bool) -> BoxFuture<Result<(Option<RootId>, bool), String>>;
 
     /// Every run under the root and the searched directories ([`scan::scan_root`]), re-using
     /// the `prev` views.
@@ -121,10 +121,10 @@ impl RootSource for LocalRoot {
         super::watch::is_network_fs(&self.root)
     }
 
-    fn identify(&self, was_mount: bool) -> BoxFuture<(Option<RootId>, bool)> {
+    fn identify(&self, was_mount: bool) -> BoxFuture<Result<(Option<RootId>, bool), String>> {
         let root = self.root.clone();
         Box::pin(async move {
-            blocking(move || {
+            Ok(blocking(move || {
                 let id = RootId::of(&root);
                 // Listed only when a mount point turned (or still is) a plain directory.
                 let empty = was_mount
@@ -133,7 +133,7 @@ impl RootSource for LocalRoot {
                 (id, empty)
             })
             .await
-            .unwrap_or((None, false))
+            .unwrap_or((None, false)))
         })
     }
 

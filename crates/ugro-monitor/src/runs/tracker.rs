@@ -170,7 +170,7 @@ pub(super) struct RootTracker<H: RunsHost> {
     /// The root was last seen as this directory: another one at its path is read from scratch.
     last_here: Option<RootId>,
     /// An identity check that did not answer by its deadline, still running.
-    pending_check: Option<BoxFuture<(Option<RootId>, bool)>>,
+    pending_check: Option<BoxFuture<Result<(Option<RootId>, bool), String>>>,
     /// The root was watched with inotify before it went missing: watch it again once back.
     rewatch: bool,
     /// Runs the previous daemon stored, listed stale while the root has been missing since
@@ -320,10 +320,11 @@ impl<H: RunsHost> RootTracker<H> {
         }
         self.host.runs().first_claimed(&self.root);
         // The identity is checked again every few seconds and before each batch of work.
-        let (id, _) = match identified.await {
+        let id = match identified.await {
             Ok(found) => found,
             Err(_) => self.source.identify(false).await,
-        };
+        }
+        .map_or(None, |(id, _)| id);
         self.presence = match id {
             Some(id) => Presence::Here(id),
             None => Presence::Missing { was_mount: false },
@@ -675,10 +676,11 @@ impl<H: RunsHost> RootTracker<H> {
         };
         let mut now_id = None;
         let change = match tokio::time::timeout(ROOT_CHECK_DEADLINE, &mut check).await {
-            Ok((id, empty)) => {
+            Ok(Ok((id, empty))) => {
                 now_id = id;
                 self.presence.update(id, || empty)
             }
+            Ok(Err(why)) => self.presence.unasked(&why),
             Err(_) => {
                 self.pending_check = Some(check);
                 self.presence.hung()
@@ -819,6 +821,7 @@ impl<H: RunsHost> RootTracker<H> {
         let id = tokio::time::timeout(ROOT_CHECK_DEADLINE, self.source.identify(false))
             .await
             .ok()
+            .and_then(|r| r.ok())
             .and_then(|(id, _)| id);
         Some(self.presence) != id.map(Presence::Here)
     }
