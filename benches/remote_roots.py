@@ -117,7 +117,7 @@ class RemoteDaemon(runs_bench.Daemon):
         err = open(os.path.join(self.dir, "daemon.log"), "wb")
         self.t0_wall = time.time()
         self.t0 = time.perf_counter()
-        self.p = subprocess.Popen([os.path.join(runs_bench.BIN_DIR, "ugro-monitor"), "--config",
+        self.p = subprocess.Popen([os.path.join(os.environ.get("BIN", runs_bench.BIN_DIR), "ugro-monitor"), "--config",
                                    self.cfg], env=env, stdin=subprocess.DEVNULL, stdout=err,
                                   stderr=err)
         err.close()

@@ -15,7 +15,7 @@ use super::{ExecOutput, Verifier, append, shell_quote};
 
 /// Runners kept per connection at most (busy or idle). A command finding them all busy runs
 /// on a channel of its own instead of waiting. sshd's default `MaxSessions` is 10.
-pub(super) const MAX_RUNNERS: usize = 4;
+pub(super) const MAX_RUNNERS: usize = 6;
 /// An idle runner older than this is closed rather than used (it holds a session on the node).
 pub(super) const IDLE_LIMIT: Duration = Duration::from_secs(300);
 /// The first line a runner writes.
