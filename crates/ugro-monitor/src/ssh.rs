@@ -1,13 +1,14 @@
 //! One persistent SSH connection per remote node (russh): strict host-key checking against an
 //! OpenSSH known_hosts file, key authentication, keepalive, reconnection with backoff, commands
 //! with deadlines (remote `timeout` kills what overruns), and latency measured with SSH-level
-//! round trips instead of execs. Never more than one TCP connection per node. Commands run on a
-//! few long-lived runners ([`runner`]) so each costs the node a fork, not a login shell.
+//! round trips instead of execs. Never more than one TCP connection per node. Commands run on
+//! one long-lived runner per connection ([`runner`]), several at once, so each costs the node a
+//! fork, not a login shell.
 
 mod runner;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
@@ -18,7 +19,7 @@ use tokio::sync::Mutex;
 
 use crate::config::RemoteHost;
 
-use runner::{Runner, Slot, Started};
+use runner::{Runner, RunnerError, Started};
 
 /// Most bytes kept from one command's stdout (and, separately, stderr).
 pub const MAX_OUTPUT: usize = 1024 * 1024;
@@ -213,21 +214,19 @@ pub struct NodeSession {
     connects: AtomicU64,
     /// When the live connection logged in (a full handshake and authentication).
     logged_in_at: StdMutex<Option<Instant>>,
-    /// Idle command runners, and the connection found unable to run one.
-    runners: StdMutex<Runners>,
-    /// Runners alive (busy or idle), at most [`runner::MAX_RUNNERS`].
-    runner_slots: Arc<AtomicUsize>,
+    /// The command runner of the live connection, or the connection found unable to run one.
+    runner: Mutex<RunnerState>,
     /// The runner's interpreter (`perl`; tests name a missing one).
     runner_program: String,
     /// Session channels opened (runners started and commands run on a channel of their own).
     channels: AtomicU64,
 }
 
-#[derive(Default)]
-struct Runners {
-    idle: Vec<Runner>,
-    /// The connection (its handle's address) whose node cannot run a runner.
-    unsupported_on: Option<usize>,
+enum RunnerState {
+    None,
+    Ready(Arc<Runner>),
+    /// The connection (its handle's address) whose node cannot run one.
+    Unsupported(usize),
 }
 
 impl std::fmt::Debug for NodeSession {
@@ -260,8 +259,7 @@ impl NodeSession {
             reconnects: AtomicU64::new(0),
             connects: AtomicU64::new(0),
             logged_in_at: StdMutex::new(None),
-            runners: StdMutex::new(Runners::default()),
-            runner_slots: Arc::new(AtomicUsize::new(0)),
+            runner: Mutex::new(RunnerState::None),
             runner_program: "perl".into(),
             channels: AtomicU64::new(0),
         }
@@ -279,21 +277,62 @@ impl NodeSession {
         self.channels.load(Ordering::Relaxed)
     }
 
-    /// Closes the idle runners (the connection is going away or gone).
-    fn drop_runners(&self) {
-        let idle = {
-            let mut pool = self.runners.lock().unwrap_or_else(|p| p.into_inner());
-            pool.unsupported_on = None;
-            std::mem::take(&mut pool.idle)
-        };
-        for r in idle {
-            tokio::spawn(r.close());
+    /// Closes the runner (the connection is going away or gone).
+    async fn drop_runner(&self) {
+        let old = std::mem::replace(&mut *self.runner.lock().await, RunnerState::None);
+        if let RunnerState::Ready(r) = old {
+            r.close().await;
         }
     }
 
-    /// Runs `command` on an idle runner of connection `h`, or on a new one while fewer than
-    /// [`runner::MAX_RUNNERS`] are alive. `None`: run it on a channel of its own (all runners
-    /// busy, the node has no perl, or the runner failed before the command ended).
+    /// The runner of connection `h`, started when there is none. `Ok(None)`: the node cannot
+    /// run one (or it failed to start); `Err(())`: no answer by the deadline.
+    async fn runner_of(
+        &self,
+        h: &Arc<Handle<Verifier>>,
+        deadline: Duration,
+    ) -> Result<Option<Arc<Runner>>, ()> {
+        let conn = Arc::as_ptr(h) as usize;
+        // Held while a runner starts, so concurrent commands wait for that one login.
+        let Ok(mut state) = tokio::time::timeout(deadline, self.runner.lock()).await else {
+            return Err(());
+        };
+        match &*state {
+            RunnerState::Unsupported(c) if *c == conn => return Ok(None),
+            RunnerState::Ready(r) if r.conn == conn && !r.has_ended() => {
+                return Ok(Some(Arc::clone(r)));
+            }
+            _ => {}
+        }
+        if let RunnerState::Ready(old) = std::mem::replace(&mut *state, RunnerState::None) {
+            tokio::spawn(async move { old.close().await });
+        }
+        self.channels.fetch_add(1, Ordering::Relaxed);
+        let start = Runner::start(h, &self.runner_program);
+        match tokio::time::timeout(deadline, start).await {
+            Ok(Ok(Started::Ready(r))) => {
+                *state = RunnerState::Ready(Arc::clone(&r));
+                Ok(Some(r))
+            }
+            Ok(Ok(Started::Unsupported)) => {
+                tracing::info!(
+                    node = %self.addr,
+                    "the node cannot start a command runner (no {}); every command runs on a channel of its own, a login shell each",
+                    self.runner_program
+                );
+                *state = RunnerState::Unsupported(conn);
+                Ok(None)
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(node = %self.addr, "command runner did not start: {e}");
+                Ok(None)
+            }
+            Err(_) => Err(()),
+        }
+    }
+
+    /// Runs `command` on the connection's runner. `None`: run it on a channel of its own (the
+    /// node has no perl, the runner is full, or it ended before the command did).
     async fn on_runner(
         &self,
         h: &Arc<Handle<Verifier>>,
@@ -302,67 +341,31 @@ impl NodeSession {
         max_output: usize,
     ) -> Option<Exec> {
         let started = Instant::now();
-        let conn = Arc::as_ptr(h) as usize;
-        let (idle, stale) = {
-            let mut pool = self.runners.lock().unwrap_or_else(|p| p.into_inner());
-            if pool.unsupported_on == Some(conn) {
-                return None;
-            }
-            let (keep, stale): (Vec<Runner>, Vec<Runner>) = pool
-                .idle
-                .drain(..)
-                .partition(|r| r.conn == conn && r.idle_since.elapsed() < runner::IDLE_LIMIT);
-            pool.idle = keep;
-            (pool.idle.pop(), stale)
+        let runner = match self.runner_of(h, deadline).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return None,
+            Err(()) => return Some(Exec::Hung),
         };
-        for r in stale {
-            tokio::spawn(r.close());
-        }
-        let mut r = match idle {
-            Some(r) => r,
-            None => {
-                let slot = Slot::take(&self.runner_slots)?;
-                self.channels.fetch_add(1, Ordering::Relaxed);
-                let start = Runner::start(h, &self.runner_program, slot);
-                match tokio::time::timeout(deadline, start).await {
-                    Ok(Ok(Started::Ready(r))) => r,
-                    Ok(Ok(Started::Unsupported)) => {
-                        tracing::info!(
-                            node = %self.addr,
-                            "the node cannot start a command runner (no {}); every command runs on a channel of its own, a login shell each",
-                            self.runner_program
-                        );
-                        self.runners
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .unsupported_on = Some(conn);
-                        return None;
-                    }
-                    Ok(Err(e)) => {
-                        tracing::debug!(node = %self.addr, "command runner did not start: {e}");
-                        return None;
-                    }
-                    Err(_) => return Some(Exec::Hung),
-                }
-            }
-        };
+        let frames = runner.frames();
         let left = deadline.saturating_sub(started.elapsed());
-        match tokio::time::timeout(left, r.run(command, max_output)).await {
-            Ok(Ok(out)) => {
-                self.runners
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .idle
-                    .push(r);
-                Some(Exec::Done(out))
-            }
+        match tokio::time::timeout(left, runner.run(command, max_output)).await {
+            Ok(Ok(out)) => Some(Exec::Done(out)),
+            Ok(Err(RunnerError::Full)) => None,
             Ok(Err(e)) => {
                 tracing::debug!(node = %self.addr, "command runner failed: {e}");
-                tokio::spawn(r.close());
                 None
             }
             Err(_) => {
-                tokio::spawn(r.close());
+                // Nothing at all from the runner meanwhile: it may be stuck itself; the next
+                // command starts a new one.
+                if runner.frames() == frames {
+                    let mut state = self.runner.lock().await;
+                    if matches!(&*state, RunnerState::Ready(r) if Arc::ptr_eq(r, &runner)) {
+                        *state = RunnerState::None;
+                    }
+                    drop(state);
+                    tokio::spawn(async move { runner.close().await });
+                }
                 Some(Exec::Hung)
             }
         }
@@ -544,7 +547,7 @@ impl NodeSession {
             last: None,
         };
         drop(conn);
-        self.drop_runners();
+        self.drop_runner().await;
     }
 
     /// Marks the connection broken so the next call reconnects (after a transport error).
@@ -564,7 +567,7 @@ impl NodeSession {
                 last: None,
             };
             drop(conn);
-            self.drop_runners();
+            self.drop_runner().await;
         }
     }
 
@@ -720,7 +723,7 @@ mod tests {
 
     #[allow(clippy::unwrap_used)]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn commands_share_a_few_runners_instead_of_a_login_shell_each() {
+    async fn commands_share_one_runner_instead_of_a_login_shell_each() {
         let sshd = ugro_testkit::sshd::Sshd::start();
         let s = session(&sshd);
         for i in 0..20 {
@@ -747,34 +750,39 @@ mod tests {
         );
         assert_eq!(s.channels_opened(), 1);
 
-        // Eight at once: at most MAX_RUNNERS runners, the rest on channels of their own.
+        // Eight at once, on the one runner: together in about the time of one.
         let cmds: Vec<String> = (0..8).map(|i| format!("sleep 0.5; echo {i}")).collect();
+        let t0 = Instant::now();
         let outs = futures_util::future::join_all(cmds.iter().map(|c| s.exec(c, T))).await;
         for (i, r) in outs.into_iter().enumerate() {
             assert_eq!(done(r).stdout, format!("{i}\n"));
         }
-        assert!(s.runner_slots.load(Ordering::Relaxed) <= runner::MAX_RUNNERS);
-        assert!(s.channels_opened() <= 9, "{}", s.channels_opened());
-        let idle = s.runners.lock().unwrap().idle.len();
-        assert!(
-            (2..=runner::MAX_RUNNERS).contains(&idle),
-            "{idle} idle runners"
-        );
+        assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+        assert_eq!(s.channels_opened(), 1);
 
-        // A command past its deadline is Hung, its runner closed; the next one answers.
+        // A command past its deadline is Hung; the runner, silent meanwhile, is replaced.
         let t0 = Instant::now();
-        let hung = s.exec("sleep 30", Duration::from_secs(1)).await.unwrap();
+        // (1.5 s here, 2 s for the remote `timeout`: no frame of it before the deadline.)
+        let hung = s
+            .exec("sleep 30", Duration::from_millis(1500))
+            .await
+            .unwrap();
         assert!(matches!(hung, Exec::Hung));
         assert!(t0.elapsed() < Duration::from_secs(5));
         assert_eq!(done(s.exec("echo after", T).await).stdout, "after\n");
+        assert_eq!(s.channels_opened(), 2);
+        // One that overruns while others answer leaves the runner in place.
+        let (slow, quick) = tokio::join!(
+            s.exec("sleep 30", Duration::from_secs(2)),
+            s.exec("sleep 0.5; echo quick", T)
+        );
+        assert!(matches!(slow, Ok(Exec::Hung)));
+        assert_eq!(done(quick).stdout, "quick\n");
+        assert_eq!(done(s.exec("echo still", T).await).stdout, "still\n");
+        assert_eq!(s.channels_opened(), 2);
 
-        // After the connection is dropped, runners start afresh on the new one.
+        // After the connection is dropped, a runner starts afresh on the new one.
         s.disconnect().await;
-        let t0 = Instant::now();
-        while s.runner_slots.load(Ordering::Relaxed) > 0 && t0.elapsed() < T {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert_eq!(s.runner_slots.load(Ordering::Relaxed), 0);
         let before = s.channels_opened();
         assert_eq!(done(s.exec("echo again", T).await).stdout, "again\n");
         assert_eq!(

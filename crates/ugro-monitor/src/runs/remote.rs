@@ -31,7 +31,7 @@ use crate::ssh::{Exec, MAX_OUTPUT, NodeSession, shell_quote};
 
 use super::host::RunsHost;
 use super::presence::RootId;
-use super::source::{BoxFuture, Due, Found, RootSource, Views, runs_touched};
+use super::source::{BoxFuture, Due, Found, Identity, RootSource, Views, runs_touched};
 
 /// Directories listed per exec at most (their paths travel gzip'ed in the command line).
 const LIST_BATCH: usize = 2048;
@@ -1730,7 +1730,7 @@ impl<H: RunsHost> RootSource for RemoteRoot<H> {
         Some("another node's disk (over SSH)")
     }
 
-    fn identify(&self, was_mount: bool) -> BoxFuture<Result<(Option<RootId>, bool), String>> {
+    fn identify(&self, was_mount: bool) -> BoxFuture<Identity> {
         let inner = Arc::clone(&self.inner);
         Box::pin(async move { inner.identify(was_mount).await })
     }

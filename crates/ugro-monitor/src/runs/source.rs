@@ -40,6 +40,10 @@ pub(super) type Views = HashMap<PathBuf, Arc<RunView>>;
 /// directory [`scan`] recognises as one; a poll cycle `stat`s only each due run's dir, its
 /// files and its next epoch dir ([`scan::unchanged`]) and reads a run only when one of those
 /// changed; new runs are looked for only in searched directories whose stamp changed.
+/// Which directory a root is now (`None`: not a directory now) and, for a mount point turned
+/// plain directory, whether it is empty; `Err`: the root could not be asked, with why.
+pub(super) type Identity = Result<(Option<RootId>, bool), String>;
+
 pub(super) trait RootSource: Send + Sync {
     /// Why this root's file events cannot be watched with inotify (the name of its network
     /// filesystem, or why else), `None` when they can.
@@ -48,7 +52,7 @@ pub(super) trait RootSource: Send + Sync {
     /// Which directory the root is now (`None`: not a directory now) and, when it `was_mount`
     /// and is now a plain directory, whether that directory is empty (an unmounted mount
     /// point). `Err`: the root could not be asked (its node is unreachable), with why.
-    fn identify(&self, was_mount: bool) -> BoxFuture<Result<(Option<RootId>, bool), String>>;
+    fn identify(&self, was_mount: bool) -> BoxFuture<Identity>;
 
     /// Every run under the root and the searched directories ([`scan::scan_root`]), re-using
     /// the `prev` views.
@@ -121,7 +125,7 @@ impl RootSource for LocalRoot {
         super::watch::is_network_fs(&self.root)
     }
 
-    fn identify(&self, was_mount: bool) -> BoxFuture<Result<(Option<RootId>, bool), String>> {
+    fn identify(&self, was_mount: bool) -> BoxFuture<Identity> {
         let root = self.root.clone();
         Box::pin(async move {
             Ok(blocking(move || {

@@ -31,7 +31,7 @@ use super::persist::{Write, to_store, writer};
 use super::presence::{Presence, ROOT_CHECK_DEADLINE, RootChange, RootId};
 use super::procs::{Proc, Procs, processes_of_runs};
 use super::progress_file::write_progress;
-use super::source::{BoxFuture, Due, Found, LocalRoot, RootSource, Views};
+use super::source::{BoxFuture, Due, Found, Identity, LocalRoot, RootSource, Views};
 use super::watch::{Mode, RunWatch, Watch};
 use super::{Run, info, rel_of, root_name, status_counts};
 
@@ -170,7 +170,7 @@ pub(super) struct RootTracker<H: RunsHost> {
     /// The root was last seen as this directory: another one at its path is read from scratch.
     last_here: Option<RootId>,
     /// An identity check that did not answer by its deadline, still running.
-    pending_check: Option<BoxFuture<Result<(Option<RootId>, bool), String>>>,
+    pending_check: Option<BoxFuture<Identity>>,
     /// The root was watched with inotify before it went missing: watch it again once back.
     rewatch: bool,
     /// Runs the previous daemon stored, listed stale while the root has been missing since
@@ -320,26 +320,36 @@ impl<H: RunsHost> RootTracker<H> {
         }
         self.host.runs().first_claimed(&self.root);
         // The identity is checked again every few seconds and before each batch of work.
-        let id = match identified.await {
-            Ok(found) => found,
-            Err(_) => self.source.identify(false).await,
-        }
-        .map_or(None, |(id, _)| id);
+        let asked = match identified.await {
+            Ok(Ok(found)) => Ok(found),
+            Ok(Err(e)) => {
+                tracing::debug!("the root's check beside the first scan failed: {e}");
+                self.source.identify(false).await
+            }
+            // Not asked beside the scan (a remote root's node session was not up yet), or the
+            // check failed: ask again now rather than take the root as missing.
+            _ => self.source.identify(false).await,
+        };
+        let (id, unasked) = match asked {
+            Ok((id, _)) => (id, None),
+            Err(why) => (None, Some(why)),
+        };
         self.presence = match id {
             Some(id) => Presence::Here(id),
             None => Presence::Missing { was_mount: false },
         };
         self.last_here = id;
         if self.presence.is_missing() {
+            let why = match unasked {
+                Some(why) => format!("cannot be checked: {why}"),
+                None => "does not exist (yet); watching for it".to_owned(),
+            };
             self.host
                 .event(NewEvent::new(
                     EventKind::RootMissing,
                     self.root_s.clone(),
                     Severity::Warning,
-                    format!(
-                        "root {} does not exist (yet); watching for it",
-                        self.root.display()
-                    ),
+                    format!("root {} {why}", self.root.display()),
                 ))
                 .await;
         }
