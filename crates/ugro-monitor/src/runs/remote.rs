@@ -46,6 +46,8 @@ const TAIL_BATCH: usize = 128;
 const WRITE_BATCH: usize = 64;
 /// The deadline of one exec.
 const EXEC_DEADLINE: Duration = Duration::from_secs(60);
+/// How long a command waits for the node's session to be set up (at the daemon's start).
+const SESSION_WAIT: Duration = Duration::from_secs(10);
 /// Most bytes a decompressed output may have.
 const MAX_DECODED: u64 = 512 * 1024 * 1024;
 /// Most output (base64 text) kept of one listing or fetch exec; a batch over it is split.
@@ -727,19 +729,32 @@ async fn off_runtime<T: Send + 'static>(
 }
 
 impl<H: RunsHost> Inner<H> {
-    fn session(&self) -> Result<Arc<NodeSession>, String> {
-        self.host
-            .remote_sessions()
-            .into_iter()
-            .find(|(n, _)| *n == self.node)
-            .map(|(_, s)| s)
-            .ok_or_else(|| format!("node {} has no SSH session", self.node))
+    /// The node's session. At start the root's first scan may come before the health loop
+    /// has set the node's session up: it is waited for, up to [`SESSION_WAIT`] (before, the
+    /// first scan failed at once and the root was listed empty until the next poll).
+    async fn session(&self) -> Result<Arc<NodeSession>, String> {
+        let until = Instant::now() + SESSION_WAIT;
+        loop {
+            let found = self
+                .host
+                .remote_sessions()
+                .into_iter()
+                .find(|(n, _)| *n == self.node)
+                .map(|(_, s)| s);
+            match found {
+                Some(s) => return Ok(s),
+                None if Instant::now() < until => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                None => return Err(format!("node {} has no SSH session", self.node)),
+            }
+        }
     }
 
     /// Runs `script` on the node keeping up to `bound` bytes of output; its stdout as text and
     /// whether it was cut. `Err` names the node and what failed.
     async fn exec_text(&self, script: &str, bound: usize) -> Result<(String, bool), String> {
-        let session = self.session()?;
+        let session = self.session().await?;
         EXECS.fetch_add(1, Ordering::Relaxed);
         match session.exec_bounded(script, EXEC_DEADLINE, bound).await {
             Ok(Exec::Done(out)) => Ok((out.stdout, out.truncated)),
