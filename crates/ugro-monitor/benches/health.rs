@@ -130,14 +130,12 @@ fn main() {
     drop(d);
 
     // 2. Per-check cost: `true` over one persistent session vs a fresh ssh process.
-    let session = NodeSession::new(RemoteHost {
-        host: "127.0.0.1".into(),
-        port: sshd.port(),
-        user: sshd.user().into(),
-        identity_file: sshd.client_key().to_path_buf(),
-        known_hosts: sshd.known_hosts().to_path_buf(),
-        accept_new_host_keys: false,
-    });
+    let session = NodeSession::new(RemoteHost::loopback(
+        sshd.port(),
+        sshd.user(),
+        sshd.client_key(),
+        sshd.known_hosts(),
+    ));
     let persistent: Vec<f64> = rt.block_on(async {
         session.ensure_connected(true).await.unwrap();
         let mut v = Vec::new();

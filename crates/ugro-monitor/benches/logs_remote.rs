@@ -44,14 +44,12 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(30);
     let sshd = Sshd::start();
-    let session = NodeSession::new(RemoteHost {
-        host: "127.0.0.1".into(),
-        port: sshd.port(),
-        user: sshd.user().into(),
-        identity_file: sshd.client_key().to_path_buf(),
-        known_hosts: sshd.known_hosts().to_path_buf(),
-        accept_new_host_keys: false,
-    });
+    let session = NodeSession::new(RemoteHost::loopback(
+        sshd.port(),
+        sshd.user(),
+        sshd.client_key(),
+        sshd.known_hosts(),
+    ));
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("train_val.log");
     let f = std::fs::File::create(&log).unwrap();

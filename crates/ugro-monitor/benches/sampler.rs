@@ -181,14 +181,12 @@ fn live() {
     let deadline = Duration::from_secs(30);
 
     // 1. Remote, warm session.
-    let session = NodeSession::new(RemoteHost {
-        host: "127.0.0.1".into(),
-        port: sshd.port(),
-        user: sshd.user().into(),
-        identity_file: sshd.client_key().to_path_buf(),
-        known_hosts: sshd.known_hosts().to_path_buf(),
-        accept_new_host_keys: false,
-    });
+    let session = NodeSession::new(RemoteHost::loopback(
+        sshd.port(),
+        sshd.user(),
+        sshd.client_key(),
+        sshd.known_hosts(),
+    ));
     let (walls, cpu) = rt.block_on(async {
         session.ensure_connected(true).await.unwrap();
         let mut prev = None;

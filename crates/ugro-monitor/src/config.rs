@@ -223,6 +223,21 @@ pub struct RemoteHost {
     pub accept_new_host_keys: bool,
 }
 
+impl RemoteHost {
+    /// A host on this machine's loopback (127.0.0.1, e.g. the testkit's sshd in tests and
+    /// benchmarks), its host key checked against `known_hosts`.
+    pub fn loopback(port: u16, user: &str, identity_file: &Path, known_hosts: &Path) -> Self {
+        RemoteHost {
+            host: "127.0.0.1".into(),
+            port,
+            user: user.into(),
+            identity_file: identity_file.to_path_buf(),
+            known_hosts: known_hosts.to_path_buf(),
+            accept_new_host_keys: false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeConfig {
     pub name: String,

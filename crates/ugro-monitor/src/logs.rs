@@ -1302,14 +1302,12 @@ mod tests {
     async fn remote_reads_over_a_real_sshd() {
         use ugro_testkit::sshd::Sshd;
         let sshd = Sshd::start();
-        let session = NodeSession::new(crate::config::RemoteHost {
-            host: "127.0.0.1".into(),
-            port: sshd.port(),
-            user: sshd.user().into(),
-            identity_file: sshd.client_key().to_path_buf(),
-            known_hosts: sshd.known_hosts().to_path_buf(),
-            accept_new_host_keys: false,
-        });
+        let session = NodeSession::new(crate::config::RemoteHost::loopback(
+            sshd.port(),
+            sshd.user(),
+            sshd.client_key(),
+            sshd.known_hosts(),
+        ));
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("it's a log.log");
         let f = fs::File::create(&p).unwrap();

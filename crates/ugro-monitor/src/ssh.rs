@@ -701,14 +701,12 @@ mod tests {
     }
 
     fn session(sshd: &ugro_testkit::sshd::Sshd) -> NodeSession {
-        NodeSession::new(RemoteHost {
-            host: "127.0.0.1".into(),
-            port: sshd.port(),
-            user: sshd.user().into(),
-            identity_file: sshd.client_key().to_path_buf(),
-            known_hosts: sshd.known_hosts().to_path_buf(),
-            accept_new_host_keys: false,
-        })
+        NodeSession::new(RemoteHost::loopback(
+            sshd.port(),
+            sshd.user(),
+            sshd.client_key(),
+            sshd.known_hosts(),
+        ))
     }
 
     fn done(r: Result<Exec, SshError>) -> ExecOutput {
