@@ -14,7 +14,7 @@ use russh::ChannelMsg;
 use russh::client::{Handle, Msg};
 use tokio::sync::{Mutex, mpsc};
 
-use super::{ExecOutput, Verifier, append, shell_quote};
+use super::{Collect, ExecOutput, Verifier, shell_quote};
 
 /// Commands running on one runner at most; more run on channels of their own.
 pub(super) const MAX_IN_FLIGHT: usize = 16;
@@ -209,22 +209,15 @@ impl Runner {
         req.extend_from_slice(command.as_bytes());
         // One writer at a time: a request's packets must not interleave with another's.
         self.write.lock().await.data(&req[..]).await?;
-        let mut out = ExecOutput::default();
-        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        let mut out = Collect::new(max_output);
         loop {
             match rx.recv().await {
-                Some(Frame::Out(b)) => append(&mut stdout, &b, &mut out.truncated, max_output),
-                Some(Frame::Err(b)) => append(&mut stderr, &b, &mut out.truncated, max_output),
-                Some(Frame::Exit(code)) => {
-                    out.exit_status = code;
-                    break;
-                }
+                Some(Frame::Out(b)) => out.stdout(&b),
+                Some(Frame::Err(b)) => out.stderr(&b),
+                Some(Frame::Exit(code)) => return Ok(out.finish(code)),
                 None => return Err(RunnerError::Ended),
             }
         }
-        out.stdout = String::from_utf8_lossy(&stdout).into_owned();
-        out.stderr = String::from_utf8_lossy(&stderr).into_owned();
-        Ok(out)
     }
 
     /// Closes the channel (the runner ends at the end of its stdin).
